@@ -1,0 +1,81 @@
+//! The HTTP client providers use to talk to their services: pooled, verified
+//! TLS, one deadline for the whole exchange, bounded answer size.
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+/// Largest provider answer read, in bytes.
+pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+
+/// A pooled client for provider calls; cheap to clone.
+#[derive(Clone)]
+pub struct HttpClient {
+    inner: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+}
+
+impl fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpClient").finish_non_exhaustive()
+    }
+}
+
+/// A provider's whole answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// Why no answer came.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl HttpClient {
+    /// A client trusting webpki's roots and, when given, the PEM roots of `ca_file`.
+    pub fn new(ca_file: Option<&Path>) -> Result<Self, String> {
+        let connector = crate::tls::https_connector(ca_file)?;
+        let inner = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(connector);
+        Ok(Self { inner })
+    }
+
+    /// Sends `req` and reads the whole answer, all within `timeout`.
+    pub async fn send(&self, req: Request<Full<Bytes>>, timeout: Duration) -> Result<Answer, ClientError> {
+        let exchange = async {
+            let res = self.inner.request(req).await.map_err(|e| ClientError::Unavailable(error_chain(&e)))?;
+            let (parts, body) = res.into_parts();
+            let body = Limited::new(body, MAX_ANSWER_BYTES)
+                .collect()
+                .await
+                .map_err(|e| ClientError::Unavailable(format!("reading the answer: {e}")))?
+                .to_bytes();
+            Ok(Answer { status: parts.status, headers: parts.headers, body })
+        };
+        tokio::time::timeout(timeout, exchange).await.unwrap_or(Err(ClientError::Timeout(timeout)))
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

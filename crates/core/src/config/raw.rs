@@ -1,0 +1,205 @@
+//! The configuration file as written: serde structs that mirror the TOML of the
+//! spec key for key. Unknown keys are refused here; meaning is checked in
+//! [`super::validate`], which turns these into the typed [`super::Config`].
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    #[serde(default)]
+    pub(crate) server: RawServer,
+    pub(crate) admin: Option<RawAdmin>,
+    #[serde(default)]
+    pub(crate) upstream_tls: RawUpstreamTls,
+    #[serde(default)]
+    pub(crate) sessions: RawSessions,
+    #[serde(default)]
+    pub(crate) limits: RawLimits,
+    #[serde(default)]
+    pub(crate) providers: BTreeMap<String, RawProvider>,
+    #[serde(default)]
+    pub(crate) sites: Vec<RawSite>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServer {
+    pub(crate) listen: Option<Vec<String>>,
+    pub(crate) trusted_proxies: Option<Vec<String>>,
+    pub(crate) require_https: Option<bool>,
+    pub(crate) shutdown_grace: Option<String>,
+    pub(crate) upstream_timeout: Option<String>,
+    pub(crate) tls: Option<RawTls>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTls {
+    pub(crate) listen: Vec<String>,
+    pub(crate) cert: String,
+    pub(crate) key: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdmin {
+    pub(crate) listen: String,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUpstreamTls {
+    pub(crate) ca_file: Option<String>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSessions {
+    pub(crate) store: Option<String>,
+    pub(crate) redis_url: Option<String>,
+    pub(crate) redis_url_file: Option<String>,
+    pub(crate) secret: Option<String>,
+    pub(crate) secret_file: Option<String>,
+    pub(crate) cookie_name: Option<String>,
+    pub(crate) cookie_secure: Option<bool>,
+    pub(crate) max_entries: Option<u64>,
+    pub(crate) max_ttl: Option<String>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimits {
+    pub(crate) login_body_bytes: Option<u64>,
+    pub(crate) login_per_ip: Option<String>,
+    pub(crate) login_per_account: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub(crate) enum RawProvider {
+    Qwyk(RawQwyk),
+    Payway(RawPayway),
+    Rest(RawRest),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawQwyk {
+    pub(crate) server: String,
+    pub(crate) organization_id: i64,
+    pub(crate) site_id: i64,
+    pub(crate) timeout: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPayway {
+    pub(crate) server: String,
+    pub(crate) token_url: Option<String>,
+    pub(crate) token_scope: Option<String>,
+    pub(crate) client_id: String,
+    pub(crate) client_secret: Option<String>,
+    pub(crate) client_secret_file: Option<String>,
+    pub(crate) oid: String,
+    pub(crate) redirect_uri: String,
+    pub(crate) scope: Option<String>,
+    pub(crate) timeout: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRest {
+    pub(crate) url: String,
+    pub(crate) method: Option<String>,
+    pub(crate) body_format: Option<String>,
+    pub(crate) xml_root: Option<String>,
+    // Ordered: the XML body is written in table order.
+    pub(crate) body: Option<toml::Table>,
+    pub(crate) headers: Option<BTreeMap<String, String>>,
+    pub(crate) auth: Option<String>,
+    pub(crate) users: Option<String>,
+    pub(crate) forgot_password_url: Option<String>,
+    pub(crate) session_ttl: Option<String>,
+    pub(crate) timeout: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSite {
+    pub(crate) name: String,
+    #[serde(default)]
+    pub(crate) hosts: Vec<String>,
+    pub(crate) upstream: String,
+    pub(crate) provider: String,
+    #[serde(default)]
+    pub(crate) allowed_origins: Vec<String>,
+    #[serde(default)]
+    pub(crate) protected_paths: Vec<String>,
+    pub(crate) login: RawLogin,
+    pub(crate) portal: Option<RawPortal>,
+    pub(crate) home: Option<RawRedirectRoute>,
+    pub(crate) logout: Option<RawRedirectRoute>,
+    pub(crate) wizard: Option<RawWizard>,
+    pub(crate) forgot_password: Option<RawForgotPassword>,
+    pub(crate) callback: Option<RawCallback>,
+    #[serde(default)]
+    pub(crate) rewrite_location: Vec<RawRewrite>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLogin {
+    pub(crate) path: String,
+    pub(crate) username_field: Option<String>,
+    pub(crate) password_field: Option<String>,
+    pub(crate) remember_field: Option<String>,
+    pub(crate) destination_field: Option<String>,
+    pub(crate) failure_redirect: Option<String>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPortal {
+    pub(crate) url: Option<String>,
+    pub(crate) default_destination: Option<String>,
+    pub(crate) allowed_destinations: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRedirectRoute {
+    pub(crate) paths: Vec<String>,
+    pub(crate) redirect: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWizard {
+    pub(crate) path: String,
+    pub(crate) destination: String,
+    #[serde(default)]
+    pub(crate) params: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawForgotPassword {
+    pub(crate) path: String,
+    pub(crate) redirect: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCallback {
+    pub(crate) path: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRewrite {
+    pub(crate) from: String,
+    pub(crate) to: String,
+}

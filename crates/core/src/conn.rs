@@ -1,0 +1,105 @@
+//! Who is on the other end of a request: the TCP peer, whether it came over
+//! TLS, and what a trusted proxy in front of us says about the real client.
+
+use std::net::{IpAddr, SocketAddr};
+
+use http::HeaderMap;
+use ipnet::IpNet;
+
+/// Connection facts a listener records on every request (as an extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientConn {
+    pub peer: SocketAddr,
+    pub tls: bool,
+}
+
+/// Whether `ip` is one of `trusted`.
+pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
+    let ip = canonical(ip);
+    trusted.iter().any(|net| net.contains(&ip))
+}
+
+/// The client address: the peer, or, when the peer is a trusted proxy, the
+/// right-most address of `X-Forwarded-For` that is not itself a trusted proxy.
+pub fn client_ip(conn: Option<&ClientConn>, headers: &HeaderMap, trusted: &[IpNet]) -> Option<IpAddr> {
+    let peer = canonical(conn?.peer.ip());
+    if !is_trusted(peer, trusted) {
+        return Some(peer);
+    }
+    let forwarded: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse::<IpAddr>().ok().map(canonical))
+        .collect();
+    Some(
+        forwarded
+            .iter()
+            .rev()
+            .copied()
+            .find(|ip| !is_trusted(*ip, trusted))
+            .or(forwarded.first().copied())
+            .unwrap_or(peer),
+    )
+}
+
+/// Whether the client's request arrived over HTTPS: our own TLS, or a trusted
+/// proxy's `X-Forwarded-Proto: https`.
+pub fn is_https(conn: Option<&ClientConn>, headers: &HeaderMap, trusted: &[IpNet]) -> bool {
+    match conn {
+        Some(c) if c.tls => true,
+        Some(c) if is_trusted(c.peer.ip(), trusted) => headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(',').next().is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))),
+        _ => false,
+    }
+}
+
+/// IPv4-mapped IPv6 addresses compare as IPv4.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(peer: &str) -> ClientConn {
+        ClientConn { peer: SocketAddr::new(peer.parse().unwrap(), 1234), tls: false }
+    }
+
+    fn xff(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", v.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn untrusted_peer_is_the_client() {
+        let trusted = vec!["10.0.0.0/8".parse().unwrap()];
+        let ip = client_ip(Some(&conn("203.0.113.9")), &xff("1.2.3.4"), &trusted);
+        assert_eq!(ip, Some("203.0.113.9".parse().unwrap()));
+    }
+
+    #[test]
+    fn trusted_peer_passes_the_rightmost_untrusted_address() {
+        let trusted = vec!["10.0.0.0/8".parse().unwrap()];
+        let ip = client_ip(Some(&conn("10.0.0.1")), &xff("6.6.6.6, 198.51.100.7, 10.0.0.2"), &trusted);
+        assert_eq!(ip, Some("198.51.100.7".parse().unwrap()));
+    }
+
+    #[test]
+    fn forwarded_proto_only_from_trusted_peers() {
+        let trusted = vec!["127.0.0.1/32".parse().unwrap()];
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-proto", "https".parse().unwrap());
+        assert!(is_https(Some(&conn("127.0.0.1")), &h, &trusted));
+        assert!(!is_https(Some(&conn("192.0.2.1")), &h, &trusted));
+        assert!(is_https(Some(&ClientConn { tls: true, ..conn("192.0.2.1") }), &HeaderMap::new(), &trusted));
+    }
+}

@@ -1,0 +1,82 @@
+//! The identity layer: no client can claim an identity. Every request that
+//! passes through loses any `X-Ferrygate-*` header it brought, in any case and
+//! with `_` for `-`.
+
+use std::task::{Context, Poll};
+
+use http::{HeaderMap, HeaderName, Request};
+use tower::{Layer, Service};
+
+/// Adds [`Identity`] around a service.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IdentityLayer;
+
+impl<S> Layer<S> for IdentityLayer {
+    type Service = Identity<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Identity { inner }
+    }
+}
+
+/// See the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct Identity<S> {
+    inner: S,
+}
+
+impl<S, B> Service<Request<B>> for Identity<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        strip_identity_headers(req.headers_mut());
+        self.inner.call(req)
+    }
+}
+
+/// Whether `name` (lower-case, as `http` stores it) is an `X-Ferrygate-*` header.
+pub fn is_identity_header(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.len() > 12
+        && b[0].eq_ignore_ascii_case(&b'x')
+        && matches!(b[1], b'-' | b'_')
+        && b[2..11].eq_ignore_ascii_case(b"ferrygate")
+        && matches!(b[11], b'-' | b'_')
+}
+
+/// Removes every client-sent identity header.
+pub fn strip_identity_headers(headers: &mut HeaderMap) {
+    if !headers.keys().any(|n| is_identity_header(n.as_str())) {
+        return;
+    }
+    let doomed: Vec<HeaderName> = headers.keys().filter(|n| is_identity_header(n.as_str())).cloned().collect();
+    for name in doomed {
+        headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_every_spelling() {
+        let mut h = HeaderMap::new();
+        for name in ["x-ferrygate-user", "X-FERRYGATE-USER-ID", "x_ferrygate_org_id", "x-ferrygate_provider", "x-other"]
+        {
+            h.append(HeaderName::from_bytes(name.as_bytes()).unwrap(), "v".parse().unwrap());
+        }
+        strip_identity_headers(&mut h);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), vec!["x-other"]);
+    }
+}

@@ -1,0 +1,30 @@
+//! Ferrygate's core: the configuration model and its validation, the
+//! [`Provider`] trait, and the Tower layers that own the login routes
+//! ([`GatewayLayer`]) and the identity headers ([`IdentityLayer`]).
+//!
+//! This crate depends on no other Ferrygate crate; providers, the proxy and
+//! the server build on it.
+
+pub mod audit;
+pub mod client;
+pub mod config;
+pub mod conn;
+pub mod csrf;
+pub mod destination;
+pub mod error;
+pub mod gateway;
+pub mod identity;
+mod login;
+pub mod provider;
+pub mod respond;
+pub mod template;
+pub mod tls;
+
+pub use client::HttpClient;
+pub use config::{Config, ConfigError, ConfigErrors, Loaded};
+pub use conn::ClientConn;
+pub use error::LoginError;
+pub use gateway::{BoxError, Gateway, GatewayLayer};
+pub use identity::{Identity, IdentityLayer};
+pub use provider::{BoxFuture, Grant, LoginAttempt, Provider, Providers, Token};
+pub use secrecy::{ExposeSecret, SecretString};

@@ -1,0 +1,236 @@
+//! The login POST (spec section 3): checks, body parsing, destination,
+//! the provider call, the audit event and the answer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
+use http::{Request, Response};
+use http_body::Body;
+use http_body_util::{BodyExt, Full, Limited};
+use secrecy::SecretString;
+
+use crate::config::{OwnedRoute, ProviderConfig, Site};
+use crate::conn::{self, ClientConn};
+use crate::csrf;
+use crate::destination;
+use crate::error::LoginError;
+use crate::gateway::{request_host, BoxError, Shared};
+use crate::provider::{Grant, LoginAttempt};
+use crate::respond::{self, media_type, AnswerMode};
+
+/// Longest username or password accepted, in bytes.
+pub(crate) const MAX_FIELD_BYTES: usize = 1024;
+
+const FORM: &str = "application/x-www-form-urlencoded";
+const JSON: &str = "application/json";
+
+pub(crate) async fn handle<B>(
+    shared: Arc<Shared>,
+    site: Arc<Site>,
+    req: Request<B>,
+    route: OwnedRoute,
+) -> Response<Full<Bytes>>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let mode = AnswerMode::of(req.headers());
+    let conn = req.extensions().get::<ClientConn>().copied();
+    let client_ip = conn::client_ip(conn.as_ref(), req.headers(), &shared.config.server.trusted_proxies);
+    let mut account = None;
+    let result = attempt(&shared, &site, req, route, conn, client_ip, &mut account).await;
+
+    let outcome = match &result {
+        Ok(_) => "success",
+        Err(e) => e.code(),
+    };
+    let account_hash = account.as_deref().map(|a| shared.accounts.hash(a));
+    tracing::info!(
+        target: "ferrygate::audit",
+        event = "login",
+        site = %site.name,
+        provider = %site.provider,
+        outcome,
+        client_ip = client_ip.map(tracing::field::display),
+        account = account_hash.as_deref(),
+    );
+    match result {
+        Ok(grant) => respond::login_success(&grant.redirect, mode, &[]),
+        Err(err) => respond::login_failure(err, mode, &site.login.failure_redirect),
+    }
+}
+
+async fn attempt<B>(
+    shared: &Shared,
+    site: &Site,
+    req: Request<B>,
+    route: OwnedRoute,
+    conn: Option<ClientConn>,
+    client_ip: Option<std::net::IpAddr>,
+    account: &mut Option<String>,
+) -> Result<Grant, LoginError>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let config = &shared.config;
+    if config.server.require_https && !conn::is_https(conn.as_ref(), req.headers(), &config.server.trusted_proxies) {
+        return Err(LoginError::HttpsRequired);
+    }
+    if !csrf::origin_allowed(req.headers(), request_host(&req), site) {
+        return Err(LoginError::OriginRejected);
+    }
+    let (parts, body) = req.into_parts();
+    let fields = read_fields(&parts.headers, body, config.limits.login_body_bytes).await?;
+
+    let login = &site.login;
+    let username = fields.get(&login.username_field).map(str::trim).unwrap_or("");
+    let password = fields.get(&login.password_field).unwrap_or("");
+    if username.is_empty() || password.is_empty() {
+        return Err(LoginError::MissingCredentials);
+    }
+    if username.len() > MAX_FIELD_BYTES
+        || password.len() > MAX_FIELD_BYTES
+        || username.contains('\0')
+        || password.contains('\0')
+    {
+        return Err(LoginError::InvalidInput);
+    }
+    *account = Some(username.to_owned());
+    let remember = fields.get(&login.remember_field).is_some_and(truthy);
+
+    let destination = match route {
+        OwnedRoute::Wizard => wizard_destination(site, &fields),
+        _ => {
+            let query = parts.uri.query().unwrap_or("");
+            let asked = fields.get(&login.destination_field).map(str::to_owned).or_else(|| {
+                form_urlencoded::parse(query.as_bytes())
+                    .find(|(k, _)| k == "destination" || k == "next")
+                    .map(|(_, v)| v.into_owned())
+            });
+            allowed_destination(site, asked.as_deref())
+        }
+    };
+
+    let password = SecretString::from(password.to_owned());
+    let user_agent = parts.headers.get(USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let attempt = LoginAttempt {
+        site,
+        username,
+        password: &password,
+        remember,
+        destination: &destination,
+        client_ip,
+        user_agent,
+    };
+    let provider = shared.providers.get(&site.provider).ok_or(LoginError::ProviderUnavailable)?;
+    // The provider bounds its own calls; this only guards against one that hangs.
+    let deadline = provider_timeout(config.providers.get(&site.provider)) + Duration::from_secs(1);
+    tokio::time::timeout(deadline, provider.authenticate(&attempt)).await.unwrap_or(Err(LoginError::ProviderTimeout))
+}
+
+fn provider_timeout(provider: Option<&ProviderConfig>) -> Duration {
+    match provider {
+        Some(ProviderConfig::Qwyk(q)) => q.timeout,
+        Some(ProviderConfig::Payway(p)) => p.timeout,
+        Some(ProviderConfig::Rest(r)) => r.timeout,
+        None => Duration::from_secs(5),
+    }
+}
+
+/// The asked destination when it passes validation, else the site's default.
+pub(crate) fn allowed_destination(site: &Site, asked: Option<&str>) -> String {
+    let portal = &site.portal;
+    match asked.filter(|a| !a.is_empty()) {
+        None => portal.default_destination.clone(),
+        Some(raw) => destination::validate(raw, &portal.allowed_destinations).unwrap_or_else(|why| {
+            let shown: String = raw.chars().take(200).collect();
+            tracing::warn!(site = %site.name, destination = ?shown, reason = %why, "refused destination replaced by the default");
+            portal.default_destination.clone()
+        }),
+    }
+}
+
+/// `wizard.destination` with the configured routing/product fields as its query.
+fn wizard_destination(site: &Site, fields: &Fields) -> String {
+    let Some(wizard) = &site.wizard else { return site.portal.default_destination.clone() };
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for name in &wizard.params {
+        if let Some(v) = fields.get(name).map(str::trim).filter(|v| !v.is_empty()) {
+            query.append_pair(name, v);
+        }
+    }
+    let query = query.finish();
+    let target = if query.is_empty() {
+        wizard.destination.clone()
+    } else {
+        let sep = if wizard.destination.contains('?') { '&' } else { '?' };
+        format!("{}{sep}{query}", wizard.destination)
+    };
+    allowed_destination(site, Some(&target))
+}
+
+fn truthy(v: &str) -> bool {
+    matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "on" | "yes")
+}
+
+/// The login form's fields, first value of each name.
+#[derive(Default)]
+pub(crate) struct Fields(Vec<(String, String)>);
+
+impl Fields {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads a form or JSON body of at most `limit` bytes.
+pub(crate) async fn read_fields<B>(headers: &http::HeaderMap, body: B, limit: usize) -> Result<Fields, LoginError>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(media_type).unwrap_or("");
+    let json = if content_type.eq_ignore_ascii_case(FORM) {
+        false
+    } else if content_type.eq_ignore_ascii_case(JSON) {
+        true
+    } else {
+        return Err(LoginError::UnsupportedMediaType);
+    };
+    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(LoginError::PayloadTooLarge);
+    }
+    let bytes = Limited::new(body, limit).collect().await.map_err(|e| {
+        if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            LoginError::PayloadTooLarge
+        } else {
+            LoginError::InvalidInput
+        }
+    })?;
+    let bytes = bytes.to_bytes();
+    if json {
+        let map: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&bytes).map_err(|_| LoginError::InvalidInput)?;
+        Ok(Fields(
+            map.into_iter()
+                .filter_map(|(k, v)| {
+                    let v = match v {
+                        serde_json::Value::String(s) => s,
+                        serde_json::Value::Bool(b) => b.to_string(),
+                        serde_json::Value::Number(n) => n.to_string(),
+                        _ => return None,
+                    };
+                    Some((k, v))
+                })
+                .collect(),
+        ))
+    } else {
+        Ok(Fields(form_urlencoded::parse(&bytes).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()))
+    }
+}

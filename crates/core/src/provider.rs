@@ -1,0 +1,85 @@
+//! The provider trait: credentials in, a grant (redirect + token) or a typed
+//! failure out. One crate per provider kind implements it; the core never
+//! knows a provider's wire format.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::config::Site;
+use crate::error::LoginError;
+
+/// A boxed, sendable future, as returned by [`Provider`] methods.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Providers by the name they have in `[providers]`.
+pub type Providers = HashMap<String, Arc<dyn Provider>>;
+
+/// One login attempt, as the gateway hands it to a provider.
+pub struct LoginAttempt<'a> {
+    pub site: &'a Site,
+    /// As typed (trimmed); never logged.
+    pub username: &'a str,
+    pub password: &'a SecretString,
+    /// The form's "remember me".
+    pub remember: bool,
+    /// Already validated against the site's allowed destinations.
+    pub destination: &'a str,
+    pub client_ip: Option<IpAddr>,
+    pub user_agent: &'a str,
+}
+
+impl fmt::Debug for LoginAttempt<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoginAttempt")
+            .field("site", &self.site.name)
+            .field("remember", &self.remember)
+            .field("destination", &self.destination)
+            .field("client_ip", &self.client_ip)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A provider's access token and how long it lives.
+pub struct Token {
+    pub value: SecretString,
+    pub token_type: String,
+    pub expires_in: Duration,
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Token")
+            .field("value", &"[redacted]")
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .finish()
+    }
+}
+
+/// A successful login.
+pub struct Grant {
+    /// Where the browser goes next; may carry the token, so never logged.
+    pub redirect: String,
+    /// The token to cache, for providers that issue one.
+    pub token: Option<Token>,
+}
+
+impl fmt::Debug for Grant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Grant").field("redirect", &"[redacted]").field("token", &self.token).finish()
+    }
+}
+
+/// An upstream authentication service.
+pub trait Provider: Send + Sync + 'static {
+    /// Authenticates the attempt server to server. Wrong credentials, refusals,
+    /// outages and timeouts are `Err` with their [`LoginError`].
+    fn authenticate<'a>(&'a self, attempt: &'a LoginAttempt<'a>) -> BoxFuture<'a, Result<Grant, LoginError>>;
+}

@@ -1,0 +1,198 @@
+//! The `qwyk` provider (spec 1.1, Qwyk's "External authentication" guide):
+//! `POST {server}/api/portals/auth/login` with the user's credentials and the
+//! integer organization and site ids, then a redirect to the portal carrying
+//! the access token.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use ferrygate_core::client::{Answer, ClientError};
+use ferrygate_core::config::{QwykConfig, Site};
+use ferrygate_core::provider::{BoxFuture, Grant, LoginAttempt, Provider, Token};
+use ferrygate_core::{ExposeSecret, HttpClient, LoginError};
+use http::header::{ACCEPT, CONTENT_TYPE};
+use http::{Method, Request, StatusCode};
+use http_body_util::Full;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use serde::{Deserialize, Serialize};
+
+/// `token_type` when the answer has none.
+pub const DEFAULT_TOKEN_TYPE: &str = "bearer";
+/// `expires_in` (seconds) when the answer has none.
+pub const DEFAULT_EXPIRES_IN: u64 = 7200;
+
+/// What JavaScript's `encodeURIComponent` leaves alone; everything else is
+/// percent-encoded, so a value can never add a parameter to the portal URL.
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'!')
+    .remove(b'~')
+    .remove(b'*')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')');
+
+/// A configured Qwyk provider.
+#[derive(Debug)]
+pub struct Qwyk {
+    login_url: String,
+    organization_id: i64,
+    site_id: i64,
+    timeout: Duration,
+    client: HttpClient,
+}
+
+#[derive(Serialize)]
+struct LoginBody<'a> {
+    email: &'a str,
+    password: &'a str,
+    organization_id: i64,
+    site_id: i64,
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    access_token: String,
+    token_type: Option<String>,
+    expires_in: Option<u64>,
+}
+
+impl Qwyk {
+    pub fn new(config: &QwykConfig, client: HttpClient) -> Self {
+        Self {
+            login_url: format!("{}/api/portals/auth/login", config.server),
+            organization_id: config.organization_id,
+            site_id: config.site_id,
+            timeout: config.timeout,
+            client,
+        }
+    }
+
+    async fn login(&self, attempt: &LoginAttempt<'_>) -> Result<Grant, LoginError> {
+        let body = serde_json::to_vec(&LoginBody {
+            email: attempt.username,
+            password: attempt.password.expose_secret(),
+            organization_id: self.organization_id,
+            site_id: self.site_id,
+        })
+        .map_err(|_| LoginError::InvalidInput)?;
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(&self.login_url)
+            .header(ACCEPT, "application/json")
+            .header(CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|_| LoginError::ProviderUnavailable)?;
+        let answer = self.client.send(req, self.timeout).await.map_err(|e| match e {
+            ClientError::Timeout(t) => {
+                tracing::warn!(provider = "qwyk", timeout = ?t, "login call timed out");
+                LoginError::ProviderTimeout
+            }
+            ClientError::Unavailable(why) => {
+                tracing::warn!(provider = "qwyk", error = %why, "login call failed");
+                LoginError::ProviderUnavailable
+            }
+        })?;
+        let token = token_from(answer)?;
+        let redirect = portal_redirect(attempt.site, &token, token.expires_in, attempt.destination)?;
+        Ok(Grant { redirect, token: Some(token) })
+    }
+}
+
+impl Provider for Qwyk {
+    fn authenticate<'a>(&'a self, attempt: &'a LoginAttempt<'a>) -> BoxFuture<'a, Result<Grant, LoginError>> {
+        Box::pin(self.login(attempt))
+    }
+}
+
+/// Reads the login answer: 200 with a token, any 4xx a refusal, the rest an outage.
+fn token_from(answer: Answer) -> Result<Token, LoginError> {
+    match answer.status {
+        StatusCode::OK => {}
+        s if s.is_client_error() => return Err(LoginError::InvalidCredentials),
+        s => {
+            tracing::warn!(provider = "qwyk", status = s.as_u16(), "unexpected login status");
+            return Err(LoginError::ProviderUnavailable);
+        }
+    }
+    let parsed: TokenAnswer = serde_json::from_slice(&answer.body).map_err(|e| {
+        // serde's message names the field, never the value.
+        tracing::warn!(provider = "qwyk", error = %e, "login answer is not a token");
+        LoginError::ProviderUnavailable
+    })?;
+    if parsed.access_token.is_empty() {
+        tracing::warn!(provider = "qwyk", "login answer has an empty access_token");
+        return Err(LoginError::ProviderUnavailable);
+    }
+    Ok(Token {
+        value: parsed.access_token.into(),
+        token_type: parsed.token_type.filter(|t| !t.is_empty()).unwrap_or_else(|| DEFAULT_TOKEN_TYPE.to_owned()),
+        expires_in: Duration::from_secs(parsed.expires_in.unwrap_or(DEFAULT_EXPIRES_IN)),
+    })
+}
+
+/// `{portal.url}?token=T&token_type=bearer&expires_in=N&destination=D`, every
+/// value percent-encoded as a query component. `expires_in` is passed in so a
+/// returning user gets the token's remaining lifetime, not the original.
+pub fn portal_redirect(
+    site: &Site,
+    token: &Token,
+    expires_in: Duration,
+    destination: &str,
+) -> Result<String, LoginError> {
+    let Some(portal) = site.portal.url.as_deref() else {
+        tracing::error!(site = %site.name, "qwyk site without portal.url");
+        return Err(LoginError::ProviderUnavailable);
+    };
+    let sep = if portal.contains('?') { '&' } else { '?' };
+    let enc = |v: &str| utf8_percent_encode(v, COMPONENT).to_string();
+    Ok(format!(
+        "{portal}{sep}token={}&token_type={}&expires_in={}&destination={}",
+        enc(token.value.expose_secret()),
+        enc(&token.token_type),
+        expires_in.as_secs(),
+        enc(destination),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderMap;
+
+    fn answer(status: u16, body: &str) -> Answer {
+        Answer {
+            status: StatusCode::from_u16(status).unwrap(),
+            headers: HeaderMap::new(),
+            body: Bytes::from(body.to_owned()),
+        }
+    }
+
+    #[test]
+    fn reads_tokens_with_defaults() {
+        let t = token_from(answer(200, r#"{"access_token":"abc","token_type":"bearer","expires_in":60}"#)).unwrap();
+        assert_eq!(t.value.expose_secret(), "abc");
+        assert_eq!(t.expires_in, Duration::from_secs(60));
+        let t = token_from(answer(200, r#"{"access_token":"abc"}"#)).unwrap();
+        assert_eq!(t.token_type, "bearer");
+        assert_eq!(t.expires_in, Duration::from_secs(7200));
+    }
+
+    #[test]
+    fn maps_statuses_and_bad_bodies() {
+        assert_eq!(token_from(answer(401, "{}")).unwrap_err(), LoginError::InvalidCredentials);
+        assert_eq!(token_from(answer(422, "{}")).unwrap_err(), LoginError::InvalidCredentials);
+        assert_eq!(token_from(answer(500, "{}")).unwrap_err(), LoginError::ProviderUnavailable);
+        assert_eq!(token_from(answer(302, "")).unwrap_err(), LoginError::ProviderUnavailable);
+        assert_eq!(token_from(answer(200, "<html>")).unwrap_err(), LoginError::ProviderUnavailable);
+        assert_eq!(token_from(answer(200, r#"{"token":"x"}"#)).unwrap_err(), LoginError::ProviderUnavailable);
+        assert_eq!(token_from(answer(200, r#"{"access_token":""}"#)).unwrap_err(), LoginError::ProviderUnavailable);
+    }
+
+    #[test]
+    fn encodes_as_query_components() {
+        assert_eq!(utf8_percent_encode("/a?b=c&d=e f", COMPONENT).to_string(), "%2Fa%3Fb%3Dc%26d%3De%20f");
+    }
+}

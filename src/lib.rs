@@ -1,0 +1,69 @@
+//! Ferrygate: a login gateway for hosted portals' "external authentication".
+//!
+//! This facade re-exports the focused crates and adds the two entry points a
+//! Rust service needs:
+//!
+//! ```no_run
+//! # async fn demo(inner: tower::util::BoxCloneService<http::Request<String>, http::Response<String>, std::convert::Infallible>) -> Result<(), Box<dyn std::error::Error>> {
+//! let loaded = ferrygate::Config::load("ferrygate.toml".as_ref())?;
+//! let gateway = ferrygate::Gateway::from_config(loaded.config).await?;
+//! let app = tower::ServiceBuilder::new().layer(gateway.layer()).service(inner);
+//! # let _ = app; Ok(()) }
+//! ```
+
+use std::sync::Arc;
+
+pub use ferrygate_core as core;
+pub use ferrygate_core::{Config, ConfigError, ConfigErrors, GatewayLayer, IdentityLayer, Loaded, Provider, Providers};
+#[cfg(feature = "qwyk")]
+pub use ferrygate_provider_qwyk as qwyk;
+#[cfg(feature = "server")]
+pub use {ferrygate_demo as demo, ferrygate_proxy as proxy, ferrygate_server as server};
+
+use ferrygate_core::config::ProviderConfig;
+use ferrygate_core::HttpClient;
+
+/// The layers a Rust service wraps around itself: login routes, then identity.
+pub type Layer = tower::layer::util::Stack<IdentityLayer, GatewayLayer>;
+
+/// Builds one provider per `[providers]` entry this build supports.
+pub fn build_providers(config: &Config) -> Result<Providers, String> {
+    let client = HttpClient::new(config.upstream_tls.ca_file.as_deref())?;
+    let mut providers = Providers::new();
+    for (name, provider) in &config.providers {
+        let built: Option<Arc<dyn Provider>> = match provider {
+            #[cfg(feature = "qwyk")]
+            ProviderConfig::Qwyk(q) => Some(Arc::new(qwyk::Qwyk::new(q, client.clone()))),
+            _ => None,
+        };
+        if let Some(p) = built {
+            providers.insert(name.clone(), p);
+        }
+    }
+    Ok(providers)
+}
+
+/// A configured gateway, ready to wrap services.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    layer: GatewayLayer,
+}
+
+impl Gateway {
+    /// Builds the providers and the layers for `config`.
+    pub async fn from_config(config: Config) -> Result<Self, String> {
+        let config = Arc::new(config);
+        let providers = build_providers(&config)?;
+        Ok(Self { layer: GatewayLayer::new(config, providers)? })
+    }
+
+    /// The Tower layer: owned login routes, then identity-header hygiene.
+    pub fn layer(&self) -> Layer {
+        tower::layer::util::Stack::new(IdentityLayer, self.layer.clone())
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &Arc<Config> {
+        self.layer.config()
+    }
+}

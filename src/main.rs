@@ -1,0 +1,195 @@
+//! The `ferrygate` command: serve, check, demo.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use ferrygate::server::Server;
+use ferrygate::{Config, Loaded};
+
+#[derive(Parser)]
+#[command(name = "ferrygate", version, about = "A login gateway for hosted portals' external authentication")]
+struct Cli {
+    /// Log line format.
+    #[arg(long, value_enum, global = true, default_value = "pretty")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        /// Configuration file [default: $FERRYGATE_CONFIG, then ./ferrygate.toml]
+        #[arg(long, env = "FERRYGATE_CONFIG", default_value = "ferrygate.toml", hide_default_value = true)]
+        config: PathBuf,
+    },
+    /// Validate a configuration: exit 0, or 1 with messages naming the key.
+    Check {
+        /// Configuration file [default: $FERRYGATE_CONFIG, then ./ferrygate.toml]
+        #[arg(long, env = "FERRYGATE_CONFIG", default_value = "ferrygate.toml", hide_default_value = true)]
+        config: PathBuf,
+    },
+    /// Run everything embedded: a demo site, provider and portal behind Ferrygate.
+    Demo {
+        /// Where the gateway listens.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        match cli.command {
+            Command::Check { config } => check(&config).await,
+            Command::Serve { config } => serve(&config).await,
+            Command::Demo { listen } => demo(listen).await,
+        }
+    })
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout).with_ansi(ansi);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Pretty => builder.init(),
+    }
+}
+
+/// Loads and validates `path`, printing what `check` prints; `None` when invalid.
+async fn load(path: &Path) -> Option<(Vec<ferrygate::ConfigError>, ferrygate::Gateway)> {
+    let Loaded { config, warnings } = match Config::load(path) {
+        Ok(l) => l,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return None;
+        }
+    };
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    // Build (without binding) so a provider this build cannot run is refused too.
+    match ferrygate::Gateway::from_config(config).await {
+        Ok(gateway) => Some((warnings, gateway)),
+        Err(e) => {
+            eprintln!("error: {e}");
+            None
+        }
+    }
+}
+
+async fn check(path: &Path) -> ExitCode {
+    let Some((warnings, gateway)) = load(path).await else { return ExitCode::FAILURE };
+    let config = gateway.config();
+    println!(
+        "{}: ok ({} site(s), {} provider(s), {} warning(s))",
+        path.display(),
+        config.sites.len(),
+        config.providers.len(),
+        warnings.len()
+    );
+    ExitCode::SUCCESS
+}
+
+async fn serve(path: &Path) -> ExitCode {
+    let Some((_, gateway)) = load(path).await else { return ExitCode::FAILURE };
+    run(gateway.config().clone(), None).await
+}
+
+async fn demo(listen: SocketAddr) -> ExitCode {
+    let demo = match ferrygate::demo::Demo::start().await {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: cannot start the demo: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = match Config::from_toml(&demo.config_toml(listen), Path::new(".")) {
+        Ok(l) => Arc::new(l.config),
+        Err(e) => {
+            eprintln!("error: the demo configuration is invalid (a bug):\n{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    run(config, Some(demo)).await
+}
+
+async fn run(config: Arc<Config>, demo: Option<ferrygate::demo::Demo>) -> ExitCode {
+    let providers = match ferrygate::build_providers(&config) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let server = match Server::bind(config, providers).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addrs = server.local_addrs();
+    tracing::info!(?addrs, "ferrygate listening");
+    if let (Some(demo), Some(addr)) = (&demo, addrs.first()) {
+        let url = format!("http://{addr}");
+        demo.set_gateway_url(&url);
+        println!("\n  Ferrygate demo is running: open {url}/\n");
+        println!("  Sign in with one of these demo accounts:");
+        for u in ferrygate::demo::USERS {
+            println!("    {:<20} password: {}", u.email, u.password);
+        }
+        println!("\n  (site {}, provider {}, portal {}; Ctrl-C to stop)\n", demo.site, demo.provider, demo.portal);
+    }
+    server.run(shutdown_signal()).await;
+    ExitCode::SUCCESS
+}
+
+/// Resolves on the first SIGTERM or SIGINT; a second one exits at once.
+async fn shutdown_signal() {
+    wait_for_signal().await;
+    tokio::spawn(async {
+        wait_for_signal().await;
+        eprintln!("second signal: exiting now");
+        std::process::exit(1);
+    });
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
