@@ -1,0 +1,311 @@
+//! End to end: the reverse-proxy path through the real server.
+
+mod common;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Notify;
+
+const BOUND: Duration = Duration::from_secs(5);
+
+/// A plain site config in front of `upstream`, with extra [server] and site lines.
+fn site_config(upstream: &str, server_extra: &str, site_extra: &str) -> String {
+    // A provider is needed for a site; this one is never called.
+    qwyk_config("127.0.0.1:9".parse().unwrap(), "127.0.0.1:9".parse().unwrap(), server_extra, site_extra)
+        .replace("upstream = \"http://127.0.0.1:9\"", &format!("upstream = \"{upstream}\""))
+}
+
+#[tokio::test]
+async fn responses_stream_before_the_upstream_finishes() {
+    let release = Arc::new(Notify::new());
+    let gate = release.clone();
+    let upstream = serve(move |_req: Request<Incoming>| {
+        let gate = gate.clone();
+        async move {
+            let frames = futures_util::stream::unfold(0u8, move |step| {
+                let gate = gate.clone();
+                async move {
+                    match step {
+                        0 => Some((Ok::<_, Infallible>(Frame::data(Bytes::from("first"))), 1)),
+                        1 => {
+                            gate.notified().await;
+                            Some((Ok(Frame::data(Bytes::from("second"))), 2))
+                        }
+                        _ => None,
+                    }
+                }
+            });
+            Response::new(StreamBody::new(frames).boxed())
+        }
+    })
+    .await;
+    let gw = gateway(&site_config(&format!("http://{upstream}"), "", "")).await;
+    let res =
+        tokio::time::timeout(BOUND, client().request(Request::get(gw.url("/download")).body(Full::default()).unwrap()))
+            .await
+            .expect("headers must arrive while the upstream is still sending")
+            .unwrap();
+    let mut body = res.into_body();
+    let first = tokio::time::timeout(BOUND, body.frame()).await.expect("first chunk held back").unwrap().unwrap();
+    assert_eq!(first.into_data().unwrap(), "first");
+    release.notify_one();
+    let rest = tokio::time::timeout(BOUND, body.collect()).await.unwrap().unwrap().to_bytes();
+    assert_eq!(rest, "second");
+}
+
+#[tokio::test]
+async fn request_bodies_stream_to_the_upstream() {
+    let got_first = Arc::new(Notify::new());
+    let signal = got_first.clone();
+    let upstream = serve(move |req: Request<Incoming>| {
+        let signal = signal.clone();
+        async move {
+            let mut body = req.into_body();
+            let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+            signal.notify_one();
+            let rest = body.collect().await.unwrap().to_bytes();
+            Response::new(full(format!("{}|{}", String::from_utf8_lossy(&first), String::from_utf8_lossy(&rest))))
+        }
+    })
+    .await;
+    let gw = gateway(&site_config(&format!("http://{upstream}"), "", "")).await;
+    let wait = got_first.clone();
+    let frames = futures_util::stream::unfold(0u8, move |step| {
+        let wait = wait.clone();
+        async move {
+            match step {
+                0 => Some((Ok::<_, Infallible>(Frame::data(Bytes::from("up-1"))), 1)),
+                1 => {
+                    // Only sent once the upstream has the first chunk: a buffering proxy deadlocks here.
+                    wait.notified().await;
+                    Some((Ok(Frame::data(Bytes::from("up-2"))), 2))
+                }
+                _ => None,
+            }
+        }
+    });
+    let streaming: Client<_, StreamBody<_>> = Client::builder(TokioExecutor::new()).build_http();
+    let req = Request::post(gw.url("/upload")).body(StreamBody::new(Box::pin(frames))).unwrap();
+    let res = tokio::time::timeout(BOUND, streaming.request(req)).await.expect("request body was buffered").unwrap();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "up-1|up-2");
+}
+
+#[tokio::test]
+async fn hop_by_hop_headers_are_removed_both_ways() {
+    let upstream = serve(|req: Request<Incoming>| async move {
+        let seen: Vec<String> = req.headers().keys().map(|k| k.as_str().to_owned()).collect();
+        Response::builder()
+            .header("connection", "x-resp-hop")
+            .header("x-resp-hop", "1")
+            .header("keep-alive", "timeout=5")
+            .header("x-resp-end", "1")
+            .body(full(seen.join(",")))
+            .unwrap()
+    })
+    .await;
+    let gw = gateway(&site_config(&format!("http://{upstream}"), "", "")).await;
+    let res = send(
+        Request::get(gw.url("/"))
+            .header("connection", "keep-alive, X-Hop")
+            .header("x-hop", "1")
+            .header("keep-alive", "timeout=5")
+            .header("te", "trailers")
+            .header("proxy-authorization", "Basic eA==")
+            .header("x-end", "1")
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
+    let seen = res.text();
+    let seen: Vec<&str> = seen.split(',').collect();
+    for hop in ["x-hop", "keep-alive", "te", "proxy-authorization"] {
+        assert!(!seen.contains(&hop), "{hop} reached the upstream: {seen:?}");
+    }
+    assert!(seen.contains(&"x-end"), "{seen:?}");
+    assert!(res.headers.get("x-resp-hop").is_none());
+    assert!(res.headers.get("keep-alive").is_none());
+    assert_eq!(res.header("x-resp-end"), "1");
+}
+
+#[tokio::test]
+async fn forwarded_headers_are_replaced_for_untrusted_peers() {
+    let upstream = echo_upstream().await;
+    let gw = gateway(&site_config(&format!("http://{upstream}"), "", "")).await;
+    let res = send(
+        Request::get(gw.url("/page?q=1"))
+            .header("host", "www.acme.example")
+            .header("x-forwarded-for", "6.6.6.6")
+            .header("x-forwarded-proto", "https")
+            .header("x-forwarded-host", "evil.example")
+            .header("forwarded", "for=6.6.6.6")
+            .header("X-Ferrygate-User", "admin@acme.example")
+            .header("x_ferrygate_user_id", "1")
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
+    let echo = res.json();
+    assert_eq!(echo["uri"], "/page?q=1");
+    assert_eq!(echoed(&echo, "x-forwarded-for"), vec!["127.0.0.1"]);
+    assert_eq!(echoed(&echo, "x-forwarded-proto"), vec!["http"]);
+    assert_eq!(echoed(&echo, "x-forwarded-host"), vec!["www.acme.example"]);
+    assert_eq!(echoed(&echo, "host"), vec![upstream.to_string()]);
+    assert!(echoed(&echo, "forwarded").is_empty());
+    assert!(echoed(&echo, "x-ferrygate-user").is_empty());
+    assert!(echoed(&echo, "x_ferrygate_user_id").is_empty());
+}
+
+#[tokio::test]
+async fn forwarded_headers_are_extended_for_trusted_peers() {
+    let upstream = echo_upstream().await;
+    let gw = gateway(&site_config(&format!("http://{upstream}/base"), "trusted_proxies = [\"127.0.0.0/8\"]", "")).await;
+    let res = send(
+        Request::get(gw.url("/page"))
+            .header("x-forwarded-for", "203.0.113.7")
+            .header("x-forwarded-proto", "https")
+            .header("x-forwarded-host", "www.acme.example")
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
+    let echo = res.json();
+    assert_eq!(echo["uri"], "/base/page");
+    assert_eq!(echoed(&echo, "x-forwarded-for"), vec!["203.0.113.7, 127.0.0.1"]);
+    assert_eq!(echoed(&echo, "x-forwarded-proto"), vec!["https"]);
+    assert_eq!(echoed(&echo, "x-forwarded-host"), vec!["www.acme.example"]);
+}
+
+#[tokio::test]
+async fn upgrades_are_spliced_through() {
+    let upstream = serve(|mut req: Request<Incoming>| async move {
+        if req.headers().get("upgrade").map(|v| v.as_bytes()) != Some(b"echo") {
+            return Response::builder().status(400).body(full("no upgrade")).unwrap();
+        }
+        let upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            let mut io = TokioIo::new(upgrade.await.unwrap());
+            let mut buf = [0u8; 64];
+            loop {
+                let n = io.read(&mut buf).await.unwrap_or(0);
+                if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header("connection", "upgrade")
+            .header("upgrade", "echo")
+            .body(full(""))
+            .unwrap()
+    })
+    .await;
+    let gw = gateway(&site_config(&format!("http://{upstream}"), "", "")).await;
+    let mut tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    tcp.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n").await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tokio::time::timeout(BOUND, tcp.read_exact(&mut byte)).await.expect("no 101").unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: echo"), "{head}");
+    tcp.write_all(b"ping").await.unwrap();
+    let mut pong = [0u8; 4];
+    tokio::time::timeout(BOUND, tcp.read_exact(&mut pong)).await.expect("no echo").unwrap();
+    assert_eq!(&pong, b"ping");
+}
+
+#[tokio::test]
+async fn a_down_upstream_is_502_and_a_slow_one_504() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let gw = gateway(&site_config(&format!("http://{closed}"), "", "")).await;
+    assert_eq!(get(&gw.url("/")).await.status, StatusCode::BAD_GATEWAY);
+
+    let slow = serve(|_req: Request<Incoming>| async move {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        Response::new(full("late"))
+    })
+    .await;
+    let gw = gateway(&site_config(&format!("http://{slow}"), "upstream_timeout = \"300ms\"", "")).await;
+    let started = std::time::Instant::now();
+    assert_eq!(get(&gw.url("/")).await.status, StatusCode::GATEWAY_TIMEOUT);
+    assert!(started.elapsed() < Duration::from_secs(4));
+}
+
+#[tokio::test]
+async fn location_headers_are_rewritten_by_prefix() {
+    let upstream = serve(|req: Request<Incoming>| async move {
+        let target = match req.uri().path() {
+            "/a" => "https://portal-internal.acme.example/login?from=a",
+            _ => "https://other.example/login",
+        };
+        Response::builder().status(302).header("location", target).body(full("")).unwrap()
+    })
+    .await;
+    let config = format!(
+        "{}\n[[sites.rewrite_location]]\nfrom = \"https://portal-internal.acme.example/login\"\nto = \"/login\"\n",
+        site_config(&format!("http://{upstream}"), "", "")
+    );
+    let gw = gateway(&config).await;
+    assert_eq!(get(&gw.url("/a")).await.header("location"), "/login?from=a");
+    assert_eq!(get(&gw.url("/b")).await.header("location"), "https://other.example/login");
+}
+
+async fn marker(name: &'static str) -> std::net::SocketAddr {
+    serve(move |_req: Request<Incoming>| async move { Response::new(full(name)) }).await
+}
+
+#[tokio::test]
+async fn sites_are_chosen_by_host() {
+    let (a, b) = (marker("site-a").await, marker("site-b").await);
+    let two_sites = format!(
+        "{}\n{}",
+        site_config(&format!("http://{a}"), "", "hosts = [\"a.example\"]"),
+        site_config(&format!("http://{b}"), "", "")
+            .split("[[sites]]")
+            .nth(1)
+            .map(|s| format!("[[sites]]{s}"))
+            .unwrap()
+            .replace("name = \"acme\"", "name = \"fallback\"")
+    );
+    let gw = gateway(&two_sites).await;
+    for (host, want) in [("a.example", "site-a"), ("A.Example:8080", "site-a"), ("b.example", "site-b")] {
+        let res = send(Request::get(gw.url("/")).header("host", host).body(Full::default()).unwrap()).await;
+        assert_eq!(res.text(), want, "{host}");
+    }
+
+    let only_a = site_config(&format!("http://{a}"), "", "hosts = [\"a.example\"]");
+    let gw = gateway(&only_a).await;
+    let res = send(Request::get(gw.url("/")).header("host", "b.example").body(Full::default()).unwrap()).await;
+    assert_eq!(res.status, StatusCode::MISDIRECTED_REQUEST);
+}
+
+#[tokio::test]
+async fn h2_clients_are_proxied() {
+    let upstream = echo_upstream().await;
+    let gw = gateway(&site_config(&format!("http://{upstream}"), "", "")).await;
+    let h2: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).http2_only(true).build_http();
+    let res = tokio::time::timeout(BOUND, h2.request(Request::get(gw.url("/h2?x=1")).body(Full::default()).unwrap()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(res.version(), http::Version::HTTP_2);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let echo: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(echo["uri"], "/h2?x=1");
+    assert_eq!(echoed(&echo, "x-forwarded-host"), vec![gw.addr.to_string()]);
+}
