@@ -32,9 +32,16 @@ pub(super) fn load(text: &str, base: &Path, env: Env<'_>) -> Result<Loaded, Conf
         return Err(ConfigErrors(check.errors));
     }
     let raw: RawConfig = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
-        let key = e.path().to_string();
-        let key = if key == "." { String::new() } else { key };
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
         let message = e.inner().message().trim().to_owned();
+        // Name the unknown key itself, not only the table it is in.
+        let unknown = message.strip_prefix("unknown field `").and_then(|m| m.split_once('`')).map(|(k, _)| k);
+        let key = match unknown {
+            Some(k) if path.is_empty() => k.to_owned(),
+            Some(k) if !path.ends_with(k) => format!("{path}.{k}"),
+            _ => path,
+        };
         one(key, message)
     })?;
     let config = check.config(raw);

@@ -1,0 +1,341 @@
+//! `ferrygate check` (and `serve`) on good and bad configurations: every
+//! refusal of spec section 6 names its key and exits 1.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ferrygate");
+const SECRET: &str = "0123456789abcdef0123456789abcdef-long-enough";
+
+/// The spec's full example, with its placeholder files made real in `dir`.
+fn spec_example(dir: &Path) -> String {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(dir.join("tls.crt"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.join("tls.key"), cert.signing_key.serialize_pem()).unwrap();
+    std::fs::write(dir.join("ca.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.join("users.csv"), "email,user_id,external_id,org_id\nalice@corp.example,1,ext-1,7\n").unwrap();
+    let d = dir.display();
+    format!(
+        r#"
+[server]
+listen = ["127.0.0.1:0"]
+trusted_proxies = ["127.0.0.1/32"]
+require_https = false
+shutdown_grace = "30s"
+
+[server.tls]
+listen = ["127.0.0.1:0"]
+cert = "{d}/tls.crt"
+key = "tls.key"
+
+[admin]
+listen = "127.0.0.1:9090"
+
+[upstream_tls]
+ca_file = "{d}/ca.pem"
+
+[sessions]
+store = "memory"
+redis_url = "redis://127.0.0.1:6379/0"
+secret = "${{FERRYGATE_SESSION_SECRET}}"
+cookie_name = "ferrygate_session"
+cookie_secure = true
+max_entries = 1000000
+max_ttl = "12h"
+
+[limits]
+login_body_bytes = 16384
+login_per_ip = "20/min"
+login_per_account = "5/min"
+
+[providers.acme-qwyk]
+kind = "qwyk"
+server = "https://api.qwyk.example"
+organization_id = 12
+site_id = 34
+timeout = "5s"
+
+[providers.news-payway]
+kind = "payway"
+server = "https://payway.example"
+token_url = "https://payway.example/oauth2/token"
+token_scope = "/oauth2/login/x"
+client_id = "6a98217e95ddeee048023001"
+client_secret = "${{PAYWAY_CLIENT_SECRET}}"
+oid = "adeprimo"
+redirect_uri = "https://www.news.example/landing"
+scope = ""
+timeout = "5s"
+
+[providers.corp-rest]
+kind = "rest"
+url = "https://auth.corp.example/check?user={{{{USEREMAIL}}}}"
+method = "POST"
+body_format = "json"
+xml_root = "login"
+body = {{ login = "{{{{USEREMAIL}}}}", password = "{{{{USERPASSWORD}}}}", org = "{{{{ORGID}}}}" }}
+headers = {{ "X-Device" = "{{{{DEVICENAME}}}}" }}
+auth = "none"
+users = "users.csv"
+forgot_password_url = "https://auth.corp.example/forgot?email={{{{USEREMAIL}}}}"
+session_ttl = "8h"
+timeout = "5s"
+
+[[sites]]
+name = "acme"
+hosts = ["www.acme.example"]
+upstream = "http://127.0.0.1:3000"
+provider = "acme-qwyk"
+allowed_origins = []
+protected_paths = []
+
+[sites.login]
+path = "/login"
+username_field = "email"
+password_field = "password"
+remember_field = "remember"
+destination_field = "destination"
+failure_redirect = "/login"
+
+[sites.portal]
+url = "https://portal.acme.example/auth/external"
+default_destination = "/my-portal"
+allowed_destinations = ["/my-portal"]
+
+[sites.home]
+paths = ["/portal-home"]
+redirect = "https://www.acme.example/"
+
+[sites.logout]
+paths = ["/portal-logout"]
+redirect = "https://www.acme.example/goodbye"
+
+[sites.wizard]
+path = "/book"
+destination = "/my-portal/quotations/new"
+params = ["origin", "destination_port", "cargo_type", "product"]
+
+[sites.forgot_password]
+path = "/forgot-password"
+redirect = "/forgot-password?sent=1"
+
+[sites.callback]
+path = "/landing"
+
+[[sites.rewrite_location]]
+from = "https://portal-internal.acme.example/login"
+to = "/login"
+"#
+    )
+}
+
+fn run(args: &[&str], dir: &Path, config: &str) -> Output {
+    let path = dir.join("ferrygate.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).arg("--config").arg(&path);
+    cmd.env("FERRYGATE_SESSION_SECRET", SECRET)
+        .env("PAYWAY_CLIENT_SECRET", "payway-secret")
+        .env_remove("FERRYGATE_CONFIG");
+    cmd.output().unwrap()
+}
+
+fn check(config: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&["check"], dir.path(), config);
+    (out.status.code().unwrap(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Runs `check` on the spec example after `edit`, expecting exit 1 and `key` named.
+fn refused(edit: impl Fn(String) -> String, key: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let config = edit(spec_example(dir.path()));
+    let out = run(&["check"], dir.path(), &config);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "expected a refusal naming {key}; stderr: {stderr}");
+    assert!(stderr.contains(&format!("error: {key}:")), "expected {key} to be named; stderr: {stderr}");
+    stderr
+}
+
+#[test]
+fn the_spec_example_passes_with_warnings_for_sections_that_do_not_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&["check"], dir.path(), &spec_example(dir.path()));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("warning: sites[0].forgot_password: applies to rest providers only"), "{stderr}");
+    assert!(stderr.contains("warning: sites[0].callback: applies to payway providers only"), "{stderr}");
+    assert!(!stderr.contains("warning: sites[0].wizard"), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 site(s), 3 provider(s), 2 warning(s))"));
+}
+
+#[test]
+fn unknown_keys_are_named() {
+    refused(|c| c.replace("require_https = false", "require_https = false\ncolour = \"blue\""), "server.colour");
+    refused(|c| c.replace("site_id = 34", "site_id = 34\nsiteid = 35"), "providers.acme-qwyk.siteid");
+    refused(|c| c.replace("path = \"/login\"", "path = \"/login\"\npassword = \"x\""), "sites[0].login.password");
+    refused(|c| format!("nonsense = 1\n{c}"), "nonsense");
+}
+
+#[test]
+fn a_site_naming_a_missing_provider_is_refused() {
+    refused(|c| c.replace("provider = \"acme-qwyk\"", "provider = \"acme-qwyk2\""), "sites[0].provider");
+}
+
+#[test]
+fn two_sites_with_the_same_host_are_refused() {
+    let stderr = refused(
+        |c| {
+            let site = c.split("[[sites]]").nth(1).unwrap().to_owned();
+            let second = site
+                .replace("name = \"acme\"", "name = \"acme2\"")
+                .replace("www.acme.example\"]", "WWW.ACME.example\"]");
+            format!("{c}\n[[sites]]{second}")
+        },
+        "sites[1].hosts[0]",
+    );
+    assert!(stderr.contains("already used by site \"acme\""), "{stderr}");
+}
+
+#[test]
+fn a_short_secret_is_refused() {
+    let stderr = refused(|c| c.replace("${FERRYGATE_SESSION_SECRET}", "too-short"), "sessions.secret");
+    assert!(stderr.contains("9 bytes"), "{stderr}");
+    assert!(!stderr.contains("too-short"), "the secret itself must not be printed: {stderr}");
+    refused(|c| c.replace("secret = \"${FERRYGATE_SESSION_SECRET}\"", ""), "sessions.secret");
+}
+
+#[test]
+fn a_default_destination_outside_the_allowed_prefixes_is_refused() {
+    refused(
+        |c| c.replace("default_destination = \"/my-portal\"", "default_destination = \"/admin\""),
+        "sites[0].portal.default_destination",
+    );
+    refused(
+        |c| c.replace("default_destination = \"/my-portal\"", "default_destination = \"/my-portalx\""),
+        "sites[0].portal.default_destination",
+    );
+    refused(
+        |c| c.replace("destination = \"/my-portal/quotations/new\"", "destination = \"https://evil.example/\""),
+        "sites[0].wizard.destination",
+    );
+}
+
+#[test]
+fn a_template_with_an_unknown_placeholder_is_refused() {
+    let stderr = refused(|c| c.replace("org = \"{{ORGID}}\"", "org = \"{{ORG}}\""), "providers.corp-rest.body.org");
+    assert!(stderr.contains("unknown placeholder {{ORG}}"), "{stderr}");
+    refused(|c| c.replace("check?user={{USEREMAIL}}", "check?user={{EMAIL}}"), "providers.corp-rest.url");
+    refused(
+        |c| c.replace("\"X-Device\" = \"{{DEVICENAME}}\"", "\"X-Device\" = \"{{DEVICE}}\""),
+        "providers.corp-rest.headers.X-Device",
+    );
+}
+
+#[test]
+fn tls_files_that_do_not_load_are_refused() {
+    refused(|c| c.replace("/tls.crt\"", "/missing.crt\""), "server.tls.cert");
+    refused(|c| c.replace("key = \"tls.key\"", "key = \"ca.pem\""), "server.tls.key");
+    // A key that does not belong to the certificate.
+    let stderr = refused(
+        |c| {
+            let other = rcgen::generate_simple_self_signed(vec!["other".to_owned()]).unwrap();
+            let dir = c.split("cert = \"").nth(1).unwrap().split("/tls.crt").next().unwrap().to_owned();
+            std::fs::write(PathBuf::from(dir).join("other.key"), other.signing_key.serialize_pem()).unwrap();
+            c.replace("key = \"tls.key\"", "key = \"other.key\"")
+        },
+        "server.tls.key",
+    );
+    assert!(stderr.contains("does not fit"), "{stderr}");
+    refused(|c| c.replace("/ca.pem\"", "/users.csv\""), "upstream_tls.ca_file");
+}
+
+#[test]
+fn values_are_checked_and_named() {
+    refused(|c| c.replace("shutdown_grace = \"30s\"", "shutdown_grace = \"soon\""), "server.shutdown_grace");
+    refused(|c| c.replace("login_per_ip = \"20/min\"", "login_per_ip = \"20/fortnight\""), "limits.login_per_ip");
+    refused(
+        |c| c.replace("trusted_proxies = [\"127.0.0.1/32\"]", "trusted_proxies = [\"10.0.0.0/33\"]"),
+        "server.trusted_proxies[0]",
+    );
+    refused(|c| c.replace("organization_id = 12", "organization_id = \"12\""), "providers.acme-qwyk");
+    refused(|c| c.replace("${PAYWAY_CLIENT_SECRET}", "${NOT_SET_ANYWHERE_XYZ}"), "providers.news-payway.client_secret");
+    refused(
+        |c| {
+            c.replace("path = \"/portal-home\"", "path = \"/portal-home\"")
+                .replace("[\"/portal-logout\"]", "[\"/login\"]")
+        },
+        "sites[0].logout.paths",
+    );
+    refused(|c| c.replace("upstream = \"http://127.0.0.1:3000\"", "upstream = \"ftp://x\""), "sites[0].upstream");
+    refused(|c| c.replace("users = \"users.csv\"", "users = \"nobody.csv\""), "providers.corp-rest.users");
+    let (code, stderr) = check("[server\nlisten = 1");
+    assert_eq!(code, 1);
+    assert!(stderr.contains("invalid TOML") && stderr.contains("line 1"), "{stderr}");
+}
+
+#[test]
+fn secrets_can_come_from_files() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secret"), format!("{SECRET}\n")).unwrap();
+    let config =
+        spec_example(dir.path()).replace("secret = \"${FERRYGATE_SESSION_SECRET}\"", "secret_file = \"secret\"");
+    let out = run(&["check"], dir.path(), &config);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let both = config.replace("secret_file = \"secret\"", "secret_file = \"secret\"\nsecret = \"x\"");
+    let out = run(&["check"], dir.path(), &both);
+    assert_eq!(out.status.code(), Some(1));
+    let out = run(&["check"], dir.path(), &config.replace("secret_file = \"secret\"", "secret_file = \"nope\""));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("error: sessions.secret_file:"));
+}
+
+#[test]
+fn serve_refuses_an_invalid_config_with_the_same_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = spec_example(dir.path()).replace("provider = \"acme-qwyk\"", "provider = \"missing\"");
+    let checked = run(&["check"], dir.path(), &config);
+    let served = run(&["serve"], dir.path(), &config);
+    assert_eq!(served.status.code(), Some(1));
+    assert_eq!(served.stderr, checked.stderr);
+    assert!(String::from_utf8_lossy(&served.stderr).contains("error: sites[0].provider:"));
+}
+
+#[test]
+fn the_config_path_defaults_to_the_environment_then_the_working_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = spec_example(dir.path());
+    std::fs::write(dir.path().join("ferrygate.toml"), &config).unwrap();
+    let envs = [("FERRYGATE_SESSION_SECRET", SECRET), ("PAYWAY_CLIENT_SECRET", "x")];
+    let out = Command::new(BIN)
+        .arg("check")
+        .current_dir(dir.path())
+        .envs(envs)
+        .env_remove("FERRYGATE_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .arg("check")
+        .current_dir(dir.path())
+        .envs(envs)
+        .env("FERRYGATE_CONFIG", dir.path().join("absent.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("absent.toml"));
+}
+
+#[test]
+fn version_and_log_format_are_accepted_anywhere() {
+    let out = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+    let dir = tempfile::tempdir().unwrap();
+    let config = spec_example(dir.path());
+    for args in [&["--log-format", "json", "check"][..], &["check", "--log-format", "pretty"][..]] {
+        let out = run(args, dir.path(), &config);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let out = run(&["check", "--log-format", "xml"], dir.path(), &config);
+    assert_eq!(out.status.code(), Some(2));
+}
