@@ -327,3 +327,24 @@ async fn home_and_logout_redirect_and_logout_expires_the_cookie() {
     .await;
     assert_eq!(res.status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn unacceptable_values_are_invalid_input_and_send_nothing() {
+    let (mock, gw) = setup(200, TOKEN_OK).await;
+    let long = "p".repeat(1025);
+    let res = post_json(&gw.url("/login"), serde_json::json!({"email": "a@b.example", "password": long})).await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    assert_eq!(res.json()["error"], "invalid_input");
+    let res = post_form(&gw.url("/login"), &[("email", "a@b.example"), ("password", "nul\0byte")]).await;
+    assert_eq!(param(&res.location(), "error").as_deref(), Some("invalid_input"));
+    let res = send(
+        Request::post(gw.url("/login"))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from("{not json")))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    assert_eq!(res.json()["error"], "invalid_input");
+    assert!(mock.requests().is_empty());
+}
