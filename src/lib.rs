@@ -17,11 +17,13 @@ pub use ferrygate_core as core;
 pub use ferrygate_core::{Config, ConfigError, ConfigErrors, GatewayLayer, IdentityLayer, Loaded, Provider, Providers};
 #[cfg(feature = "qwyk")]
 pub use ferrygate_provider_qwyk as qwyk;
+#[cfg(feature = "redis")]
+pub use ferrygate_store_redis as store_redis;
 #[cfg(feature = "server")]
 pub use {ferrygate_demo as demo, ferrygate_proxy as proxy, ferrygate_server as server};
 
-use ferrygate_core::config::ProviderConfig;
-use ferrygate_core::HttpClient;
+use ferrygate_core::config::{ProviderConfig, StoreKind};
+use ferrygate_core::{HttpClient, MemoryStore, SessionStore};
 
 /// The layers a Rust service wraps around itself: login routes, then identity.
 pub type Layer = tower::layer::util::Stack<IdentityLayer, GatewayLayer>;
@@ -43,6 +45,21 @@ pub fn build_providers(config: &Config) -> Result<Providers, String> {
     Ok(providers)
 }
 
+/// The session store `sessions.store` names.
+pub fn build_store(config: &Config) -> Result<Arc<dyn SessionStore>, String> {
+    let sessions = &config.sessions;
+    match sessions.store {
+        StoreKind::Memory => Ok(Arc::new(MemoryStore::new(sessions.max_entries))),
+        #[cfg(feature = "redis")]
+        StoreKind::Redis => {
+            let url = sessions.redis_url.as_ref().ok_or("sessions.redis_url: required for the redis store")?;
+            Ok(Arc::new(ferrygate_store_redis::RedisStore::new(url)?))
+        }
+        #[cfg(not(feature = "redis"))]
+        StoreKind::Redis => Err("sessions.store = \"redis\" needs the `redis` feature".to_owned()),
+    }
+}
+
 /// A configured gateway, ready to wrap services.
 #[derive(Debug, Clone)]
 pub struct Gateway {
@@ -54,7 +71,8 @@ impl Gateway {
     pub async fn from_config(config: Config) -> Result<Self, String> {
         let config = Arc::new(config);
         let providers = build_providers(&config)?;
-        Ok(Self { layer: GatewayLayer::new(config, providers)? })
+        let store = build_store(&config)?;
+        Ok(Self { layer: GatewayLayer::new(config, providers, store)? })
     }
 
     /// The Tower layer: owned login routes, then identity-header hygiene.

@@ -142,7 +142,14 @@ async fn run(config: Arc<Config>, demo: Option<ferrygate::demo::Demo>) -> ExitCo
             return ExitCode::FAILURE;
         }
     };
-    let server = match Server::bind(config, providers).await {
+    let store = match ferrygate::build_store(&config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let server = match Server::bind(config, providers, store).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");

@@ -34,7 +34,7 @@ impl Provider for MockProvider {
         let destination = a.destination.to_owned();
         Box::pin(async move {
             if ok {
-                Ok(Grant { redirect: format!("https://portal.example/in?d={destination}"), token: None })
+                Ok(Grant::redirect(format!("https://portal.example/in?d={destination}")))
             } else {
                 Err(LoginError::InvalidCredentials)
             }
@@ -68,7 +68,7 @@ fn layer(provider: Arc<MockProvider>) -> GatewayLayer {
     let config = Config::from_toml(CONFIG, ".".as_ref()).unwrap().config;
     let mut providers = Providers::new();
     providers.insert("p".to_owned(), provider as Arc<dyn Provider>);
-    GatewayLayer::new(Arc::new(config), providers).unwrap()
+    GatewayLayer::new(Arc::new(config), providers, Arc::new(ferrygate::core::MemoryStore::new(100))).unwrap()
 }
 
 #[tokio::test]
@@ -148,6 +148,7 @@ async fn answers_logins_itself_without_calling_the_inner_service() {
 #[test]
 fn refuses_a_config_whose_provider_is_missing() {
     let config = Config::from_toml(CONFIG, ".".as_ref()).unwrap().config;
-    let err = GatewayLayer::new(Arc::new(config), Providers::new()).unwrap_err();
+    let err = GatewayLayer::new(Arc::new(config), Providers::new(), Arc::new(ferrygate::core::MemoryStore::new(1)))
+        .unwrap_err();
     assert!(err.contains("\"p\""), "{err}");
 }

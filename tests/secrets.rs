@@ -87,7 +87,10 @@ async fn no_secret_in_logs_answers_or_debug_output() {
         expires_in: Duration::ZERO,
     };
     assert_clean("Debug of a token", &format!("{token:?}"));
-    let grant = ferrygate::core::Grant { redirect: format!("https://p.example/?token={TOKEN}"), token: Some(token) };
+    let grant = ferrygate::core::Grant {
+        token: Some(token),
+        ..ferrygate::core::Grant::redirect(format!("https://p.example/?token={TOKEN}"))
+    };
     assert_clean("Debug of a grant", &format!("{grant:?}"));
     let password = ferrygate::core::SecretString::from(PASSWORD.to_owned());
     let attempt = ferrygate::core::LoginAttempt {

@@ -160,7 +160,8 @@ pub async fn gateway_in(toml: &str, dir: &Path) -> Gateway {
     let toml = format!("[server]\nlisten = [\"127.0.0.1:0\"]\n{toml}");
     let config = Arc::new(ferrygate::Config::from_toml(&toml, dir).unwrap_or_else(|e| panic!("{e}")).config);
     let providers = ferrygate::build_providers(&config).unwrap();
-    let server = ferrygate::server::Server::bind(config, providers).await.unwrap();
+    let store = ferrygate::build_store(&config).unwrap();
+    let server = ferrygate::server::Server::bind(config, providers, store).await.unwrap();
     let addr = server.local_addrs()[0];
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(server.run(async move {

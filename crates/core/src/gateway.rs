@@ -1,9 +1,11 @@
 //! The gateway layer: picks the site by Host, answers the routes the site owns
-//! (login, wizard, home, logout) and passes everything else to the inner
-//! service untouched, tagged with the site's [`Upstream`](crate::config::Upstream).
+//! (login, wizard, home, logout, returning users, protected paths) and passes
+//! everything else to the inner service untouched, tagged with the site's
+//! [`Upstream`](crate::config::Upstream) and, for a live session, [`SignedIn`].
 //!
 //! Owned routes resolve to a response, never an `Err` (hyper would close the
-//! connection); the pass-through path is one Host lookup and one hash lookup.
+//! connection). A request without our cookie to a path we do not own takes the
+//! fast path: one Host lookup, one hash lookup, no allocation of ours.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,7 +13,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::{Either, Full};
 use tower::{Layer, Service};
@@ -20,8 +22,10 @@ use crate::audit::AccountHasher;
 use crate::config::{Config, OwnedRoute, Site};
 use crate::csrf;
 use crate::error::LoginError;
+use crate::identity::SignedIn;
 use crate::provider::{BoxFuture, Providers};
 use crate::respond::{self, AnswerMode};
+use crate::session::{Session, SessionManager, SessionStore};
 
 /// A boxed error, as bodies and services report them.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -30,6 +34,7 @@ pub(crate) struct Shared {
     pub(crate) config: Arc<Config>,
     pub(crate) providers: Providers,
     pub(crate) accounts: AccountHasher,
+    pub(crate) sessions: SessionManager,
 }
 
 /// Builds [`Gateway`] services around an inner service (the proxy, or an app).
@@ -46,8 +51,8 @@ impl std::fmt::Debug for GatewayLayer {
 
 impl GatewayLayer {
     /// A layer for `config`, with one provider per name in `config.providers`
-    /// that a site uses.
-    pub fn new(config: Arc<Config>, providers: Providers) -> Result<Self, String> {
+    /// that a site uses, keeping sessions in `store`.
+    pub fn new(config: Arc<Config>, providers: Providers, store: Arc<dyn SessionStore>) -> Result<Self, String> {
         for site in &config.sites {
             if !providers.contains_key(&site.provider) {
                 return Err(format!(
@@ -59,12 +64,18 @@ impl GatewayLayer {
             }
         }
         let accounts = AccountHasher::new(&config.sessions.secret);
-        Ok(Self { shared: Arc::new(Shared { config, providers, accounts }) })
+        let sessions = SessionManager::new(&config.sessions, store);
+        Ok(Self { shared: Arc::new(Shared { config, providers, accounts, sessions }) })
     }
 
     /// The configuration this layer serves.
     pub fn config(&self) -> &Arc<Config> {
         &self.shared.config
+    }
+
+    /// The session store in use (for readiness checks).
+    pub fn store(&self) -> &Arc<dyn SessionStore> {
+        self.shared.sessions.store()
     }
 }
 
@@ -94,17 +105,21 @@ pub(crate) fn request_host<B>(req: &Request<B>) -> Option<&str> {
     req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri().authority().map(|a| a.as_str()))
 }
 
+type GatewayResponse<ResBody> = Response<Either<ResBody, Full<Bytes>>>;
+
 impl<S, B, ResBody> Service<Request<B>> for Gateway<S>
 where
-    S: Service<Request<B>, Response = Response<ResBody>>,
+    S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Send + 'static,
     B: Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<BoxError>,
-    ResBody: Body<Data = Bytes>,
+    ResBody: Body<Data = Bytes> + Send + 'static,
 {
-    type Response = Response<Either<ResBody, Full<Bytes>>>;
+    type Response = GatewayResponse<ResBody>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -118,102 +133,176 @@ where
                 "no site is configured for this host\n",
             ));
         };
-        let Some(route) = site.route(req.uri().path()) else {
-            return self.pass(site.clone(), req);
-        };
-        match (route, req.method()) {
-            (OwnedRoute::Login | OwnedRoute::Wizard, &Method::POST) => {
-                let fut = crate::login::handle(self.shared.clone(), site.clone(), req, route);
-                ResponseFuture::owned(Box::pin(fut))
-            }
-            (OwnedRoute::Home, _) => {
+        let route = site.route(req.uri().path());
+        let with_cookie = self.shared.sessions.has_cookie(req.headers());
+        // The fast paths: nothing to look up, nothing to wait for.
+        match route {
+            None if !with_cookie && !site.is_protected(req.uri().path()) => return pass(&mut self.inner, site, req),
+            Some(OwnedRoute::Home) => {
                 let target = site.home.as_ref().map_or("/", |h| h.redirect.as_str());
-                ResponseFuture::ready(respond::see_other(target, &[]))
+                return ResponseFuture::ready(respond::see_other(target, &[]));
             }
-            (OwnedRoute::Logout, method) => {
-                if method == Method::POST && !csrf::origin_allowed(req.headers(), request_host(&req), site) {
-                    let mode = AnswerMode::of(req.headers());
-                    return ResponseFuture::ready(respond::login_failure(LoginError::OriginRejected, mode, "/"));
+            Some(OwnedRoute::Login | OwnedRoute::Wizard) if !with_cookie && req.method() != Method::POST => {
+                return pass(&mut self.inner, site, req)
+            }
+            Some(OwnedRoute::ForgotPassword | OwnedRoute::Callback) => return pass(&mut self.inner, site, req),
+            _ => {}
+        }
+        // Take the inner service that was driven to readiness; leave a clone.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let fut = owned(self.shared.clone(), site.clone(), route, with_cookie, req, inner);
+        ResponseFuture::boxed(Box::pin(fut))
+    }
+}
+
+/// Hands the request to the inner service, tagged with its upstream.
+fn pass<S, B, ResBody>(inner: &mut S, site: &Site, mut req: Request<B>) -> ResponseFuture<S::Future, ResBody, S::Error>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+{
+    req.extensions_mut().insert(site.upstream.clone());
+    ResponseFuture::inner(inner.call(req))
+}
+
+/// Every request that needs the session store or a provider.
+async fn owned<S, B, ResBody>(
+    shared: Arc<Shared>,
+    site: Arc<Site>,
+    route: Option<OwnedRoute>,
+    with_cookie: bool,
+    mut req: Request<B>,
+    mut inner: S,
+) -> Result<GatewayResponse<ResBody>, S::Error>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let own = |r: Response<Full<Bytes>>| Ok(r.map(Either::Right));
+    match (route, req.method()) {
+        (Some(OwnedRoute::Login | OwnedRoute::Wizard), &Method::POST) => {
+            let route = route.unwrap_or(OwnedRoute::Login);
+            return own(crate::login::handle(shared, site, req, route).await);
+        }
+        (Some(OwnedRoute::Logout), _) => {
+            let (parts, _body) = req.into_parts();
+            return own(logout(&shared, &site, &parts).await);
+        }
+        _ => {}
+    }
+    let protected = route.is_none() && site.is_protected(req.uri().path());
+    let session = if with_cookie {
+        match shared.sessions.lookup(req.headers()).await {
+            Ok(found) => found.map(|(_, s)| s),
+            Err(e) => {
+                tracing::warn!(site = %site.name, error = %e, "session lookup failed");
+                if protected {
+                    // Fail closed: a protected page is never served unverified.
+                    return own(respond::text(StatusCode::SERVICE_UNAVAILABLE, "session_store_unavailable\n"));
                 }
-                ResponseFuture::ready(self.logout(site))
+                None
             }
-            _ => self.pass(site.clone(), req),
+        }
+    } else {
+        None
+    };
+    match (&session, route) {
+        (Some(s), Some(r @ (OwnedRoute::Login | OwnedRoute::Wizard))) => {
+            if let Some(target) = resume(&shared, &site, s, r, req.uri().query()) {
+                return own(respond::see_other(&target, &[]));
+            }
+        }
+        (None, None) if protected => {
+            let wanted = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            let encoded: String = form_urlencoded::byte_serialize(wanted.as_bytes()).collect();
+            return own(respond::see_other(&format!("{}?destination={encoded}", site.login.path), &[]));
+        }
+        _ => {}
+    }
+    req.extensions_mut().insert(site.upstream.clone());
+    if let Some(s) = session {
+        req.extensions_mut().insert(SignedIn::from(s));
+    }
+    inner.call(req).await.map(|r| r.map(Either::Left))
+}
+
+/// The portal redirect of a returning user, when the provider has one.
+fn resume(shared: &Shared, site: &Site, session: &Session, route: OwnedRoute, query: Option<&str>) -> Option<String> {
+    if session.provider != site.provider {
+        return None;
+    }
+    let fields = crate::login::Fields::from_query(query.unwrap_or(""));
+    let destination = match route {
+        OwnedRoute::Wizard => crate::login::wizard_destination(site, &fields),
+        _ => crate::login::allowed_destination(site, fields.get("destination").or_else(|| fields.get("next"))),
+    };
+    let target = shared.providers.get(&site.provider)?.resume(site, session, &destination)?;
+    metrics::counter!("ferrygate_returning_user_redirects_total").increment(1);
+    Some(target)
+}
+
+async fn logout(shared: &Shared, site: &Site, req: &http::request::Parts) -> Response<Full<Bytes>> {
+    let host = req.headers.get(header::HOST).and_then(|h| h.to_str().ok()).or(req.uri.authority().map(|a| a.as_str()));
+    if req.method == Method::POST && !csrf::origin_allowed(&req.headers, host, site) {
+        return respond::login_failure(LoginError::OriginRejected, AnswerMode::of(&req.headers), "/");
+    }
+    if let Some(id) = shared.sessions.session_id(&req.headers) {
+        if let Err(e) = shared.sessions.end(&id).await {
+            // The browser's cookie goes anyway; the entry lapses at its TTL.
+            tracing::warn!(site = %site.name, error = %e, "could not remove the session from the store");
         }
     }
-}
-
-impl<S> Gateway<S> {
-    fn pass<B, ResBody>(&mut self, site: Arc<Site>, mut req: Request<B>) -> ResponseFuture<S::Future>
-    where
-        S: Service<Request<B>, Response = Response<ResBody>>,
-    {
-        req.extensions_mut().insert(site.upstream.clone());
-        ResponseFuture::inner(self.inner.call(req))
-    }
-
-    fn logout(&self, site: &Site) -> Response<Full<Bytes>> {
-        let target = site.logout.as_ref().map_or("/", |l| l.redirect.as_str());
-        respond::see_other(target, &[expired_session_cookie(&self.shared.config)])
-    }
-}
-
-/// A `Set-Cookie` that removes the session cookie.
-fn expired_session_cookie(config: &Config) -> HeaderValue {
-    let s = &config.sessions;
-    let secure = if s.cookie_secure { "; Secure" } else { "" };
-    let cookie = format!(
-        "{}=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/; HttpOnly; SameSite=Lax{secure}",
-        s.cookie_name
-    );
-    HeaderValue::from_str(&cookie).unwrap_or_else(|_| unreachable!("cookie names are checked at load"))
+    let target = site.logout.as_ref().map_or("/", |l| l.redirect.as_str());
+    respond::see_other(target, &[shared.sessions.expired_cookie()])
 }
 
 pin_project_lite::pin_project! {
     /// The response future of [`Gateway`]: the inner service's, or our own answer.
-    #[project = Proj]
-    pub struct ResponseFuture<F> {
+    pub struct ResponseFuture<F, ResBody, E> {
         #[pin]
-        kind: Kind<F>,
+        kind: Kind<F, ResBody, E>,
     }
 }
 
 pin_project_lite::pin_project! {
     #[project = KindProj]
-    enum Kind<F> {
+    enum Kind<F, ResBody, E> {
         Inner { #[pin] fut: F },
-        Owned { fut: BoxFuture<'static, Response<Full<Bytes>>> },
+        Boxed { fut: BoxFuture<'static, Result<GatewayResponse<ResBody>, E>> },
         Ready { response: Option<Response<Full<Bytes>>> },
     }
 }
 
-impl<F> ResponseFuture<F> {
+impl<F, ResBody, E> ResponseFuture<F, ResBody, E> {
     fn inner(fut: F) -> Self {
         Self { kind: Kind::Inner { fut } }
     }
-    fn owned(fut: BoxFuture<'static, Response<Full<Bytes>>>) -> Self {
-        Self { kind: Kind::Owned { fut } }
+    fn boxed(fut: BoxFuture<'static, Result<GatewayResponse<ResBody>, E>>) -> Self {
+        Self { kind: Kind::Boxed { fut } }
     }
     fn ready(response: Response<Full<Bytes>>) -> Self {
         Self { kind: Kind::Ready { response: Some(response) } }
     }
 }
 
-impl<F> std::fmt::Debug for ResponseFuture<F> {
+impl<F, ResBody, E> std::fmt::Debug for ResponseFuture<F, ResBody, E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }
 
-impl<F, B, E> Future for ResponseFuture<F>
+impl<F, ResBody, E> Future for ResponseFuture<F, ResBody, E>
 where
-    F: Future<Output = Result<Response<B>, E>>,
+    F: Future<Output = Result<Response<ResBody>, E>>,
 {
-    type Output = Result<Response<Either<B, Full<Bytes>>>, E>;
+    type Output = Result<GatewayResponse<ResBody>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             KindProj::Inner { fut } => Poll::Ready(ready!(fut.poll(cx)).map(|r| r.map(Either::Left))),
-            KindProj::Owned { fut } => Poll::Ready(Ok(ready!(fut.as_mut().poll(cx)).map(Either::Right))),
+            KindProj::Boxed { fut } => fut.as_mut().poll(cx),
             KindProj::Ready { response } => {
                 Poll::Ready(Ok(response.take().expect("ResponseFuture polled after completion").map(Either::Right)))
             }

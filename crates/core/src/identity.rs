@@ -1,10 +1,13 @@
 //! The identity layer: no client can claim an identity. Every request that
 //! passes through loses any `X-Ferrygate-*` header it brought, in any case and
-//! with `_` for `-`.
+//! with `_` for `-`; then, when the gateway found a live session ([`SignedIn`]
+//! extension), the identity headers are set from it.
 
 use std::task::{Context, Poll};
 
-use http::{HeaderMap, HeaderName, Request};
+use http::{HeaderMap, HeaderName, HeaderValue, Request};
+
+use crate::session::Session;
 use tower::{Layer, Service};
 
 /// Adds [`Identity`] around a service.
@@ -40,7 +43,46 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         strip_identity_headers(req.headers_mut());
+        if let Some(user) = req.extensions().get::<SignedIn>().cloned() {
+            user.write_headers(req.headers_mut());
+        }
         self.inner.call(req)
+    }
+}
+
+/// The signed-in user of a request with a live session: a request extension,
+/// and the source of the `X-Ferrygate-*` identity headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedIn {
+    /// The account (email) as the user signed in with.
+    pub user: String,
+    pub user_id: Option<String>,
+    pub org_id: Option<String>,
+    /// The provider's name in `[providers]`.
+    pub provider: String,
+}
+
+impl From<Session> for SignedIn {
+    fn from(s: Session) -> Self {
+        Self { user: s.user, user_id: s.user_id, org_id: s.org_id, provider: s.provider }
+    }
+}
+
+impl SignedIn {
+    /// Sets `X-Ferrygate-User`, `-User-Id`, `-Org-Id` (when known) and `-Provider`.
+    pub fn write_headers(&self, headers: &mut HeaderMap) {
+        let pairs = [
+            ("x-ferrygate-user", Some(&self.user)),
+            ("x-ferrygate-user-id", self.user_id.as_ref()),
+            ("x-ferrygate-org-id", self.org_id.as_ref()),
+            ("x-ferrygate-provider", Some(&self.provider)),
+        ];
+        for (name, value) in pairs {
+            // A value that cannot be a header (control characters) is left out, never forwarded raw.
+            if let Some(v) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
+                headers.insert(HeaderName::from_static(name), v);
+            }
+        }
     }
 }
 

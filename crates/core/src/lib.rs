@@ -17,6 +17,7 @@ pub mod identity;
 mod login;
 pub mod provider;
 pub mod respond;
+pub mod session;
 pub mod template;
 pub mod tls;
 
@@ -25,6 +26,7 @@ pub use config::{Config, ConfigError, ConfigErrors, Loaded};
 pub use conn::ClientConn;
 pub use error::LoginError;
 pub use gateway::{BoxError, Gateway, GatewayLayer};
-pub use identity::{Identity, IdentityLayer};
-pub use provider::{BoxFuture, Grant, LoginAttempt, Provider, Providers, Token};
+pub use identity::{Identity, IdentityLayer, SignedIn};
+pub use provider::{BoxFuture, Grant, LoginAttempt, Provider, Providers, Token, UserInfo};
 pub use secrecy::{ExposeSecret, SecretString};
+pub use session::{MemoryStore, Session, SessionStore, StoreError, StoreKey};

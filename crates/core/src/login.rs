@@ -9,7 +9,7 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
 use http::{Request, Response};
 use http_body::Body;
 use http_body_util::{BodyExt, Full, Limited};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::{OwnedRoute, ProviderConfig, Site};
 use crate::conn::{self, ClientConn};
@@ -19,6 +19,7 @@ use crate::error::LoginError;
 use crate::gateway::{request_host, BoxError, Shared};
 use crate::provider::{Grant, LoginAttempt};
 use crate::respond::{self, media_type, AnswerMode};
+use crate::session::{now_ms, Session};
 
 /// Longest username or password accepted, in bytes.
 pub(crate) const MAX_FIELD_BYTES: usize = 1024;
@@ -40,8 +41,22 @@ where
     let mode = AnswerMode::of(req.headers());
     let conn = req.extensions().get::<ClientConn>().copied();
     let client_ip = conn::client_ip(conn.as_ref(), req.headers(), &shared.config.server.trusted_proxies);
+    let previous = shared.sessions.session_id(req.headers());
     let mut account = None;
-    let result = attempt(&shared, &site, req, route, conn, client_ip, &mut account).await;
+    let mut remember = false;
+    let result = match attempt(&shared, &site, req, route, conn, client_ip, &mut account, &mut remember).await {
+        Ok(grant) => {
+            let session = new_session(&shared, &site, account.as_deref().unwrap_or(""), &grant);
+            match shared.sessions.create(&session, previous.as_ref(), remember).await {
+                Ok(cookie) => Ok((grant.redirect, cookie)),
+                Err(e) => {
+                    tracing::error!(site = %site.name, error = %e, "cannot store the new session");
+                    Err(LoginError::SessionStoreUnavailable)
+                }
+            }
+        }
+        Err(e) => Err(e),
+    };
 
     let outcome = match &result {
         Ok(_) => "success",
@@ -58,8 +73,25 @@ where
         account = account_hash.as_deref(),
     );
     match result {
-        Ok(grant) => respond::login_success(&grant.redirect, mode, &[]),
+        Ok((redirect, cookie)) => respond::login_success(&redirect, mode, &[cookie]),
         Err(err) => respond::login_failure(err, mode, &site.login.failure_redirect),
+    }
+}
+
+/// The session a grant starts: as long as the token lives (or the provider's
+/// session lifetime), never longer than `sessions.max_ttl`.
+fn new_session(shared: &Shared, site: &Site, account: &str, grant: &Grant) -> Session {
+    let max = shared.sessions.max_ttl();
+    let ttl = grant.token.as_ref().map(|t| t.expires_in).or(grant.session_ttl).unwrap_or(max).min(max);
+    Session {
+        provider: site.provider.clone(),
+        user: account.to_owned(),
+        user_id: grant.user.user_id.clone(),
+        org_id: grant.user.org_id.clone(),
+        external_id: grant.user.external_id.clone(),
+        token: grant.token.as_ref().map(|t| t.value.expose_secret().to_owned()),
+        token_type: grant.token.as_ref().map(|t| t.token_type.clone()).unwrap_or_default(),
+        expires_at_ms: now_ms() + ttl.as_millis() as u64,
     }
 }
 
@@ -71,6 +103,7 @@ async fn attempt<B>(
     conn: Option<ClientConn>,
     client_ip: Option<std::net::IpAddr>,
     account: &mut Option<String>,
+    remember_out: &mut bool,
 ) -> Result<Grant, LoginError>
 where
     B: Body + Send + 'static,
@@ -102,6 +135,7 @@ where
     }
     *account = Some(username.to_owned());
     let remember = fields.get(&login.remember_field).is_some_and(truthy);
+    *remember_out = remember;
 
     let destination = match route {
         OwnedRoute::Wizard => wizard_destination(site, &fields),
@@ -156,7 +190,7 @@ pub(crate) fn allowed_destination(site: &Site, asked: Option<&str>) -> String {
 }
 
 /// `wizard.destination` with the configured routing/product fields as its query.
-fn wizard_destination(site: &Site, fields: &Fields) -> String {
+pub(crate) fn wizard_destination(site: &Site, fields: &Fields) -> String {
     let Some(wizard) = &site.wizard else { return site.portal.default_destination.clone() };
     let mut query = form_urlencoded::Serializer::new(String::new());
     for name in &wizard.params {
@@ -183,6 +217,11 @@ fn truthy(v: &str) -> bool {
 pub(crate) struct Fields(Vec<(String, String)>);
 
 impl Fields {
+    /// The fields of a query string.
+    pub(crate) fn from_query(query: &str) -> Self {
+        Fields(form_urlencoded::parse(query.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+    }
+
     pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }

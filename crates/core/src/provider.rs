@@ -14,6 +14,7 @@ use secrecy::SecretString;
 
 use crate::config::Site;
 use crate::error::LoginError;
+use crate::session::Session;
 
 /// A boxed, sendable future, as returned by [`Provider`] methods.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -63,17 +64,41 @@ impl fmt::Debug for Token {
     }
 }
 
+/// What a provider knows of the user besides the account name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserInfo {
+    pub user_id: Option<String>,
+    pub org_id: Option<String>,
+    pub external_id: Option<String>,
+}
+
 /// A successful login.
 pub struct Grant {
     /// Where the browser goes next; may carry the token, so never logged.
     pub redirect: String,
-    /// The token to cache, for providers that issue one.
+    /// The token to cache, for providers that issue one; the session lives as
+    /// long as it does.
     pub token: Option<Token>,
+    /// The session's lifetime when there is no token (`rest`'s `session_ttl`).
+    pub session_ttl: Option<Duration>,
+    pub user: UserInfo,
+}
+
+impl Grant {
+    /// A grant that only redirects (no token, default lifetime, no user ids).
+    pub fn redirect(to: impl Into<String>) -> Self {
+        Self { redirect: to.into(), token: None, session_ttl: None, user: UserInfo::default() }
+    }
 }
 
 impl fmt::Debug for Grant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Grant").field("redirect", &"[redacted]").field("token", &self.token).finish()
+        f.debug_struct("Grant")
+            .field("redirect", &"[redacted]")
+            .field("token", &self.token)
+            .field("session_ttl", &self.session_ttl)
+            .field("user", &self.user)
+            .finish()
     }
 }
 
@@ -82,4 +107,12 @@ pub trait Provider: Send + Sync + 'static {
     /// Authenticates the attempt server to server. Wrong credentials, refusals,
     /// outages and timeouts are `Err` with their [`LoginError`].
     fn authenticate<'a>(&'a self, attempt: &'a LoginAttempt<'a>) -> BoxFuture<'a, Result<Grant, LoginError>>;
+
+    /// Where a returning user with a live session goes, without calling the
+    /// provider: the portal redirect built from the cached token and its
+    /// REMAINING lifetime. `None` when this provider has no such redirect.
+    fn resume(&self, site: &Site, session: &Session, destination: &str) -> Option<String> {
+        let _ = (site, session, destination);
+        None
+    }
 }

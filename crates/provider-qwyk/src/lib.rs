@@ -9,6 +9,7 @@ use bytes::Bytes;
 use ferrygate_core::client::{Answer, ClientError};
 use ferrygate_core::config::{QwykConfig, Site};
 use ferrygate_core::provider::{BoxFuture, Grant, LoginAttempt, Provider, Token};
+use ferrygate_core::session::Session;
 use ferrygate_core::{ExposeSecret, HttpClient, LoginError};
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{Method, Request, StatusCode};
@@ -96,14 +97,29 @@ impl Qwyk {
             }
         })?;
         let token = token_from(answer)?;
-        let redirect = portal_redirect(attempt.site, &token, token.expires_in, attempt.destination)?;
-        Ok(Grant { redirect, token: Some(token) })
+        let redirect = portal_redirect(
+            attempt.site,
+            token.value.expose_secret(),
+            &token.token_type,
+            token.expires_in,
+            attempt.destination,
+        )?;
+        Ok(Grant { token: Some(token), ..Grant::redirect(redirect) })
     }
 }
 
 impl Provider for Qwyk {
     fn authenticate<'a>(&'a self, attempt: &'a LoginAttempt<'a>) -> BoxFuture<'a, Result<Grant, LoginError>> {
         Box::pin(self.login(attempt))
+    }
+
+    fn resume(&self, site: &Site, session: &Session, destination: &str) -> Option<String> {
+        let token = session.token.as_deref()?;
+        let remaining = session.remaining();
+        if remaining.is_zero() {
+            return None;
+        }
+        portal_redirect(site, token, &session.token_type, remaining, destination).ok()
     }
 }
 
@@ -138,7 +154,8 @@ fn token_from(answer: Answer) -> Result<Token, LoginError> {
 /// returning user gets the token's remaining lifetime, not the original.
 pub fn portal_redirect(
     site: &Site,
-    token: &Token,
+    token: &str,
+    token_type: &str,
     expires_in: Duration,
     destination: &str,
 ) -> Result<String, LoginError> {
@@ -150,8 +167,8 @@ pub fn portal_redirect(
     let enc = |v: &str| utf8_percent_encode(v, COMPONENT).to_string();
     Ok(format!(
         "{portal}{sep}token={}&token_type={}&expires_in={}&destination={}",
-        enc(token.value.expose_secret()),
-        enc(&token.token_type),
+        enc(token),
+        enc(token_type),
         expires_in.as_secs(),
         enc(destination),
     ))

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferrygate_core::{ClientConn, Config, GatewayLayer, IdentityLayer, Providers};
+use ferrygate_core::{ClientConn, Config, GatewayLayer, IdentityLayer, Providers, SessionStore};
 use ferrygate_proxy::Proxy;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -56,16 +56,20 @@ impl std::fmt::Debug for Server {
 }
 
 /// Builds the request stack for `config`.
-pub fn stack(config: Arc<Config>, providers: Providers) -> Result<Stack, StartError> {
+pub fn stack(config: Arc<Config>, providers: Providers, store: Arc<dyn SessionStore>) -> Result<Stack, StartError> {
     let connector = ferrygate_core::tls::https_connector(config.upstream_tls.ca_file.as_deref()).map_err(StartError)?;
     let proxy = Proxy::new(connector, config.server.trusted_proxies.clone(), config.server.upstream_timeout);
-    let gateway = GatewayLayer::new(config, providers).map_err(StartError)?;
+    let gateway = GatewayLayer::new(config, providers, store).map_err(StartError)?;
     Ok(ServiceBuilder::new().layer(gateway).layer(IdentityLayer).service(proxy))
 }
 
 impl Server {
     /// Binds every listener of `config` (plain and TLS).
-    pub async fn bind(config: Arc<Config>, providers: Providers) -> Result<Self, StartError> {
+    pub async fn bind(
+        config: Arc<Config>,
+        providers: Providers,
+        store: Arc<dyn SessionStore>,
+    ) -> Result<Self, StartError> {
         let mut listeners = Vec::new();
         for addr in &config.server.listen {
             listeners.push(Listener { tcp: bind(*addr).await?, tls: None });
@@ -77,7 +81,7 @@ impl Server {
             }
         }
         let grace = config.server.shutdown_grace;
-        Ok(Self { listeners, stack: stack(config, providers)?, grace })
+        Ok(Self { listeners, stack: stack(config, providers, store)?, grace })
     }
 
     /// The bound addresses, plain listeners first.

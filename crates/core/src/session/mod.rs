@@ -1,0 +1,386 @@
+//! Sessions: the signed cookie, the store trait, and what a session holds.
+//!
+//! The cookie carries an opaque random id (256 bits) signed with a key derived
+//! from `sessions.secret`. Stores never see that id: they are keyed by
+//! [`StoreKey`], an HMAC of the id under a separate, domain-separated key, so
+//! neither a store key nor a stored value can be turned back into a cookie.
+
+mod memory;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use cookie::{Cookie, CookieJar, Key, SameSite};
+use hmac::{Hmac, Mac};
+use http::header::COOKIE;
+use http::{HeaderMap, HeaderValue};
+use rand::RngCore;
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+pub use memory::MemoryStore;
+
+use crate::config::Sessions as SessionsConfig;
+use crate::provider::BoxFuture;
+
+/// What the gateway remembers of a signed-in user. Field names are short: this
+/// is serialized into Redis.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Session {
+    /// The provider's name in `[providers]`.
+    #[serde(rename = "p")]
+    pub provider: String,
+    /// The account as the user typed it (trimmed).
+    #[serde(rename = "u")]
+    pub user: String,
+    #[serde(rename = "i", default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(rename = "o", default, skip_serializing_if = "Option::is_none")]
+    pub org_id: Option<String>,
+    #[serde(rename = "x", default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    /// The provider's access token, for returning users (token providers).
+    #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    #[serde(rename = "y", default)]
+    pub token_type: String,
+    /// When the session (and its token) ends, in milliseconds since the epoch:
+    /// wall-clock time, so replicas sharing a store agree.
+    #[serde(rename = "e")]
+    pub expires_at_ms: u64,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("provider", &self.provider)
+            .field("user_id", &self.user_id)
+            .field("org_id", &self.org_id)
+            .field("token", &self.token.as_ref().map(|_| "[redacted]"))
+            .field("expires_at_ms", &self.expires_at_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// Time left before the session ends; zero once it has.
+    pub fn remaining(&self) -> Duration {
+        Duration::from_millis(self.expires_at_ms.saturating_sub(now_ms()))
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.expires_at_ms > now_ms()
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The key a store files a session under: HMAC of the session id.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StoreKey(pub [u8; 32]);
+
+impl StoreKey {
+    /// Lower-case hex, for stores that key by string.
+    pub fn to_hex(&self) -> String {
+        hex(&self.0)
+    }
+}
+
+impl fmt::Debug for StoreKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StoreKey(..)")
+    }
+}
+
+/// The store could not answer.
+#[derive(Debug, thiserror::Error)]
+#[error("session store unavailable: {0}")]
+pub struct StoreError(pub String);
+
+/// Where sessions live: in memory, or shared (Redis).
+pub trait SessionStore: Send + Sync + 'static {
+    /// The live session under `key`; an expired one is never returned.
+    fn get<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<Option<Session>, StoreError>>;
+    /// Stores `session` under `key` for `ttl`.
+    fn insert<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        session: &'a Session,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Removes `key`; removing a missing key is not an error.
+    fn remove<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Whether the store answers (readiness).
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+}
+
+/// A session id as the cookie carries it (256 random bits, hex).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionId(String);
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionId([redacted])")
+    }
+}
+
+impl SessionId {
+    fn random() -> Self {
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        Self(hex(&bytes))
+    }
+}
+
+/// Cookie handling and store access, configured once.
+pub struct SessionManager {
+    store: Arc<dyn SessionStore>,
+    cookie_key: Key,
+    store_key: Hmac<Sha256>,
+    cookie_name: String,
+    secure: bool,
+    max_ttl: Duration,
+}
+
+impl fmt::Debug for SessionManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionManager").field("cookie_name", &self.cookie_name).finish_non_exhaustive()
+    }
+}
+
+impl SessionManager {
+    pub fn new(config: &SessionsConfig, store: Arc<dyn SessionStore>) -> Self {
+        let secret = config.secret.expose_secret().as_bytes();
+        // HKDF inside `derive_from`; the store key below is a separate HMAC domain.
+        let cookie_key = Key::derive_from(secret);
+        let mut store_key =
+            Hmac::<Sha256>::new_from_slice(secret).unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        store_key.update(b"ferrygate session-store-key v1\0");
+        Self {
+            store,
+            cookie_key,
+            store_key,
+            cookie_name: config.cookie_name.clone(),
+            secure: config.cookie_secure,
+            max_ttl: config.max_ttl,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn SessionStore> {
+        &self.store
+    }
+
+    pub fn max_ttl(&self) -> Duration {
+        self.max_ttl
+    }
+
+    /// Whether the request carries our cookie at all (a cheap scan, no crypto).
+    #[inline]
+    pub fn has_cookie(&self, headers: &HeaderMap) -> bool {
+        headers.get_all(COOKIE).iter().any(|v| {
+            v.as_bytes().split(|&b| b == b';').any(|c| {
+                let c = c.trim_ascii_start();
+                c.len() > self.cookie_name.len()
+                    && c.starts_with(self.cookie_name.as_bytes())
+                    && c[self.cookie_name.len()] == b'='
+            })
+        })
+    }
+
+    /// The session id of a correctly signed cookie; a forged, tampered or
+    /// malformed cookie is simply no session.
+    pub fn session_id(&self, headers: &HeaderMap) -> Option<SessionId> {
+        for value in headers.get_all(COOKIE) {
+            let Ok(value) = value.to_str() else { continue };
+            for cookie in Cookie::split_parse(value).flatten() {
+                if cookie.name() != self.cookie_name {
+                    continue;
+                }
+                let mut jar = CookieJar::new();
+                jar.add_original(cookie.into_owned());
+                if let Some(verified) = jar.signed(&self.cookie_key).get(&self.cookie_name) {
+                    let id = verified.value();
+                    if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        return Some(SessionId(id.to_owned()));
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    pub fn store_key(&self, id: &SessionId) -> StoreKey {
+        let mut mac = self.store_key.clone();
+        mac.update(id.0.as_bytes());
+        StoreKey(mac.finalize().into_bytes().into())
+    }
+
+    /// The live session of the request's cookie, with its id.
+    pub async fn lookup(&self, headers: &HeaderMap) -> Result<Option<(SessionId, Session)>, StoreError> {
+        let Some(id) = self.session_id(headers) else {
+            metrics::counter!("ferrygate_token_cache_misses_total").increment(1);
+            return Ok(None);
+        };
+        let found = self.store.get(&self.store_key(&id)).await?.filter(Session::is_live);
+        let outcome =
+            if found.is_some() { "ferrygate_token_cache_hits_total" } else { "ferrygate_token_cache_misses_total" };
+        metrics::counter!(outcome).increment(1);
+        Ok(found.map(|s| (id, s)))
+    }
+
+    /// Stores `session` under a NEW id (removing `previous`, if any: no
+    /// fixation) and returns the `Set-Cookie` value. `persistent` gives the
+    /// cookie a Max-Age equal to the session's lifetime; otherwise it ends
+    /// with the browser session.
+    pub async fn create(
+        &self,
+        session: &Session,
+        previous: Option<&SessionId>,
+        persistent: bool,
+    ) -> Result<HeaderValue, StoreError> {
+        let ttl = session.remaining().min(self.max_ttl);
+        let id = SessionId::random();
+        self.store.insert(&self.store_key(&id), session, ttl).await?;
+        if let Some(old) = previous {
+            if let Err(e) = self.store.remove(&self.store_key(old)).await {
+                tracing::warn!(error = %e, "could not remove the previous session");
+            }
+        }
+        let mut cookie = self.cookie(id.0);
+        if persistent {
+            cookie.set_max_age(cookie::time::Duration::seconds(ttl.as_secs() as i64));
+        }
+        let mut jar = CookieJar::new();
+        jar.signed_mut(&self.cookie_key).add(cookie);
+        let signed = jar.delta().next().map(|c| c.to_string()).unwrap_or_default();
+        HeaderValue::from_str(&signed).map_err(|e| StoreError(format!("cookie: {e}")))
+    }
+
+    /// Ends the session `id` in the store.
+    pub async fn end(&self, id: &SessionId) -> Result<(), StoreError> {
+        self.store.remove(&self.store_key(id)).await
+    }
+
+    /// A `Set-Cookie` value that removes the cookie from the browser.
+    pub fn expired_cookie(&self) -> HeaderValue {
+        let mut cookie = self.cookie(String::new());
+        cookie.make_removal();
+        HeaderValue::from_str(&cookie.to_string()).unwrap_or_else(|_| unreachable!("cookie names are checked at load"))
+    }
+
+    fn cookie(&self, value: String) -> Cookie<'static> {
+        Cookie::build((self.cookie_name.clone(), value))
+            .http_only(true)
+            .same_site(SameSite::Lax)
+            .path("/")
+            .secure(self.secure)
+            .build()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::StoreKind;
+    use secrecy::SecretString;
+
+    fn manager() -> SessionManager {
+        let config = SessionsConfig {
+            store: StoreKind::Memory,
+            redis_url: None,
+            secret: SecretString::from("k".repeat(40)),
+            cookie_name: "fg".into(),
+            cookie_secure: true,
+            max_entries: 100,
+            max_ttl: Duration::from_secs(3600),
+        };
+        SessionManager::new(&config, Arc::new(MemoryStore::new(100)))
+    }
+
+    fn session(ttl: Duration) -> Session {
+        Session {
+            provider: "p".into(),
+            user: "a@b.example".into(),
+            user_id: None,
+            org_id: None,
+            external_id: None,
+            token: Some("tok".into()),
+            token_type: "bearer".into(),
+            expires_at_ms: now_ms() + ttl.as_millis() as u64,
+        }
+    }
+
+    fn cookie_header(set_cookie: &HeaderValue) -> HeaderMap {
+        let pair = set_cookie.to_str().unwrap().split(';').next().unwrap().to_owned();
+        let mut h = HeaderMap::new();
+        h.insert(COOKIE, HeaderValue::from_str(&format!("other=1; {pair}")).unwrap());
+        h
+    }
+
+    #[tokio::test]
+    async fn a_signed_cookie_finds_its_session_and_a_tampered_one_does_not() {
+        let m = manager();
+        let set = m.create(&session(Duration::from_secs(60)), None, false).await.unwrap();
+        let attrs = set.to_str().unwrap();
+        assert!(attrs.contains("HttpOnly") && attrs.contains("SameSite=Lax") && attrs.contains("Path=/"), "{attrs}");
+        assert!(attrs.contains("Secure") && !attrs.contains("Max-Age"), "{attrs}");
+        let headers = cookie_header(&set);
+        assert!(m.has_cookie(&headers));
+        let (_, found) = m.lookup(&headers).await.unwrap().unwrap();
+        assert_eq!(found.user, "a@b.example");
+
+        // Flip one character of the signed value.
+        let text = headers[COOKIE].to_str().unwrap().to_owned();
+        let last = text.chars().last().unwrap();
+        let flipped = format!("{}{}", &text[..text.len() - 1], if last == '0' { '1' } else { '0' });
+        let mut forged = HeaderMap::new();
+        forged.insert(COOKIE, HeaderValue::from_str(&flipped).unwrap());
+        assert!(m.lookup(&forged).await.unwrap().is_none());
+        // An unsigned id is refused too.
+        let mut bare = HeaderMap::new();
+        bare.insert(COOKIE, HeaderValue::from_str(&format!("fg={}", "a".repeat(64))).unwrap());
+        assert!(m.session_id(&bare).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_new_login_replaces_the_old_session() {
+        let m = manager();
+        let first = cookie_header(&m.create(&session(Duration::from_secs(60)), None, true).await.unwrap());
+        let (old_id, _) = m.lookup(&first).await.unwrap().unwrap();
+        let second = cookie_header(&m.create(&session(Duration::from_secs(60)), Some(&old_id), true).await.unwrap());
+        assert!(m.lookup(&first).await.unwrap().is_none(), "the old session must be gone");
+        let (new_id, _) = m.lookup(&second).await.unwrap().unwrap();
+        assert_ne!(old_id, new_id);
+    }
+
+    #[tokio::test]
+    async fn expired_sessions_are_never_served() {
+        let m = manager();
+        let mut s = session(Duration::from_secs(60));
+        s.expires_at_ms = now_ms() - 1;
+        let key = StoreKey([7; 32]);
+        m.store().insert(&key, &s, Duration::from_secs(60)).await.unwrap();
+        let got = m.store().get(&key).await.unwrap();
+        assert!(got.is_none(), "an entry past its own expiry must not be served");
+    }
+
+    #[test]
+    fn debug_hides_the_token_and_ids() {
+        let s = session(Duration::from_secs(1));
+        assert!(!format!("{s:?}").contains("tok\""));
+        assert!(!format!("{:?}", SessionId::random()).chars().any(|c| c.is_ascii_digit()));
+    }
+}

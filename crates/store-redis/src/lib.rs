@@ -1,0 +1,112 @@
+//! Sessions in Redis, shared by every replica: a login on one is honoured by
+//! the others, a logout on one ends it everywhere.
+//!
+//! Each session is one key, `ferrygate:session:<hex>`, where `<hex>` is the
+//! gateway's keyed hash of the session id (never the id itself, so a dump of
+//! Redis yields no usable cookie), holding compact JSON with the entry's own
+//! TTL (`SET … PX`). Every call is bounded in time: when Redis is away, logins
+//! answer `session_store_unavailable` within seconds instead of hanging, and
+//! the connection manager reconnects by itself when Redis is back.
+
+use std::time::Duration;
+
+use ferrygate_core::provider::BoxFuture;
+use ferrygate_core::session::{Session, SessionStore, StoreError, StoreKey};
+use ferrygate_core::{ExposeSecret, SecretString};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::AsyncCommands;
+
+const PREFIX: &str = "ferrygate:session:";
+/// Upper bound on one store call, reconnection attempts included.
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A Redis-backed [`SessionStore`]; cheap to clone.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore").finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// A store for `url` (`redis://`, `rediss://` or `redis+unix://`). Connects
+    /// lazily: Ferrygate starts even while Redis is down, and reports it
+    /// through readiness and 503s.
+    pub fn new(url: &SecretString) -> Result<Self, String> {
+        // The URL may carry a password: errors name the problem, never the URL.
+        let client =
+            redis::Client::open(url.expose_secret()).map_err(|e| format!("sessions.redis_url: {:?}", e.kind()))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_millis(800)))
+            .set_response_timeout(Some(Duration::from_millis(800)))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(200));
+        let conn = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| format!("sessions.redis_url: {:?}", e.kind()))?;
+        Ok(Self { conn })
+    }
+
+    async fn call<T>(&self, op: impl std::future::Future<Output = redis::RedisResult<T>>) -> Result<T, StoreError> {
+        match tokio::time::timeout(CALL_TIMEOUT, op).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(StoreError(format!("redis: {:?}", e.kind()))),
+            Err(_) => Err(StoreError(format!("redis: no answer within {CALL_TIMEOUT:?}"))),
+        }
+    }
+}
+
+fn key(k: &StoreKey) -> String {
+    format!("{PREFIX}{}", k.to_hex())
+}
+
+impl SessionStore for RedisStore {
+    fn get<'a>(&'a self, k: &'a StoreKey) -> BoxFuture<'a, Result<Option<Session>, StoreError>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let raw: Option<Vec<u8>> = self.call(conn.get(key(k))).await?;
+            Ok(raw.and_then(|bytes| match serde_json::from_slice::<Session>(&bytes) {
+                Ok(s) if s.is_live() => Some(s),
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "unreadable session entry in redis; ignored");
+                    None
+                }
+            }))
+        })
+    }
+
+    fn insert<'a>(
+        &'a self,
+        k: &'a StoreKey,
+        session: &'a Session,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let value = serde_json::to_vec(session).map_err(|e| StoreError(e.to_string()))?;
+            let ms = ttl.as_millis().clamp(1, u64::MAX as u128) as u64;
+            let mut conn = self.conn.clone();
+            let mut set = redis::cmd("SET");
+            set.arg(key(k)).arg(value).arg("PX").arg(ms);
+            self.call(set.query_async::<()>(&mut conn)).await
+        })
+    }
+
+    fn remove<'a>(&'a self, k: &'a StoreKey) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            self.call(conn.del::<_, ()>(key(k))).await
+        })
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let ping = redis::cmd("PING");
+            self.call(ping.query_async::<()>(&mut conn)).await
+        })
+    }
+}
