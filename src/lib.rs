@@ -84,4 +84,9 @@ impl Gateway {
     pub fn config(&self) -> &Arc<Config> {
         self.layer.config()
     }
+
+    /// The gateway layer alone (the server stacks identity and the proxy itself).
+    pub fn gateway_layer(&self) -> &GatewayLayer {
+        &self.layer
+    }
 }

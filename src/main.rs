@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use ferrygate::server::Server;
@@ -113,7 +112,7 @@ async fn check(path: &Path) -> ExitCode {
 
 async fn serve(path: &Path) -> ExitCode {
     let Some((_, gateway)) = load(path).await else { return ExitCode::FAILURE };
-    run(gateway.config().clone(), None).await
+    run(gateway, None).await
 }
 
 async fn demo(listen: SocketAddr) -> ExitCode {
@@ -125,31 +124,23 @@ async fn demo(listen: SocketAddr) -> ExitCode {
         }
     };
     let config = match Config::from_toml(&demo.config_toml(listen), Path::new(".")) {
-        Ok(l) => Arc::new(l.config),
+        Ok(l) => l.config,
         Err(e) => {
             eprintln!("error: the demo configuration is invalid (a bug):\n{e}");
             return ExitCode::FAILURE;
         }
     };
-    run(config, Some(demo)).await
+    match ferrygate::Gateway::from_config(config).await {
+        Ok(gateway) => run(gateway, Some(demo)).await,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
-async fn run(config: Arc<Config>, demo: Option<ferrygate::demo::Demo>) -> ExitCode {
-    let providers = match ferrygate::build_providers(&config) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let store = match ferrygate::build_store(&config) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let server = match Server::bind(config, providers, store).await {
+async fn run(gateway: ferrygate::Gateway, demo: Option<ferrygate::demo::Demo>) -> ExitCode {
+    let server = match Server::bind(gateway.gateway_layer().clone()).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
@@ -157,7 +148,8 @@ async fn run(config: Arc<Config>, demo: Option<ferrygate::demo::Demo>) -> ExitCo
         }
     };
     let addrs = server.local_addrs();
-    tracing::info!(?addrs, "ferrygate listening");
+    let listening: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+    tracing::info!(addrs = %listening.join(" "), "ferrygate listening");
     if let (Some(demo), Some(addr)) = (&demo, addrs.first()) {
         let url = format!("http://{addr}");
         demo.set_gateway_url(&url);

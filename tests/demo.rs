@@ -4,15 +4,13 @@ mod common;
 
 use common::*;
 use ferrygate::demo::{Demo, USERS};
-use std::sync::Arc;
 
 async fn start() -> (Demo, String) {
     let demo = Demo::start().await.unwrap();
     let config = demo.config_toml("127.0.0.1:0".parse().unwrap());
-    let config = Arc::new(ferrygate::Config::from_toml(&config, ".".as_ref()).unwrap().config);
-    let providers = ferrygate::build_providers(&config).unwrap();
-    let store = ferrygate::build_store(&config).unwrap();
-    let server = ferrygate::server::Server::bind(config, providers, store).await.unwrap();
+    let config = ferrygate::Config::from_toml(&config, ".".as_ref()).unwrap().config;
+    let gateway = ferrygate::Gateway::from_config(config).await.unwrap();
+    let server = ferrygate::server::Server::bind(gateway.gateway_layer().clone()).await.unwrap();
     let base = format!("http://{}", server.local_addrs()[0]);
     demo.set_gateway_url(&base);
     tokio::spawn(server.run(std::future::pending()));

@@ -149,6 +149,9 @@ async fn forwarded_headers_are_replaced_for_untrusted_peers() {
             .header("x-forwarded-proto", "https")
             .header("x-forwarded-host", "evil.example")
             .header("forwarded", "for=6.6.6.6")
+            .header("x-real-ip", "6.6.6.6")
+            .header("x-forwarded-port", "443")
+            .header("x-forwarded-prefix", "/admin")
             .header("X-Ferrygate-User", "admin@acme.example")
             .header("x_ferrygate_user_id", "1")
             .body(Full::default())
@@ -160,7 +163,10 @@ async fn forwarded_headers_are_replaced_for_untrusted_peers() {
     assert_eq!(echoed(&echo, "x-forwarded-for"), vec!["127.0.0.1"]);
     assert_eq!(echoed(&echo, "x-forwarded-proto"), vec!["http"]);
     assert_eq!(echoed(&echo, "x-forwarded-host"), vec!["www.acme.example"]);
-    assert_eq!(echoed(&echo, "host"), vec![upstream.to_string()]);
+    assert_eq!(echoed(&echo, "host"), vec!["www.acme.example"], "Host passes unchanged");
+    for name in ["x-real-ip", "x-forwarded-port", "x-forwarded-prefix"] {
+        assert!(echoed(&echo, name).is_empty(), "{name} from an untrusted client reached the site");
+    }
     assert!(echoed(&echo, "forwarded").is_empty());
     assert!(echoed(&echo, "x-ferrygate-user").is_empty());
     assert!(echoed(&echo, "x_ferrygate_user_id").is_empty());
@@ -189,7 +195,7 @@ async fn forwarded_headers_are_extended_for_trusted_peers() {
 #[tokio::test]
 async fn upgrades_are_spliced_through() {
     let upstream = serve(|mut req: Request<Incoming>| async move {
-        if req.headers().get("upgrade").map(|v| v.as_bytes()) != Some(b"echo") {
+        if req.headers().get("upgrade").map(|v| v.as_bytes()) != Some(b"websocket") {
             return Response::builder().status(400).body(full("no upgrade")).unwrap();
         }
         let upgrade = hyper::upgrade::on(&mut req);
@@ -206,14 +212,15 @@ async fn upgrades_are_spliced_through() {
         Response::builder()
             .status(StatusCode::SWITCHING_PROTOCOLS)
             .header("connection", "upgrade")
-            .header("upgrade", "echo")
+            .header("upgrade", "websocket")
+            .header("keep-alive", "timeout=5")
             .body(full(""))
             .unwrap()
     })
     .await;
     let gw = gateway(&site_config(&format!("http://{upstream}"), "", "")).await;
     let mut tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    tcp.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n").await.unwrap();
+    tcp.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n").await.unwrap();
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -222,7 +229,8 @@ async fn upgrades_are_spliced_through() {
     }
     let head = String::from_utf8_lossy(&head).to_lowercase();
     assert!(head.starts_with("http/1.1 101"), "{head}");
-    assert!(head.contains("upgrade: echo"), "{head}");
+    assert!(head.contains("upgrade: websocket"), "{head}");
+    assert!(!head.contains("keep-alive"), "hop-by-hop headers of a 101 must go: {head}");
     tcp.write_all(b"ping").await.unwrap();
     let mut pong = [0u8; 4];
     tokio::time::timeout(BOUND, tcp.read_exact(&mut pong)).await.expect("no echo").unwrap();
@@ -308,4 +316,47 @@ async fn h2_clients_are_proxied() {
     let echo: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(echo["uri"], "/h2?x=1");
     assert_eq!(echoed(&echo, "x-forwarded-host"), vec![gw.addr.to_string()]);
+}
+
+#[tokio::test]
+async fn other_upgrades_are_not_tunnelled() {
+    let upstream = echo_upstream().await;
+    let gw = gateway(&site_config(&format!("http://{upstream}"), "", "")).await;
+    let res = send(
+        Request::get(gw.url("/"))
+            .header("connection", "Upgrade, HTTP2-Settings")
+            .header("upgrade", "h2c")
+            .header("http2-settings", "AAMAAABkAAQCAAAAAAIAAAAA")
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::OK);
+    let echo = res.json();
+    assert!(echoed(&echo, "upgrade").is_empty() && echoed(&echo, "http2-settings").is_empty(), "{echo}");
+    let res = send(Request::connect(gw.addr.to_string()).body(Full::default()).unwrap()).await;
+    assert_eq!(res.status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn the_upstream_timeout_starts_after_the_upload() {
+    let upstream = serve(|req: Request<Incoming>| async move {
+        let body = req.into_body().collect().await.unwrap().to_bytes();
+        Response::new(full(format!("{} bytes", body.len())))
+    })
+    .await;
+    let gw = gateway(&site_config(&format!("http://{upstream}"), "upstream_timeout = \"300ms\"", "")).await;
+    // An upload that takes longer than the timeout, chunk by chunk.
+    let frames = futures_util::stream::unfold(0u8, |step| async move {
+        if step == 5 {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        Some((Ok::<_, Infallible>(Frame::data(Bytes::from_static(b"0123456789"))), step + 1))
+    });
+    let streaming: Client<_, StreamBody<_>> = Client::builder(TokioExecutor::new()).build_http();
+    let req = Request::post(gw.url("/upload")).body(StreamBody::new(Box::pin(frames))).unwrap();
+    let res = tokio::time::timeout(BOUND, streaming.request(req)).await.unwrap().unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "50 bytes");
 }

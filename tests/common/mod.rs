@@ -158,10 +158,9 @@ pub async fn gateway(toml: &str) -> Gateway {
 
 pub async fn gateway_in(toml: &str, dir: &Path) -> Gateway {
     let toml = format!("[server]\nlisten = [\"127.0.0.1:0\"]\n{toml}");
-    let config = Arc::new(ferrygate::Config::from_toml(&toml, dir).unwrap_or_else(|e| panic!("{e}")).config);
-    let providers = ferrygate::build_providers(&config).unwrap();
-    let store = ferrygate::build_store(&config).unwrap();
-    let server = ferrygate::server::Server::bind(config, providers, store).await.unwrap();
+    let config = ferrygate::Config::from_toml(&toml, dir).unwrap_or_else(|e| panic!("{e}")).config;
+    let gateway = ferrygate::Gateway::from_config(config).await.unwrap();
+    let server = ferrygate::server::Server::bind(gateway.gateway_layer().clone()).await.unwrap();
     let addr = server.local_addrs()[0];
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(server.run(async move {
@@ -287,4 +286,66 @@ pub fn query(url: &url::Url) -> Vec<(String, String)> {
 
 pub fn param(url: &url::Url, name: &str) -> Option<String> {
     url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+}
+
+/// The real `ferrygate serve` binary, on a config written to a temp dir;
+/// killed when dropped.
+pub struct Binary {
+    pub addr: SocketAddr,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Binary {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `ferrygate serve` with `toml` (listen forced to 127.0.0.1:0) and
+/// reads the bound address from its JSON log.
+pub fn spawn_binary(toml: &str) -> Binary {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ferrygate.toml");
+    std::fs::write(&path, format!("[server]\nlisten = [\"127.0.0.1:0\"]\n{toml}")).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ferrygate"))
+        .args(["serve", "--log-format", "json", "--config"])
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                if v["message"] == "ferrygate listening" {
+                    let _ = tx.send(v["addrs"].as_str().unwrap_or("").to_owned());
+                }
+            }
+        }
+    });
+    let addrs = rx.recv_timeout(Duration::from_secs(20)).expect("ferrygate did not start");
+    let addr = addrs.split(' ').next().unwrap().parse().unwrap();
+    Binary { addr, child, _dir: dir }
+}
+
+/// The `name=value` pair of a Set-Cookie answer, for a Cookie header.
+pub fn cookie_pair(answer: &Answer) -> String {
+    answer.header("set-cookie").split(';').next().unwrap().to_owned()
+}
+
+/// GET with a Cookie header.
+pub async fn get_with_cookie(url: &str, cookie: &str) -> Answer {
+    send(Request::get(url).header("cookie", cookie).body(Full::default()).unwrap()).await
 }

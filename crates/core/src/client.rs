@@ -48,7 +48,7 @@ pub enum ClientError {
 impl HttpClient {
     /// A client trusting webpki's roots and, when given, the PEM roots of `ca_file`.
     pub fn new(ca_file: Option<&Path>) -> Result<Self, String> {
-        let connector = crate::tls::https_connector(ca_file)?;
+        let connector = crate::tls::https_connector(ca_file, true)?;
         let inner = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(connector);
         Ok(Self { inner })
     }

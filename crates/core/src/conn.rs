@@ -49,16 +49,20 @@ pub fn client_ip(conn: Option<&ClientConn>, headers: &HeaderMap, trusted: &[IpNe
 pub fn is_https(conn: Option<&ClientConn>, headers: &HeaderMap, trusted: &[IpNet]) -> bool {
     match conn {
         Some(c) if c.tls => true,
+        // The nearest trusted hop wrote the last value; earlier ones may be the client's.
         Some(c) if is_trusted(c.peer.ip(), trusted) => headers
-            .get("x-forwarded-proto")
+            .get_all("x-forwarded-proto")
+            .iter()
+            .next_back()
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.split(',').next().is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))),
+            .and_then(|v| v.rsplit(',').next())
+            .is_some_and(|p| p.trim().eq_ignore_ascii_case("https")),
         _ => false,
     }
 }
 
-/// IPv4-mapped IPv6 addresses compare as IPv4.
-fn canonical(ip: IpAddr) -> IpAddr {
+/// IPv4-mapped IPv6 addresses as plain IPv4.
+pub fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
@@ -101,5 +105,8 @@ mod tests {
         assert!(is_https(Some(&conn("127.0.0.1")), &h, &trusted));
         assert!(!is_https(Some(&conn("192.0.2.1")), &h, &trusted));
         assert!(is_https(Some(&ClientConn { tls: true, ..conn("192.0.2.1") }), &HeaderMap::new(), &trusted));
+        // An appending proxy leaves the client's claim first: only the last value counts.
+        h.insert("x-forwarded-proto", "https, http".parse().unwrap());
+        assert!(!is_https(Some(&conn("127.0.0.1")), &h, &trusted));
     }
 }

@@ -1,31 +1,55 @@
 //! Cross-site request checks for POSTs to routes Ferrygate owns.
 //!
 //! A browser form post carries `Origin` (or at least `Referer`); its authority
-//! must be the request's own Host, one of the site's hosts, or an origin listed
-//! in `allowed_origins`. `Sec-Fetch-Site: cross-site` and `Origin: null` are
-//! refused. A request with neither header is a non-browser client and passes:
-//! CSRF needs a victim's browser, and such clients cannot ride on its cookies.
+//! must be the request's own authority (`:authority`/`Host`, or the
+//! `X-Forwarded-Host` of a trusted proxy), one of the site's hosts, or an
+//! origin listed in `allowed_origins`. `Sec-Fetch-Site: cross-site` is refused
+//! unless the origin is listed; `Origin: null` is refused. A request with
+//! neither header is a non-browser client and passes: CSRF needs a victim's
+//! browser, and such clients cannot ride on its cookies.
 
-use http::{header, HeaderMap};
+use http::{header, HeaderMap, Uri};
 
 use crate::config::{strip_port, Site};
 
-/// Whether a POST with these headers (and `host`, the request's authority) may
-/// reach one of `site`'s owned routes.
-pub fn origin_allowed(headers: &HeaderMap, host: Option<&str>, site: &Site) -> bool {
-    if headers
+/// The authorities a request was addressed to: the URI's (HTTP/2, absolute
+/// form) and `Host`, plus `X-Forwarded-Host` when a trusted proxy relayed it.
+pub fn request_authorities<'a>(uri: &'a Uri, headers: &'a HeaderMap, trusted_peer: bool) -> Vec<&'a str> {
+    let mut out: Vec<&str> = uri.authority().map(|a| a.as_str()).into_iter().collect();
+    out.extend(headers.get(header::HOST).and_then(|h| h.to_str().ok()));
+    if trusted_peer {
+        out.extend(
+            headers
+                .get("x-forwarded-host")
+                .and_then(|h| h.to_str().ok())
+                .and_then(|h| h.rsplit(',').next())
+                .map(str::trim),
+        );
+    }
+    out
+}
+
+/// Whether a POST with these headers, addressed to `authorities`, may reach
+/// one of `site`'s owned routes.
+pub fn origin_allowed(headers: &HeaderMap, authorities: &[&str], site: &Site) -> bool {
+    let cross_site = headers
         .get("sec-fetch-site")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("cross-site"))
-    {
-        return false;
-    }
-    let claimed = headers.get(header::ORIGIN).or_else(|| headers.get(header::REFERER));
-    let Some(claimed) = claimed else { return true };
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("cross-site"));
+    let Some(claimed) = headers.get(header::ORIGIN).or_else(|| headers.get(header::REFERER)) else {
+        return !cross_site;
+    };
     let Some(origin) = claimed.to_str().ok().and_then(|v| url::Url::parse(v.trim()).ok()) else {
         return false; // `null`, garbage, or a relative reference
     };
     if !matches!(origin.scheme(), "http" | "https") {
+        return false;
+    }
+    let serialized = origin.origin().ascii_serialization();
+    if site.allowed_origins.iter().any(|o| o.eq_ignore_ascii_case(&serialized)) {
+        return true;
+    }
+    if cross_site {
         return false;
     }
     let Some(origin_host) = origin.host_str() else { return false };
@@ -33,14 +57,8 @@ pub fn origin_allowed(headers: &HeaderMap, host: Option<&str>, site: &Site) -> b
         Some(port) => format!("{origin_host}:{port}"),
         None => origin_host.to_owned(),
     };
-    if host.is_some_and(|h| h.eq_ignore_ascii_case(&authority) || same_default_port(h, &authority, origin.scheme())) {
-        return true;
-    }
-    if site.hosts.iter().any(|h| h.eq_ignore_ascii_case(&authority)) {
-        return true;
-    }
-    let serialized = origin.origin().ascii_serialization();
-    site.allowed_origins.iter().any(|o| o.eq_ignore_ascii_case(&serialized))
+    authorities.iter().any(|h| h.eq_ignore_ascii_case(&authority) || same_default_port(h, &authority, origin.scheme()))
+        || site.hosts.iter().any(|h| h.eq_ignore_ascii_case(&authority))
 }
 
 /// `Host: example.com:443` against an `https://example.com` origin.

@@ -45,6 +45,10 @@ pub fn validate(raw: &str, allowed: &[String]) -> Result<String, Refused> {
         Some((p, q)) => (p, Some(q)),
         None => (raw, None),
     };
+    // `..;/` climbs on Java servers (Tomcat, Jetty, Spring): no path parameters at all.
+    if path.contains(';') {
+        return Err(Refused("path parameter"));
+    }
     check_escapes(path, PathEscapes)?;
     if let Some(q) = query {
         check_escapes(q, QueryEscapes)?;
@@ -75,6 +79,27 @@ pub fn within(path: &str, prefix: &str) -> bool {
     }
 }
 
+/// The path an upstream will most likely serve for `raw`, for guarding
+/// protected prefixes: unreserved percent-escapes decoded, `;params` dropped,
+/// empty and `.` segments removed, `..` resolved, lower-cased. Never used to
+/// build a URL, only to decide whether a request needs a session.
+pub fn canonical_for_matching(raw: &str) -> String {
+    let decoded: Vec<u8> = percent_encoding::percent_decode_str(raw).collect();
+    let decoded = String::from_utf8_lossy(&decoded).replace('\\', "/");
+    let mut segments: Vec<String> = Vec::new();
+    for seg in decoded.split('/') {
+        let seg = seg.split(';').next().unwrap_or("");
+        match seg {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s.to_lowercase()),
+        }
+    }
+    format!("/{}", segments.join("/"))
+}
+
 #[derive(Clone, Copy)]
 struct PathEscapes;
 #[derive(Clone, Copy)]
@@ -88,6 +113,7 @@ impl EscapeRule for PathEscapes {
     fn refuse(self, byte: u8) -> Option<&'static str> {
         match byte {
             b'/' | b'\\' => Some("encoded slash or backslash"),
+            b';' => Some("encoded path parameter"),
             b'.' => Some("encoded dot"),
             b'%' => Some("double encoding"),
             b if b < 0x20 || b == 0x7f => Some("encoded control character"),
@@ -230,11 +256,23 @@ mod tests {
             "/my-portal#x",
             "/../my-portal",
             "/my-portal//evil",
+            "/my-portal/..;/admin",
+            "/my-portal/x;jsessionid=1",
+            "/my-portal/%3b",
         ] {
             assert!(validate(input, &allowed()).is_err(), "{input:?} was accepted");
         }
         let long = format!("/my-portal/{}", "a".repeat(MAX_LEN));
         assert_eq!(validate(&long, &allowed()), Err(Refused("too long")));
+    }
+
+    #[test]
+    fn canonical_matching_sees_through_tricks() {
+        for raw in ["/admin", "//admin", "/./admin", "/x/../admin", "/%61dmin", "/admin;x", "/ADMIN/", "/x/..%2fadmin"]
+        {
+            assert!(within(&canonical_for_matching(raw), "/admin"), "{raw}");
+        }
+        assert!(!within(&canonical_for_matching("/administrator"), "/admin"));
     }
 
     #[test]

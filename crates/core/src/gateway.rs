@@ -100,9 +100,24 @@ impl<S> std::fmt::Debug for Gateway<S> {
     }
 }
 
-/// The request's authority: `Host`, or the URI's (HTTP/2).
+/// The request's authority: the URI's (HTTP/2 `:authority`, absolute form),
+/// which wins over `Host` (RFC 9112 §3.2.2), else `Host`.
 pub(crate) fn request_host<B>(req: &Request<B>) -> Option<&str> {
-    req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri().authority().map(|a| a.as_str()))
+    req.uri().authority().map(|a| a.as_str()).or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()))
+}
+
+/// The CSRF check of an owned route (see [`csrf`]).
+pub(crate) fn same_origin(
+    shared: &Shared,
+    site: &Site,
+    uri: &http::Uri,
+    headers: &http::HeaderMap,
+    ext: &http::Extensions,
+) -> bool {
+    let trusted_peer = ext
+        .get::<crate::conn::ClientConn>()
+        .is_some_and(|c| crate::conn::is_trusted(c.peer.ip(), &shared.config.server.trusted_proxies));
+    csrf::origin_allowed(headers, &csrf::request_authorities(uri, headers, trusted_peer), site)
 }
 
 type GatewayResponse<ResBody> = Response<Either<ResBody, Full<Bytes>>>;
@@ -139,6 +154,12 @@ where
         match route {
             None if !with_cookie && !site.is_protected(req.uri().path()) => return pass(&mut self.inner, site, req),
             Some(OwnedRoute::Home) => {
+                if req.method() == Method::POST
+                    && !same_origin(&self.shared, site, req.uri(), req.headers(), req.extensions())
+                {
+                    let mode = AnswerMode::of(req.headers());
+                    return ResponseFuture::ready(respond::login_failure(LoginError::OriginRejected, mode, "/"));
+                }
                 let target = site.home.as_ref().map_or("/", |h| h.redirect.as_str());
                 return ResponseFuture::ready(respond::see_other(target, &[]));
             }
@@ -222,6 +243,9 @@ where
         _ => {}
     }
     req.extensions_mut().insert(site.upstream.clone());
+    if with_cookie {
+        shared.sessions.strip_cookie(req.headers_mut());
+    }
     if let Some(s) = session {
         req.extensions_mut().insert(SignedIn::from(s));
     }
@@ -244,8 +268,7 @@ fn resume(shared: &Shared, site: &Site, session: &Session, route: OwnedRoute, qu
 }
 
 async fn logout(shared: &Shared, site: &Site, req: &http::request::Parts) -> Response<Full<Bytes>> {
-    let host = req.headers.get(header::HOST).and_then(|h| h.to_str().ok()).or(req.uri.authority().map(|a| a.as_str()));
-    if req.method == Method::POST && !csrf::origin_allowed(&req.headers, host, site) {
+    if req.method == Method::POST && !same_origin(shared, site, &req.uri, &req.headers, &req.extensions) {
         return respond::login_failure(LoginError::OriginRejected, AnswerMode::of(&req.headers), "/");
     }
     if let Some(id) = shared.sessions.session_id(&req.headers) {

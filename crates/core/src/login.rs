@@ -13,16 +13,18 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::{OwnedRoute, ProviderConfig, Site};
 use crate::conn::{self, ClientConn};
-use crate::csrf;
 use crate::destination;
 use crate::error::LoginError;
-use crate::gateway::{request_host, BoxError, Shared};
+use crate::gateway::{same_origin, BoxError, Shared};
 use crate::provider::{Grant, LoginAttempt};
 use crate::respond::{self, media_type, AnswerMode};
 use crate::session::{now_ms, Session};
 
 /// Longest username or password accepted, in bytes.
 pub(crate) const MAX_FIELD_BYTES: usize = 1024;
+
+/// How long a login body may take to arrive.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 const FORM: &str = "application/x-www-form-urlencoded";
 const JSON: &str = "application/json";
@@ -42,12 +44,11 @@ where
     let conn = req.extensions().get::<ClientConn>().copied();
     let client_ip = conn::client_ip(conn.as_ref(), req.headers(), &shared.config.server.trusted_proxies);
     let previous = shared.sessions.session_id(req.headers());
-    let mut account = None;
-    let mut remember = false;
-    let result = match attempt(&shared, &site, req, route, conn, client_ip, &mut account, &mut remember).await {
+    let mut seen = Seen::default();
+    let result = match attempt(&shared, &site, req, route, conn, client_ip, &mut seen).await {
         Ok(grant) => {
-            let session = new_session(&shared, &site, account.as_deref().unwrap_or(""), &grant);
-            match shared.sessions.create(&session, previous.as_ref(), remember).await {
+            let session = new_session(&shared, &site, seen.account.as_deref().unwrap_or(""), &grant);
+            match shared.sessions.create(&session, previous.as_ref(), seen.remember).await {
                 Ok(cookie) => Ok((grant.redirect, cookie)),
                 Err(e) => {
                     tracing::error!(site = %site.name, error = %e, "cannot store the new session");
@@ -62,7 +63,7 @@ where
         Ok(_) => "success",
         Err(e) => e.code(),
     };
-    let account_hash = account.as_deref().map(|a| shared.accounts.hash(a));
+    let account_hash = seen.account.as_deref().map(|a| shared.accounts.hash(a));
     tracing::info!(
         target: "ferrygate::audit",
         event = "login",
@@ -76,6 +77,13 @@ where
         Ok((redirect, cookie)) => respond::login_success(&redirect, mode, &[cookie]),
         Err(err) => respond::login_failure(err, mode, &site.login.failure_redirect),
     }
+}
+
+/// What the attempt learnt of the form, for the session and the audit log.
+#[derive(Default)]
+struct Seen {
+    account: Option<String>,
+    remember: bool,
 }
 
 /// The session a grant starts: as long as the token lives (or the provider's
@@ -102,8 +110,7 @@ async fn attempt<B>(
     route: OwnedRoute,
     conn: Option<ClientConn>,
     client_ip: Option<std::net::IpAddr>,
-    account: &mut Option<String>,
-    remember_out: &mut bool,
+    seen: &mut Seen,
 ) -> Result<Grant, LoginError>
 where
     B: Body + Send + 'static,
@@ -114,7 +121,7 @@ where
     if config.server.require_https && !conn::is_https(conn.as_ref(), req.headers(), &config.server.trusted_proxies) {
         return Err(LoginError::HttpsRequired);
     }
-    if !csrf::origin_allowed(req.headers(), request_host(&req), site) {
+    if !same_origin(shared, site, req.uri(), req.headers(), req.extensions()) {
         return Err(LoginError::OriginRejected);
     }
     let (parts, body) = req.into_parts();
@@ -133,19 +140,20 @@ where
     {
         return Err(LoginError::InvalidInput);
     }
-    *account = Some(username.to_owned());
+    seen.account = Some(username.to_owned());
     let remember = fields.get(&login.remember_field).is_some_and(truthy);
-    *remember_out = remember;
+    seen.remember = remember;
 
     let destination = match route {
         OwnedRoute::Wizard => wizard_destination(site, &fields),
         _ => {
             let query = parts.uri.query().unwrap_or("");
-            let asked = fields.get(&login.destination_field).map(str::to_owned).or_else(|| {
-                form_urlencoded::parse(query.as_bytes())
-                    .find(|(k, _)| k == "destination" || k == "next")
-                    .map(|(_, v)| v.into_owned())
-            });
+            let asked =
+                fields.get(&login.destination_field).filter(|d| !d.is_empty()).map(str::to_owned).or_else(|| {
+                    form_urlencoded::parse(query.as_bytes())
+                        .find(|(k, _)| k == "destination" || k == "next")
+                        .map(|(_, v)| v.into_owned())
+                });
             allowed_destination(site, asked.as_deref())
         }
     };
@@ -245,7 +253,9 @@ where
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(LoginError::PayloadTooLarge);
     }
-    let bytes = Limited::new(body, limit).collect().await.map_err(|e| {
+    // A client dribbling its form must not hold a task and a socket for ever.
+    let read = tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, limit).collect());
+    let bytes = read.await.map_err(|_| LoginError::InvalidInput)?.map_err(|e| {
         if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
             LoginError::PayloadTooLarge
         } else {

@@ -41,11 +41,21 @@ impl Placeholder {
     }
 }
 
-/// One piece of a parsed template.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One piece of a parsed template. Literal text may hold a static API key,
+/// so `Debug` shows only its length.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Part {
     Literal(String),
     Value(Placeholder),
+}
+
+impl fmt::Debug for Part {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Part::Literal(text) => write!(f, "Literal(<{} bytes>)", text.len()),
+            Part::Value(p) => write!(f, "Value({})", p.name()),
+        }
+    }
 }
 
 /// A parsed template: literal text and placeholders, in order.
@@ -76,7 +86,7 @@ impl Template {
                 parts.push(Part::Literal(rest[..open].to_owned()));
             }
             let after = &rest[open + 2..];
-            let close = after.find("}}").ok_or_else(|| TemplateError(format!("unclosed \"{{{{\" in {text:?}")))?;
+            let close = after.find("}}").ok_or_else(|| TemplateError("unclosed \"{{\"".to_owned()))?;
             let name = &after[..close];
             let placeholder = Placeholder::from_name(name).ok_or_else(|| {
                 TemplateError(format!(
@@ -129,6 +139,13 @@ mod tests {
         let err = Template::parse("{{PASSWORD}}").unwrap_err().to_string();
         assert!(err.contains("unknown placeholder {{PASSWORD}}"), "{err}");
         assert!(Template::parse("a {{USERID").is_err());
+    }
+
+    #[test]
+    fn debug_hides_literal_text() {
+        let t = Template::parse("https://x/?key=sk_live_123&u={{USERID}}").unwrap();
+        let shown = format!("{t:?}");
+        assert!(!shown.contains("sk_live_123") && shown.contains("USERID"), "{shown}");
     }
 
     #[test]

@@ -42,18 +42,15 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>
     Ok(Arc::new(rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth()))
 }
 
-/// The connector shared by provider calls and the proxy: plain HTTP or verified
-/// HTTPS, HTTP/1.1 or h2 by ALPN, `TCP_NODELAY`.
-pub fn https_connector(ca_file: Option<&Path>) -> Result<HttpsConnector<HttpConnector>, String> {
+/// A connector for plain HTTP or verified HTTPS with `TCP_NODELAY`; h2 is
+/// offered by ALPN when `http2` (provider calls), while the proxy speaks
+/// HTTP/1.1 to sites so upgrades (WebSocket) keep working.
+pub fn https_connector(ca_file: Option<&Path>, http2: bool) -> Result<HttpsConnector<HttpConnector>, String> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(std::time::Duration::from_secs(5)));
     let tls = (*client_config(ca_file)?).clone();
-    Ok(hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(http))
+    let builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1();
+    Ok(if http2 { builder.enable_http2().wrap_connector(http) } else { builder.wrap_connector(http) })
 }

@@ -134,8 +134,8 @@ fn token_from(answer: Answer) -> Result<Token, LoginError> {
         }
     }
     let parsed: TokenAnswer = serde_json::from_slice(&answer.body).map_err(|e| {
-        // serde's message names the field, never the value.
-        tracing::warn!(provider = "qwyk", error = %e, "login answer is not a token");
+        // serde's message may quote a value (the token itself): log only where and what kind.
+        tracing::warn!(provider = "qwyk", kind = ?e.classify(), line = e.line(), column = e.column(), "login answer is not a token");
         LoginError::ProviderUnavailable
     })?;
     if parsed.access_token.is_empty() {

@@ -2,12 +2,15 @@
 //! [`Upstream`] the gateway tagged it with, streaming both bodies, and knows
 //! nothing of logins.
 //!
-//! What it does to a request, in order: the URI is re-based on the upstream,
-//! hop-by-hop headers go (those named in `Connection` too), `X-Forwarded-*`
-//! are written (a client's own values are kept only from a trusted proxy),
-//! and `Host` becomes the upstream's, as nginx does by default (the original
-//! is in `X-Forwarded-Host`). Upgrades (WebSocket) are spliced once both sides
-//! agree on `101`. Upstream `Location` headers pass through `rewrite_location`.
+//! What it does to a request: the URI is re-based on the upstream, hop-by-hop
+//! headers go (those named in `Connection` too), cookies split by h2 are
+//! joined, and `X-Forwarded-For/-Proto/-Host` are written; the client's own
+//! forwarding headers are kept only from a trusted proxy. `Host` is passed
+//! unchanged (it is also in `X-Forwarded-Host`). WebSocket upgrades are spliced
+//! once both sides agree on `101`; other upgrade tokens (`h2c`) are not
+//! forwarded, so no tunnel can bypass the gateway. Upstream `Location` headers
+//! pass through `rewrite_location`. `upstream_timeout` bounds the wait for the
+//! response headers, counted from the end of the request body.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -18,10 +21,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ferrygate_core::config::Upstream;
-use ferrygate_core::conn::{is_trusted, ClientConn};
+use ferrygate_core::conn::{canonical, is_trusted, ClientConn};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response, StatusCode, Uri, Version};
-use http_body::Body;
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::{Body, Frame, SizeHint};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
@@ -29,6 +32,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use ipnet::IpNet;
+use tokio::sync::oneshot;
 use tower::Service;
 
 /// The body of a proxied answer: the upstream's, streamed, or our own error text.
@@ -36,23 +40,27 @@ pub type ProxyBody = Either<Incoming, Full<Bytes>>;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Forwards requests to their site's upstream. Cheap to clone; clones share
-/// the connection pool.
-pub struct Proxy<B> {
-    client: Client<HttpsConnector<HttpConnector>, B>,
-    trusted: Arc<[IpNet]>,
+struct Inner<B> {
+    client: Client<HttpsConnector<HttpConnector>, Watched<B>>,
+    trusted: Vec<IpNet>,
     timeout: Duration,
+}
+
+/// Forwards requests to their site's upstream. Cheap to clone (one `Arc`);
+/// clones share the connection pool.
+pub struct Proxy<B> {
+    inner: Arc<Inner<B>>,
 }
 
 impl<B> Clone for Proxy<B> {
     fn clone(&self) -> Self {
-        Self { client: self.client.clone(), trusted: self.trusted.clone(), timeout: self.timeout }
+        Self { inner: self.inner.clone() }
     }
 }
 
 impl<B> std::fmt::Debug for Proxy<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Proxy").field("timeout", &self.timeout).finish_non_exhaustive()
+        f.debug_struct("Proxy").field("timeout", &self.inner.timeout).finish_non_exhaustive()
     }
 }
 
@@ -62,14 +70,14 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    /// A proxy over `connector`; `timeout` bounds the wait for the upstream's
-    /// response headers (bodies stream for as long as they take).
+    /// A proxy over `connector` (HTTP/1.1 to sites); `timeout` bounds the wait
+    /// for the upstream's response headers once the request body has been sent.
     pub fn new(connector: HttpsConnector<HttpConnector>, trusted: Vec<IpNet>, timeout: Duration) -> Self {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(256)
             .build(connector);
-        Self { client, trusted: trusted.into(), timeout }
+        Self { inner: Arc::new(Inner { client, trusted, timeout }) }
     }
 }
 
@@ -88,40 +96,71 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+    fn call(&mut self, req: Request<B>) -> Self::Future {
         let Some(upstream) = req.extensions().get::<Arc<Upstream>>().cloned() else {
             tracing::error!("request reached the proxy without an upstream");
-            return Box::pin(std::future::ready(Ok(error(StatusCode::INTERNAL_SERVER_ERROR, "no upstream\n"))));
+            return ready(error(StatusCode::INTERNAL_SERVER_ERROR, "no upstream\n"));
         };
-        let client_upgrade = upgrade_protocol(req.headers()).map(|_| hyper::upgrade::on(&mut req));
-        if let Err(status) = prepare(&mut req, &upstream, &self.trusted) {
-            return Box::pin(std::future::ready(Ok(error(status, "bad request\n"))));
+        if req.method() == Method::CONNECT {
+            return ready(error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"));
         }
-        let client = self.client.clone();
-        let timeout = self.timeout;
+        let mut req = req;
+        let websocket = is_websocket(req.method(), req.headers());
+        let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
+        let (parts, body) = req.into_parts();
+        let (done_tx, done_rx) = oneshot::channel();
+        let body_ended = body.is_end_stream();
+        let mut req = Request::from_parts(parts, Watched { inner: body, done: Some(done_tx) });
+        if let Err(status) = prepare(&mut req, &upstream, &self.inner.trusted, websocket) {
+            return ready(error(status, "bad request\n"));
+        }
+        let inner = self.inner.clone();
         Box::pin(async move {
-            let mut res = match tokio::time::timeout(timeout, client.request(req)).await {
-                Ok(Ok(res)) => res,
-                Ok(Err(e)) => {
-                    tracing::warn!(upstream = %upstream.origin, error = %e, "upstream unavailable");
-                    return Ok(error(StatusCode::BAD_GATEWAY, "bad gateway\n"));
+            let timeout = inner.timeout;
+            // The clock starts once the whole request body has gone upstream.
+            let deadline = async move {
+                if !body_ended {
+                    let _ = done_rx.await;
                 }
-                Err(_) => {
+                tokio::time::sleep(timeout).await;
+            };
+            let mut res = tokio::select! {
+                res = inner.client.request(req) => match res {
+                    Ok(res) => res,
+                    Err(e) => {
+                        tracing::warn!(upstream = %upstream.origin, error = %e, "upstream unavailable");
+                        return Ok(error(StatusCode::BAD_GATEWAY, "bad gateway\n"));
+                    }
+                },
+                () = deadline => {
                     tracing::warn!(upstream = %upstream.origin, ?timeout, "upstream did not answer in time");
                     return Ok(error(StatusCode::GATEWAY_TIMEOUT, "gateway timeout\n"));
                 }
             };
-            match client_upgrade {
-                Some(client_side) if res.status() == StatusCode::SWITCHING_PROTOCOLS => {
+            let upgraded = res.status() == StatusCode::SWITCHING_PROTOCOLS;
+            let protocol = res.headers().get(header::UPGRADE).cloned();
+            remove_hop_by_hop(res.headers_mut());
+            match (client_upgrade, upgraded, protocol) {
+                (Some(client_side), true, Some(protocol)) => {
+                    res.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                    res.headers_mut().insert(header::UPGRADE, protocol);
                     let upstream_side = hyper::upgrade::on(&mut res);
                     tokio::spawn(splice(client_side, upstream_side));
                 }
-                _ => remove_hop_by_hop(res.headers_mut()),
+                (_, true, _) => {
+                    tracing::warn!(upstream = %upstream.origin, "101 to a request that did not ask for a WebSocket");
+                    return Ok(error(StatusCode::BAD_GATEWAY, "bad gateway\n"));
+                }
+                _ => {}
             }
             rewrite_location(res.headers_mut(), &upstream);
             Ok(res.map(Either::Left))
         })
     }
+}
+
+fn ready(res: Response<ProxyBody>) -> Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>> {
+    Box::pin(std::future::ready(Ok(res)))
 }
 
 fn error(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
@@ -131,19 +170,52 @@ fn error(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
     res
 }
 
-/// The protocol a request asks to upgrade to, when it asks.
-fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
-    let asks = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    if asks {
-        headers.get(header::UPGRADE).cloned()
-    } else {
-        None
+pin_project_lite::pin_project! {
+    /// A request body that reports when it has been sent in full.
+    struct Watched<B> {
+        #[pin]
+        inner: B,
+        done: Option<oneshot::Sender<()>>,
     }
+}
+
+impl<B: Body> Body for Watched<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
+            if let Some(done) = this.done.take() {
+                let _ = done.send(());
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A WebSocket handshake: the only upgrade passed through.
+fn is_websocket(method: &Method, headers: &HeaderMap) -> bool {
+    method == Method::GET
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        && headers
+            .get(header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"))
 }
 
 async fn splice(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
@@ -159,95 +231,121 @@ async fn splice(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnU
     }
 }
 
+const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
+const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Forwarding claims an untrusted client may not make.
+const CLIENT_FORWARDING: [HeaderName; 9] = [
+    XFF,
+    XFP,
+    XFH,
+    HeaderName::from_static("x-forwarded-port"),
+    HeaderName::from_static("x-forwarded-prefix"),
+    HeaderName::from_static("x-forwarded-server"),
+    HeaderName::from_static("x-forwarded-ssl"),
+    HeaderName::from_static("x-real-ip"),
+    header::FORWARDED,
+];
+
 /// Rewrites `req` in place for the upstream.
-fn prepare<B>(req: &mut Request<B>, upstream: &Upstream, trusted: &[IpNet]) -> Result<(), StatusCode> {
-    let original_host = req
-        .headers()
-        .get(header::HOST)
-        .cloned()
-        .or_else(|| req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
-    let path_and_query = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let uri = if upstream.base_path.is_empty() {
-        let mut parts = upstream.origin.clone().into_parts();
-        parts.path_and_query = Some(path_and_query.parse().map_err(|_| StatusCode::BAD_REQUEST)?);
-        Uri::from_parts(parts).map_err(|_| StatusCode::BAD_REQUEST)?
-    } else {
-        format!("{}{}{}", upstream.origin.to_string().trim_end_matches('/'), upstream.base_path, path_and_query)
-            .parse()
-            .map_err(|_| StatusCode::BAD_REQUEST)?
+fn prepare<B>(req: &mut Request<B>, upstream: &Upstream, trusted: &[IpNet], websocket: bool) -> Result<(), StatusCode> {
+    let original_host = match req.headers().get(header::HOST) {
+        Some(h) => Some(h.clone()),
+        None => req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
     };
+    let uri = upstream_uri(req.uri(), upstream)?;
     *req.uri_mut() = uri;
     *req.version_mut() = Version::HTTP_11;
 
     let conn = req.extensions().get::<ClientConn>().copied();
-    let upgrade = upgrade_protocol(req.headers());
     let headers = req.headers_mut();
     remove_hop_by_hop(headers);
-    headers.remove(header::HOST);
-    if let Some(protocol) = upgrade {
+    if websocket {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        headers.insert(header::UPGRADE, protocol);
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    }
+    join_cookies(headers);
+    if let Some(host) = &original_host {
+        headers.insert(header::HOST, host.clone());
     }
 
+    let trusted_peer = conn.filter(|c| is_trusted(c.peer.ip(), trusted));
+    if trusted_peer.is_none() {
+        for name in &CLIENT_FORWARDING {
+            headers.remove(name);
+        }
+    }
     let Some(conn) = conn else { return Ok(()) };
-    let from_trusted = is_trusted(conn.peer.ip(), trusted);
-    let peer = HeaderValue::from_str(&conn.peer.ip().to_string()).map_err(|_| StatusCode::BAD_REQUEST)?;
-    let xff = HeaderName::from_static("x-forwarded-for");
-    let xfp = HeaderName::from_static("x-forwarded-proto");
-    let xfh = HeaderName::from_static("x-forwarded-host");
-    if from_trusted {
-        let earlier: Vec<&str> = headers.get_all(&xff).iter().filter_map(|v| v.to_str().ok()).collect();
-        let value = if earlier.is_empty() {
-            peer
-        } else {
-            HeaderValue::from_str(&format!("{}, {}", earlier.join(", "), conn.peer.ip()))
-                .map_err(|_| StatusCode::BAD_REQUEST)?
-        };
-        headers.insert(&xff, value);
-    } else {
-        headers.insert(&xff, peer);
-        headers.remove(&xfp);
-        headers.remove(&xfh);
-        headers.remove(header::FORWARDED);
+    let peer = canonical(conn.peer.ip()).to_string();
+    let earlier: Vec<&str> = headers.get_all(&XFF).iter().filter_map(|v| v.to_str().ok()).collect();
+    let xff = if earlier.is_empty() { peer } else { format!("{}, {peer}", earlier.join(", ")) };
+    headers.insert(XFF, HeaderValue::from_str(&xff).map_err(|_| StatusCode::BAD_REQUEST)?);
+    if !headers.contains_key(XFP) {
+        headers.insert(XFP, HeaderValue::from_static(if conn.tls { "https" } else { "http" }));
     }
-    if !headers.contains_key(&xfp) {
-        headers.insert(&xfp, HeaderValue::from_static(if conn.tls { "https" } else { "http" }));
-    }
-    if let (false, Some(host)) = (headers.contains_key(&xfh), original_host) {
-        headers.insert(&xfh, host);
+    if let (false, Some(host)) = (headers.contains_key(XFH), original_host) {
+        headers.insert(XFH, host);
     }
     Ok(())
 }
 
-const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-];
+fn upstream_uri(uri: &Uri, upstream: &Upstream) -> Result<Uri, StatusCode> {
+    let mut parts = upstream.origin.clone().into_parts();
+    parts.path_and_query = if upstream.base_path.is_empty() {
+        uri.path_and_query().cloned()
+    } else {
+        let pq = uri.path_and_query().map_or("/", |p| p.as_str());
+        Some(format!("{}{pq}", upstream.base_path).parse().map_err(|_| StatusCode::BAD_REQUEST)?)
+    };
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    }
+    Uri::from_parts(parts).map_err(|_| StatusCode::BAD_REQUEST)
+}
+
+/// h2 clients send cookies as several fields; HTTP/1.1 wants one (RFC 9113 §8.2.3).
+fn join_cookies(headers: &mut HeaderMap) {
+    let mut values = headers.get_all(header::COOKIE).iter();
+    if values.next().is_none() || values.next().is_none() {
+        return;
+    }
+    let joined: Vec<&[u8]> = headers.get_all(header::COOKIE).iter().map(HeaderValue::as_bytes).collect();
+    if let Ok(v) = HeaderValue::from_bytes(&joined.join(&b"; "[..])) {
+        headers.insert(header::COOKIE, v);
+    }
+}
+
+fn is_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
 
 /// Removes the hop-by-hop headers of RFC 9110 §7.6.1 and those `Connection` names.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    if headers.contains_key(header::CONNECTION) {
-        let listed: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .collect();
-        for name in listed {
-            headers.remove(name);
-        }
+    if !headers.keys().any(|k| is_hop_by_hop(k.as_str())) {
+        return;
     }
-    for name in &HOP_BY_HOP {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    let doomed: Vec<HeaderName> = headers.keys().filter(|k| is_hop_by_hop(k.as_str())).cloned().collect();
+    for name in listed.into_iter().chain(doomed) {
         headers.remove(name);
     }
-    headers.remove(header::UPGRADE);
 }
 
 /// Applies the first matching `rewrite_location` rule (prefix match).
@@ -274,9 +372,32 @@ mod tests {
         h.insert("keep-alive", "timeout=5".parse().unwrap());
         h.insert("x-secret-hop", "1".parse().unwrap());
         h.insert(header::TE, "trailers".parse().unwrap());
+        h.insert(header::TRAILER, "x-checksum".parse().unwrap());
         h.insert("x-end-to-end", "1".parse().unwrap());
         remove_hop_by_hop(&mut h);
-        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), vec!["x-end-to-end"]);
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, vec!["trailer", "x-end-to-end"]);
+    }
+
+    #[test]
+    fn joins_split_cookies() {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, "a=1".parse().unwrap());
+        h.append(header::COOKIE, "b=2".parse().unwrap());
+        join_cookies(&mut h);
+        assert_eq!(h.get_all(header::COOKIE).iter().collect::<Vec<_>>(), vec!["a=1; b=2"]);
+    }
+
+    #[test]
+    fn only_websocket_upgrades_are_recognised() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, "Upgrade, HTTP2-Settings".parse().unwrap());
+        h.insert(header::UPGRADE, "h2c".parse().unwrap());
+        assert!(!is_websocket(&Method::GET, &h));
+        h.insert(header::UPGRADE, "WebSocket".parse().unwrap());
+        assert!(is_websocket(&Method::GET, &h));
+        assert!(!is_websocket(&Method::POST, &h));
     }
 
     #[test]

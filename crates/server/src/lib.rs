@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferrygate_core::{ClientConn, Config, GatewayLayer, IdentityLayer, Providers, SessionStore};
+use ferrygate_core::{ClientConn, GatewayLayer, IdentityLayer};
 use ferrygate_proxy::Proxy;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -55,21 +55,19 @@ impl std::fmt::Debug for Server {
     }
 }
 
-/// Builds the request stack for `config`.
-pub fn stack(config: Arc<Config>, providers: Providers, store: Arc<dyn SessionStore>) -> Result<Stack, StartError> {
-    let connector = ferrygate_core::tls::https_connector(config.upstream_tls.ca_file.as_deref()).map_err(StartError)?;
+/// Builds the request stack around `gateway`: its layers, then the proxy.
+pub fn stack(gateway: GatewayLayer) -> Result<Stack, StartError> {
+    let config = gateway.config();
+    let connector =
+        ferrygate_core::tls::https_connector(config.upstream_tls.ca_file.as_deref(), false).map_err(StartError)?;
     let proxy = Proxy::new(connector, config.server.trusted_proxies.clone(), config.server.upstream_timeout);
-    let gateway = GatewayLayer::new(config, providers, store).map_err(StartError)?;
     Ok(ServiceBuilder::new().layer(gateway).layer(IdentityLayer).service(proxy))
 }
 
 impl Server {
-    /// Binds every listener of `config` (plain and TLS).
-    pub async fn bind(
-        config: Arc<Config>,
-        providers: Providers,
-        store: Arc<dyn SessionStore>,
-    ) -> Result<Self, StartError> {
+    /// Binds every listener of the gateway's config (plain and TLS).
+    pub async fn bind(gateway: GatewayLayer) -> Result<Self, StartError> {
+        let config = gateway.config().clone();
         let mut listeners = Vec::new();
         for addr in &config.server.listen {
             listeners.push(Listener { tcp: bind(*addr).await?, tls: None });
@@ -81,7 +79,7 @@ impl Server {
             }
         }
         let grace = config.server.shutdown_grace;
-        Ok(Self { listeners, stack: stack(config, providers, store)?, grace })
+        Ok(Self { listeners, stack: stack(gateway)?, grace })
     }
 
     /// The bound addresses, plain listeners first.
@@ -114,7 +112,11 @@ async fn serve(listener: Listener, stack: Stack, mut stop: watch::Receiver<bool>
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .max_concurrent_streams(256);
     let builder = Arc::new(builder);
     loop {
         let (stream, peer) = tokio::select! {

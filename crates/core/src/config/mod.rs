@@ -252,9 +252,14 @@ impl Site {
         self.routes.get(path).copied()
     }
 
-    /// Whether `path` lies in one of `protected_paths` (whole segments).
+    /// Whether `path` lies in one of `protected_paths` (whole segments), seen
+    /// the way an upstream would normalise it (`//x`, `/./x`, `%78`, `;p`, case).
     pub fn is_protected(&self, path: &str) -> bool {
-        self.protected_paths.iter().any(|p| crate::destination::within(path, p))
+        if self.protected_paths.is_empty() {
+            return false;
+        }
+        let canonical = crate::destination::canonical_for_matching(path);
+        self.protected_paths.iter().any(|p| crate::destination::within(&canonical, p))
     }
 }
 

@@ -168,6 +168,20 @@ impl Check<'_> {
         path.to_owned()
     }
 
+    /// A redirect target (absolute URL or path) that fits a `Location` header;
+    /// `gets_query` targets have parameters appended, so no fragment.
+    fn redirect_target(&mut self, key: &str, value: &str, gets_query: bool) {
+        if value.is_empty() || http::HeaderValue::from_str(value).is_err() {
+            self.err(key, format!("{value:?} is not a usable redirect target"));
+        } else if gets_query && value.contains('#') {
+            self.err(key, "must not have a #fragment: parameters are appended to it");
+        } else if !value.starts_with('/') && !value.starts_with("http://") && !value.starts_with("https://") {
+            self.err(key, format!("{value:?} must be a path (\"/…\") or an http(s):// URL"));
+        } else if value.starts_with("//") {
+            self.err(key, "a scheme-relative target (\"//…\") is ambiguous; write the scheme");
+        }
+    }
+
     fn http_url(&mut self, key: &str, value: &str) -> Option<url::Url> {
         match url::Url::parse(value) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
@@ -622,13 +636,18 @@ impl Check<'_> {
             .protected_paths
             .iter()
             .enumerate()
-            .map(|(j, p)| self.route_path(&format!("{key}.protected_paths[{j}]"), p))
+            .map(|(j, p)| {
+                self.route_path(&format!("{key}.protected_paths[{j}]"), p);
+                crate::destination::canonical_for_matching(p)
+            })
             .collect();
 
         let l = raw.login;
         let login_path = self.route_path(&format!("{key}.login.path"), &l.path);
+        let failure_redirect = l.failure_redirect.unwrap_or_else(|| login_path.clone());
+        self.redirect_target(&format!("{key}.login.failure_redirect"), &failure_redirect, true);
         let login = LoginRoute {
-            failure_redirect: l.failure_redirect.unwrap_or_else(|| login_path.clone()),
+            failure_redirect,
             path: login_path,
             username_field: l.username_field.unwrap_or_else(|| "email".to_owned()),
             password_field: l.password_field.unwrap_or_else(|| "password".to_owned()),
@@ -638,14 +657,17 @@ impl Check<'_> {
 
         let portal = self.portal(key, raw.portal.unwrap_or_default(), provider_kind);
         let redirect_route = |c: &mut Self, name: &str, r: Option<RawRedirectRoute>| {
-            r.map(|r| RedirectRoute {
-                paths: r
-                    .paths
-                    .iter()
-                    .enumerate()
-                    .map(|(j, p)| c.route_path(&format!("{key}.{name}.paths[{j}]"), p))
-                    .collect(),
-                redirect: r.redirect,
+            r.map(|r| {
+                c.redirect_target(&format!("{key}.{name}.redirect"), &r.redirect, false);
+                RedirectRoute {
+                    paths: r
+                        .paths
+                        .iter()
+                        .enumerate()
+                        .map(|(j, p)| c.route_path(&format!("{key}.{name}.paths[{j}]"), p))
+                        .collect(),
+                    redirect: r.redirect,
+                }
             })
         };
         let home = redirect_route(self, "home", raw.home);
@@ -664,9 +686,12 @@ impl Check<'_> {
             };
             Wizard { path, destination, params: w.params }
         });
-        let forgot_password = raw.forgot_password.map(|f| ForgotPassword {
-            path: self.route_path(&format!("{key}.forgot_password.path"), &f.path),
-            redirect: f.redirect,
+        let forgot_password = raw.forgot_password.map(|f| {
+            self.redirect_target(&format!("{key}.forgot_password.redirect"), &f.redirect, false);
+            ForgotPassword {
+                path: self.route_path(&format!("{key}.forgot_password.path"), &f.path),
+                redirect: f.redirect,
+            }
         });
         let callback =
             raw.callback.map(|c| Callback { path: self.route_path(&format!("{key}.callback.path"), &c.path) });
@@ -737,7 +762,9 @@ impl Check<'_> {
 
     fn portal(&mut self, key: &str, raw: RawPortal, kind: ProviderKind) -> Portal {
         if let Some(u) = &raw.url {
-            self.http_url(&format!("{key}.portal.url"), u);
+            if self.http_url(&format!("{key}.portal.url"), u).is_some() {
+                self.redirect_target(&format!("{key}.portal.url"), u, true);
+            }
         } else if kind == ProviderKind::Qwyk {
             self.err(
                 &format!("{key}.portal.url"),

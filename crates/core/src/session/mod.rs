@@ -192,6 +192,25 @@ impl SessionManager {
         })
     }
 
+    /// Removes our cookie from the request: the site never sees the session id.
+    pub fn strip_cookie(&self, headers: &mut HeaderMap) {
+        let kept: Vec<String> = headers
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .map(str::trim)
+            .filter(|c| !c.is_empty() && c.split('=').next() != Some(self.cookie_name.as_str()))
+            .map(str::to_owned)
+            .collect();
+        headers.remove(COOKIE);
+        if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
+            if !kept.is_empty() {
+                headers.insert(COOKIE, v);
+            }
+        }
+    }
+
     /// The session id of a correctly signed cookie; a forged, tampered or
     /// malformed cookie is simply no session.
     pub fn session_id(&self, headers: &HeaderMap) -> Option<SessionId> {
