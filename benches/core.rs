@@ -1,0 +1,125 @@
+//! Per-operation costs of the request path (criterion). Figures are medians on
+//! a noisy 2-core machine: compare them with each other, not with a target.
+
+use std::convert::Infallible;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use ferrygate::core::session::{now_ms, Session, SessionStore, StoreKey};
+use ferrygate::core::{destination, MemoryStore};
+use ferrygate::{Config, GatewayLayer};
+use http::{Request, Response};
+use tower::{Layer, Service};
+
+const CONFIG: &str = r#"
+[sessions]
+secret = "0123456789abcdef0123456789abcdef"
+[providers.p]
+kind = "qwyk"
+server = "http://127.0.0.1:9"
+organization_id = 1
+site_id = 2
+[[sites]]
+name = "app"
+hosts = ["www.acme.example"]
+upstream = "http://127.0.0.1:9"
+provider = "p"
+[sites.login]
+path = "/login"
+[sites.portal]
+url = "https://portal.example/in"
+allowed_destinations = ["/my-portal"]
+[sites.home]
+paths = ["/portal-home"]
+redirect = "/"
+[sites.logout]
+paths = ["/portal-logout"]
+redirect = "/"
+"#;
+
+fn session() -> Session {
+    Session {
+        provider: "p".into(),
+        user: "alice@example.com".into(),
+        user_id: Some("1234".into()),
+        org_id: Some("77".into()),
+        external_id: None,
+        token: Some("eyJhbGciOiJIUzI1NiJ9.payload-of-a-typical-length.signature".into()),
+        token_type: "bearer".into(),
+        expires_at_ms: now_ms() + 7_200_000,
+    }
+}
+
+fn routing(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let config = Config::from_toml(CONFIG, ".".as_ref()).unwrap().config;
+    let providers = ferrygate::build_providers(&config).unwrap();
+    let layer = GatewayLayer::new(Arc::new(config), providers, Arc::new(MemoryStore::new(10))).unwrap();
+    let inner = tower::service_fn(|_req: Request<String>| async { Ok::<_, Infallible>(Response::new(String::new())) });
+    let mut svc = layer.layer(inner);
+    c.bench_function("gateway: pass-through decision (not intercepted)", |b| {
+        b.iter(|| {
+            let req =
+                Request::get("/products/42?ref=home").header("host", "www.acme.example").body(String::new()).unwrap();
+            let fut = svc.call(black_box(req));
+            black_box(rt.block_on(fut).unwrap());
+        })
+    });
+    c.bench_function("gateway: home redirect (owned route)", |b| {
+        b.iter(|| {
+            let req = Request::get("/portal-home").header("host", "www.acme.example").body(String::new()).unwrap();
+            black_box(rt.block_on(svc.call(req)).unwrap());
+        })
+    });
+}
+
+fn destinations(c: &mut Criterion) {
+    let allowed = vec!["/my-portal".to_owned()];
+    c.bench_function("destination: validate a legitimate one", |b| {
+        b.iter(|| destination::validate(black_box("/my-portal/quotations/new?origin=NLRTM&product=fcl"), &allowed))
+    });
+    c.bench_function("destination: refuse an attack", |b| {
+        b.iter(|| destination::validate(black_box("/my-portal/%2e%2e/%2f%2fevil.example"), &allowed))
+    });
+}
+
+fn sessions(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let store = MemoryStore::new(1_000_000);
+    let s = session();
+    let keys: Vec<StoreKey> = (0..10_000u32)
+        .map(|i| {
+            let mut k = [0u8; 32];
+            k[..4].copy_from_slice(&i.to_le_bytes());
+            StoreKey(k)
+        })
+        .collect();
+    rt.block_on(async {
+        for k in &keys {
+            store.insert(k, &s, Duration::from_secs(7200)).await.unwrap();
+        }
+    });
+    let mut i = 0usize;
+    c.bench_function("memory store: lookup hit", |b| {
+        b.iter(|| {
+            i = (i + 1) % keys.len();
+            black_box(rt.block_on(store.get(&keys[i])).unwrap())
+        })
+    });
+    let missing = StoreKey([0xff; 32]);
+    c.bench_function("memory store: lookup miss", |b| b.iter(|| black_box(rt.block_on(store.get(&missing)).unwrap())));
+    let mut n = 10_000u32;
+    c.bench_function("memory store: insert", |b| {
+        b.iter(|| {
+            n = n.wrapping_add(1);
+            let mut k = [1u8; 32];
+            k[..4].copy_from_slice(&n.to_le_bytes());
+            rt.block_on(store.insert(&StoreKey(k), &s, Duration::from_secs(7200))).unwrap()
+        })
+    });
+}
+
+criterion_group!(benches, routing, destinations, sessions);
+criterion_main!(benches);

@@ -1,0 +1,148 @@
+//! Two Ferrygate instances sharing one real Redis (on a Unix socket in a temp
+//! dir): a login on one is honoured by the other, a logout on either ends it
+//! everywhere, nothing in Redis is a usable cookie, and an outage is a clear
+//! 503 that heals by itself. Skipped, loudly, when `redis-server` is missing,
+//! except under `CI=true`, where that is a failure.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use http::{Request, StatusCode};
+use http_body_util::Full;
+
+struct Redis {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Redis {
+    fn start(dir: &Path) -> Self {
+        let socket = dir.join("redis.sock");
+        let child = Command::new("redis-server")
+            .args(["--port", "0", "--save", "", "--appendonly", "no", "--unixsocketperm", "700"])
+            .arg("--unixsocket")
+            .arg(&socket)
+            .arg("--dir")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not come up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, socket }
+    }
+
+    fn url(&self) -> String {
+        format!("redis+unix://{}", self.socket.display())
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Whether to run: redis-server present, or fail under CI.
+fn redis_available() -> bool {
+    let found = Command::new("redis-server").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true but redis-server is not installed");
+        eprintln!("SKIPPED: redis-server is not installed (apt-get install -y redis-server); Redis tests did not run");
+    }
+    found
+}
+
+fn config(provider: std::net::SocketAddr, upstream: std::net::SocketAddr, redis_url: &str) -> String {
+    qwyk_config(provider, upstream, "", "protected_paths = [\"/account\"]").replace(
+        "cookie_secure = false\n",
+        &format!("cookie_secure = false\nstore = \"redis\"\nredis_url = \"{redis_url}\"\n"),
+    )
+}
+
+const TOKEN: &str = r#"{"access_token":"tok-shared","token_type":"bearer","expires_in":600}"#;
+
+#[tokio::test]
+async fn replicas_share_sessions_and_survive_an_outage() {
+    if !redis_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut redis = Redis::start(dir.path());
+    let mock = Mock::start(200, TOKEN, Duration::ZERO).await;
+    let upstream = echo_upstream().await;
+    let cfg = config(mock.addr, upstream, &redis.url());
+    let (a, b) = (gateway(&cfg).await, gateway(&cfg).await);
+
+    // A login on A is honoured by B.
+    let login = post_form(&a.url("/login"), &[("email", "alice@example.com"), ("password", "pw")]).await;
+    assert_eq!(login.status, StatusCode::SEE_OTHER);
+    let cookie = cookie_pair(&login);
+    let on_b = get_with_cookie(&b.url("/login"), &cookie).await;
+    assert_eq!(on_b.status, StatusCode::SEE_OTHER);
+    assert_eq!(param(&on_b.location(), "token").as_deref(), Some("tok-shared"));
+    let echo = get_with_cookie(&b.url("/account"), &cookie).await.json();
+    assert_eq!(echoed(&echo, "x-ferrygate-user"), vec!["alice@example.com"]);
+
+    // What Redis holds: hashed keys with the session's TTL, no cookie id anywhere.
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("ferrygate:session:*").query_async(&mut conn).await.unwrap();
+    assert_eq!(keys.len(), 1);
+    let id = cookie.split_once('=').unwrap().1;
+    let stored: String = redis::cmd("GET").arg(&keys[0]).query_async(&mut conn).await.unwrap();
+    for part in [&id[..20], &id[id.len() - 20..]] {
+        assert!(!keys[0].contains(part) && !stored.contains(part), "a cookie fragment is stored in redis");
+    }
+    let ttl_ms: i64 = redis::cmd("PTTL").arg(&keys[0]).query_async(&mut conn).await.unwrap();
+    assert!((590_000..=600_000).contains(&ttl_ms), "{ttl_ms}");
+
+    // Logout on B ends it on A.
+    assert_eq!(get_with_cookie(&b.url("/portal-logout"), &cookie).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(get_with_cookie(&a.url("/login"), &cookie).await.status, StatusCode::OK);
+    assert_eq!(get_with_cookie(&a.url("/account"), &cookie).await.status, StatusCode::SEE_OTHER);
+
+    // Redis goes away: logins answer 503 session_store_unavailable within seconds;
+    // a protected page with a cookie fails closed.
+    let fresh = cookie_pair(&post_form(&a.url("/login"), &[("email", "bob@example.com"), ("password", "pw")]).await);
+    redis.stop();
+    let started = Instant::now();
+    let res = post_json(&a.url("/login"), serde_json::json!({"email": "bob@example.com", "password": "pw"})).await;
+    assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(res.json()["error"], "session_store_unavailable");
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    let res = post_form(&a.url("/login"), &[("email", "bob@example.com"), ("password", "pw")]).await;
+    assert_eq!(param(&res.location(), "error").as_deref(), Some("session_store_unavailable"));
+    let res = send(Request::get(b.url("/account")).header("cookie", &fresh).body(Full::default()).unwrap()).await;
+    assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
+
+    // Redis comes back (empty, as after a restart without persistence): both recover by themselves.
+    let _redis = Redis::start(dir.path());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let cookie = loop {
+        let res = post_form(&a.url("/login"), &[("email", "carol@example.com"), ("password", "pw")]).await;
+        if res.location().host_str() == Some("portal.acme.example") {
+            break cookie_pair(&res);
+        }
+        assert!(Instant::now() < deadline, "no recovery after redis came back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while get_with_cookie(&b.url("/login"), &cookie).await.status != StatusCode::SEE_OTHER {
+        assert!(Instant::now() < deadline, "replica B did not recover");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
