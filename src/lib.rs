@@ -15,6 +15,8 @@ use std::sync::Arc;
 
 pub use ferrygate_core as core;
 pub use ferrygate_core::{Config, ConfigError, ConfigErrors, GatewayLayer, IdentityLayer, Loaded, Provider, Providers};
+#[cfg(feature = "payway")]
+pub use ferrygate_provider_payway as payway;
 #[cfg(feature = "qwyk")]
 pub use ferrygate_provider_qwyk as qwyk;
 #[cfg(feature = "redis")]
@@ -36,6 +38,8 @@ pub fn build_providers(config: &Config) -> Result<Providers, String> {
         let built: Option<Arc<dyn Provider>> = match provider {
             #[cfg(feature = "qwyk")]
             ProviderConfig::Qwyk(q) => Some(Arc::new(qwyk::Qwyk::new(q, client.clone()))),
+            #[cfg(feature = "payway")]
+            ProviderConfig::Payway(p) => Some(Arc::new(payway::Payway::new(name, p, client.clone()))),
             _ => None,
         };
         if let Some(p) = built {

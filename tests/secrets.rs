@@ -101,6 +101,7 @@ async fn no_secret_in_logs_answers_or_debug_output() {
         destination: "/my-portal",
         client_ip: None,
         user_agent: "",
+        state: "state",
     };
     assert_clean("Debug of a login attempt", &format!("{attempt:?}"));
 }

@@ -22,7 +22,7 @@ use crate::audit::AccountHasher;
 use crate::config::{Config, OwnedRoute, Site};
 use crate::csrf;
 use crate::error::LoginError;
-use crate::identity::SignedIn;
+use crate::identity::{CallbackDestination, SignedIn};
 use crate::provider::{BoxFuture, Providers};
 use crate::respond::{self, AnswerMode};
 use crate::session::{Session, SessionManager, SessionStore};
@@ -166,7 +166,7 @@ where
             Some(OwnedRoute::Login | OwnedRoute::Wizard) if !with_cookie && req.method() != Method::POST => {
                 return pass(&mut self.inner, site, req)
             }
-            Some(OwnedRoute::ForgotPassword | OwnedRoute::Callback) => return pass(&mut self.inner, site, req),
+            Some(OwnedRoute::ForgotPassword) => return pass(&mut self.inner, site, req),
             _ => {}
         }
         // Take the inner service that was driven to readiness; leave a clone.
@@ -213,6 +213,21 @@ where
         }
         _ => {}
     }
+    let mut set_cookies = Vec::new();
+    if route == Some(OwnedRoute::Callback) {
+        let offered = crate::login::Fields::from_query(req.uri().query().unwrap_or(""));
+        match shared.sessions.take_state(req.headers(), offered.get("state")) {
+            Ok(destination) => {
+                req.extensions_mut().insert(CallbackDestination(destination));
+                set_cookies.push(shared.sessions.clear_state_cookie());
+            }
+            Err(why) => {
+                tracing::warn!(site = %site.name, reason = ?why, "callback refused: state_mismatch");
+                let mode = AnswerMode::of(req.headers());
+                return own(respond::login_failure(LoginError::StateMismatch, mode, "/"));
+            }
+        }
+    }
     let protected = route.is_none() && site.is_protected(req.uri().path());
     let session = if with_cookie {
         match shared.sessions.lookup(req.headers()).await {
@@ -249,7 +264,11 @@ where
     if let Some(s) = session {
         req.extensions_mut().insert(SignedIn::from(s));
     }
-    inner.call(req).await.map(|r| r.map(Either::Left))
+    let mut res = inner.call(req).await?;
+    for cookie in set_cookies {
+        res.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    Ok(res.map(Either::Left))
 }
 
 /// The portal redirect of a returning user, when the provider has one.

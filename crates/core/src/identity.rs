@@ -46,9 +46,19 @@ where
         if let Some(user) = req.extensions().get::<SignedIn>().cloned() {
             user.write_headers(req.headers_mut());
         }
+        if let Some(CallbackDestination(d)) = req.extensions().get::<CallbackDestination>() {
+            if let Ok(v) = HeaderValue::from_str(d) {
+                req.headers_mut().insert(HeaderName::from_static("x-ferrygate-destination"), v);
+            }
+        }
         self.inner.call(req)
     }
 }
+
+/// On an OAuth2 callback whose `state` checked out: the destination that
+/// state was bound to at login (sent to the site as `X-Ferrygate-Destination`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackDestination(pub String);
 
 /// The signed-in user of a request with a live session: a request extension,
 /// and the source of the `X-Ferrygate-*` identity headers.

@@ -18,7 +18,7 @@ use crate::error::LoginError;
 use crate::gateway::{same_origin, BoxError, Shared};
 use crate::provider::{Grant, LoginAttempt};
 use crate::respond::{self, media_type, AnswerMode};
-use crate::session::{now_ms, Session};
+use crate::session::{new_state, now_ms, Session};
 
 /// Longest username or password accepted, in bytes.
 pub(crate) const MAX_FIELD_BYTES: usize = 1024;
@@ -49,7 +49,13 @@ where
         Ok(grant) => {
             let session = new_session(&shared, &site, seen.account.as_deref().unwrap_or(""), &grant);
             match shared.sessions.create(&session, previous.as_ref(), seen.remember).await {
-                Ok(cookie) => Ok((grant.redirect, cookie)),
+                Ok(cookie) => {
+                    let mut cookies = vec![cookie];
+                    if grant.binds_state {
+                        cookies.push(shared.sessions.state_cookie(&seen.state, &seen.destination));
+                    }
+                    Ok((grant.redirect, cookies))
+                }
                 Err(e) => {
                     tracing::error!(site = %site.name, error = %e, "cannot store the new session");
                     Err(LoginError::SessionStoreUnavailable)
@@ -74,7 +80,7 @@ where
         account = account_hash.as_deref(),
     );
     match result {
-        Ok((redirect, cookie)) => respond::login_success(&redirect, mode, &[cookie]),
+        Ok((redirect, cookies)) => respond::login_success(&redirect, mode, &cookies),
         Err(err) => respond::login_failure(err, mode, &site.login.failure_redirect),
     }
 }
@@ -84,6 +90,9 @@ where
 struct Seen {
     account: Option<String>,
     remember: bool,
+    /// The OAuth2 state offered to the provider, and the destination it carries.
+    state: String,
+    destination: String,
 }
 
 /// The session a grant starts: as long as the token lives (or the provider's
@@ -160,7 +169,10 @@ where
 
     let password = SecretString::from(password.to_owned());
     let user_agent = parts.headers.get(USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    seen.state = new_state();
+    seen.destination.clone_from(&destination);
     let attempt = LoginAttempt {
+        state: &seen.state,
         site,
         username,
         password: &password,

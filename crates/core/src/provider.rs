@@ -34,6 +34,10 @@ pub struct LoginAttempt<'a> {
     pub destination: &'a str,
     pub client_ip: Option<IpAddr>,
     pub user_agent: &'a str,
+    /// A fresh, unguessable OAuth2 `state` for this attempt. A provider that
+    /// puts it in its redirect sets [`Grant::binds_state`], and the gateway
+    /// binds it to the browser with a signed cookie (checked on the callback).
+    pub state: &'a str,
 }
 
 impl fmt::Debug for LoginAttempt<'_> {
@@ -82,12 +86,14 @@ pub struct Grant {
     /// The session's lifetime when there is no token (`rest`'s `session_ttl`).
     pub session_ttl: Option<Duration>,
     pub user: UserInfo,
+    /// Whether the redirect carries [`LoginAttempt::state`].
+    pub binds_state: bool,
 }
 
 impl Grant {
     /// A grant that only redirects (no token, default lifetime, no user ids).
     pub fn redirect(to: impl Into<String>) -> Self {
-        Self { redirect: to.into(), token: None, session_ttl: None, user: UserInfo::default() }
+        Self { redirect: to.into(), token: None, session_ttl: None, user: UserInfo::default(), binds_state: false }
     }
 }
 
@@ -98,6 +104,7 @@ impl fmt::Debug for Grant {
             .field("token", &self.token)
             .field("session_ttl", &self.session_ttl)
             .field("user", &self.user)
+            .field("binds_state", &self.binds_state)
             .finish()
     }
 }

@@ -10,30 +10,16 @@ use ferrygate_core::client::{Answer, ClientError};
 use ferrygate_core::config::{QwykConfig, Site};
 use ferrygate_core::provider::{BoxFuture, Grant, LoginAttempt, Provider, Token};
 use ferrygate_core::session::Session;
-use ferrygate_core::{ExposeSecret, HttpClient, LoginError};
+use ferrygate_core::{query, ExposeSecret, HttpClient, LoginError};
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{Method, Request, StatusCode};
 use http_body_util::Full;
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::{Deserialize, Serialize};
 
 /// `token_type` when the answer has none.
 pub const DEFAULT_TOKEN_TYPE: &str = "bearer";
 /// `expires_in` (seconds) when the answer has none.
 pub const DEFAULT_EXPIRES_IN: u64 = 7200;
-
-/// What JavaScript's `encodeURIComponent` leaves alone; everything else is
-/// percent-encoded, so a value can never add a parameter to the portal URL.
-const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'!')
-    .remove(b'~')
-    .remove(b'*')
-    .remove(b'\'')
-    .remove(b'(')
-    .remove(b')');
 
 /// A configured Qwyk provider.
 #[derive(Debug)]
@@ -163,14 +149,10 @@ pub fn portal_redirect(
         tracing::error!(site = %site.name, "qwyk site without portal.url");
         return Err(LoginError::ProviderUnavailable);
     };
-    let sep = if portal.contains('?') { '&' } else { '?' };
-    let enc = |v: &str| utf8_percent_encode(v, COMPONENT).to_string();
-    Ok(format!(
-        "{portal}{sep}token={}&token_type={}&expires_in={}&destination={}",
-        enc(token),
-        enc(token_type),
-        expires_in.as_secs(),
-        enc(destination),
+    let expires_in = expires_in.as_secs().to_string();
+    Ok(query::append(
+        portal,
+        &[("token", token), ("token_type", token_type), ("expires_in", &expires_in), ("destination", destination)],
     ))
 }
 
@@ -206,10 +188,5 @@ mod tests {
         assert_eq!(token_from(answer(200, "<html>")).unwrap_err(), LoginError::ProviderUnavailable);
         assert_eq!(token_from(answer(200, r#"{"token":"x"}"#)).unwrap_err(), LoginError::ProviderUnavailable);
         assert_eq!(token_from(answer(200, r#"{"access_token":""}"#)).unwrap_err(), LoginError::ProviderUnavailable);
-    }
-
-    #[test]
-    fn encodes_as_query_components() {
-        assert_eq!(utf8_percent_encode("/a?b=c&d=e f", COMPONENT).to_string(), "%2Fa%3Fb%3Dc%26d%3De%20f");
     }
 }

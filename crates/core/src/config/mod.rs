@@ -150,7 +150,7 @@ pub struct QwykConfig {
     pub timeout: Duration,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct PaywayConfig {
     pub server: String,
     pub token_url: String,

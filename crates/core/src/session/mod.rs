@@ -137,9 +137,29 @@ impl SessionId {
     }
 }
 
+/// How long an OAuth2 `state` stays valid in its cookie.
+pub const STATE_TTL: Duration = Duration::from_secs(600);
+
+/// Why a callback's `state` was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateRefused {
+    Missing,
+    Mismatch,
+    Replayed,
+}
+
+/// A fresh OAuth2 `state`: 128 random bits, hex.
+pub fn new_state() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    hex(&bytes)
+}
+
 /// Cookie handling and store access, configured once.
 pub struct SessionManager {
     store: Arc<dyn SessionStore>,
+    /// States already accepted (single use), per replica, for as long as a state cookie lives.
+    used_states: moka::sync::Cache<String, ()>,
     cookie_key: Key,
     store_key: Hmac<Sha256>,
     cookie_name: String,
@@ -163,6 +183,7 @@ impl SessionManager {
         store_key.update(b"ferrygate session-store-key v1\0");
         Self {
             store,
+            used_states: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(STATE_TTL).build(),
             cookie_key,
             store_key,
             cookie_name: config.cookie_name.clone(),
@@ -292,6 +313,60 @@ impl SessionManager {
         HeaderValue::from_str(&cookie.to_string()).unwrap_or_else(|_| unreachable!("cookie names are checked at load"))
     }
 
+    fn state_cookie_name(&self) -> String {
+        format!("{}_state", self.cookie_name)
+    }
+
+    /// A signed, short-lived cookie binding `state` (and the destination it
+    /// carries) to this browser.
+    pub fn state_cookie(&self, state: &str, destination: &str) -> HeaderValue {
+        let value = format!("{state}.{}", crate::query::component(destination));
+        let mut cookie = self.cookie(value);
+        cookie.set_name(self.state_cookie_name());
+        cookie.set_max_age(cookie::time::Duration::seconds(STATE_TTL.as_secs() as i64));
+        let mut jar = CookieJar::new();
+        jar.signed_mut(&self.cookie_key).add(cookie);
+        let signed = jar.delta().next().map(|c| c.to_string()).unwrap_or_default();
+        HeaderValue::from_str(&signed).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+
+    /// Checks a callback's `state` against the browser's state cookie and
+    /// consumes it: the destination it was bound to, or why it is refused.
+    pub fn take_state(&self, headers: &HeaderMap, offered: Option<&str>) -> Result<String, StateRefused> {
+        let offered = offered.filter(|s| !s.is_empty()).ok_or(StateRefused::Missing)?;
+        let name = self.state_cookie_name();
+        let bound = headers
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| Cookie::split_parse(v).flatten())
+            .filter(|c| c.name() == name)
+            .find_map(|c| {
+                let mut jar = CookieJar::new();
+                jar.add_original(c.into_owned());
+                jar.signed(&self.cookie_key).get(&name).map(|c| c.value().to_owned())
+            })
+            .ok_or(StateRefused::Missing)?;
+        let (state, destination) = bound.split_once('.').ok_or(StateRefused::Mismatch)?;
+        if !constant_time_eq(state.as_bytes(), offered.as_bytes()) {
+            return Err(StateRefused::Mismatch);
+        }
+        if self.used_states.contains_key(state) {
+            return Err(StateRefused::Replayed);
+        }
+        self.used_states.insert(state.to_owned(), ());
+        let destination = percent_encoding::percent_decode_str(destination).decode_utf8_lossy().into_owned();
+        Ok(destination)
+    }
+
+    /// A `Set-Cookie` value that removes the state cookie.
+    pub fn clear_state_cookie(&self) -> HeaderValue {
+        let mut cookie = self.cookie(String::new());
+        cookie.set_name(self.state_cookie_name());
+        cookie.make_removal();
+        HeaderValue::from_str(&cookie.to_string()).unwrap_or_else(|_| unreachable!("cookie names are checked at load"))
+    }
+
     fn cookie(&self, value: String) -> Cookie<'static> {
         Cookie::build((self.cookie_name.clone(), value))
             .http_only(true)
@@ -300,6 +375,10 @@ impl SessionManager {
             .secure(self.secure)
             .build()
     }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -394,6 +473,20 @@ mod tests {
         m.store().insert(&key, &s, Duration::from_secs(60)).await.unwrap();
         let got = m.store().get(&key).await.unwrap();
         assert!(got.is_none(), "an entry past its own expiry must not be served");
+    }
+
+    #[test]
+    fn a_state_is_checked_against_its_cookie_and_used_once() {
+        let m = manager();
+        let state = new_state();
+        assert_eq!(state.len(), 32);
+        let headers = cookie_header(&m.state_cookie(&state, "/my-portal/x?a=1&b=2"));
+        assert_eq!(m.take_state(&headers, None), Err(StateRefused::Missing));
+        assert_eq!(m.take_state(&headers, Some(&new_state())), Err(StateRefused::Mismatch));
+        assert_eq!(m.take_state(&HeaderMap::new(), Some(&state)), Err(StateRefused::Missing));
+        assert_eq!(m.take_state(&headers, Some(&state)).as_deref(), Ok("/my-portal/x?a=1&b=2"));
+        assert_eq!(m.take_state(&headers, Some(&state)), Err(StateRefused::Replayed));
+        assert!(m.clear_state_cookie().to_str().unwrap().starts_with("fg_state=;"));
     }
 
     #[test]
