@@ -112,7 +112,13 @@ async fn check(path: &Path) -> ExitCode {
 
 async fn serve(path: &Path) -> ExitCode {
     let Some((_, gateway)) = load(path).await else { return ExitCode::FAILURE };
-    run(gateway, None).await
+    match Server::bind(gateway.gateway_layer().clone()).await {
+        Ok(server) => run(server, None).await,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn demo(listen: SocketAddr) -> ExitCode {
@@ -123,15 +129,31 @@ async fn demo(listen: SocketAddr) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let config = match Config::from_toml(&demo.config_toml(listen), Path::new(".")) {
+    // Bound first: the demo's Payway redirect_uri needs the real port.
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {listen}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = listener.local_addr().unwrap_or(listen);
+    let config = match Config::from_toml(&demo.config_toml(addr), Path::new(".")) {
         Ok(l) => l.config,
         Err(e) => {
             eprintln!("error: the demo configuration is invalid (a bug):\n{e}");
             return ExitCode::FAILURE;
         }
     };
-    match ferrygate::Gateway::from_config(config).await {
-        Ok(gateway) => run(gateway, Some(demo)).await,
+    let gateway = match ferrygate::Gateway::from_config(config).await {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match Server::with_listeners(gateway.gateway_layer().clone(), vec![listener]).await {
+        Ok(server) => run(server, Some(demo)).await,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
@@ -139,26 +161,24 @@ async fn demo(listen: SocketAddr) -> ExitCode {
     }
 }
 
-async fn run(gateway: ferrygate::Gateway, demo: Option<ferrygate::demo::Demo>) -> ExitCode {
-    let server = match Server::bind(gateway.gateway_layer().clone()).await {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+async fn run(server: Server, demo: Option<ferrygate::demo::Demo>) -> ExitCode {
     let addrs = server.local_addrs();
     let listening: Vec<String> = addrs.iter().map(ToString::to_string).collect();
     tracing::info!(addrs = %listening.join(" "), "ferrygate listening");
     if let (Some(demo), Some(addr)) = (&demo, addrs.first()) {
         let url = format!("http://{addr}");
         demo.set_gateway_url(&url);
-        println!("\n  Ferrygate demo is running: open {url}/\n");
+        println!("\n  Ferrygate demo is running:");
+        println!("    {url}/   Northwind Freight (qwyk: token login, portal redirect, booking wizard)");
+        println!(
+            "    http://localhost:{}/   The Daily Courant (payway: login handle, OAuth2 redirect, state check)\n",
+            addr.port()
+        );
         println!("  Sign in with one of these demo accounts:");
         for u in ferrygate::demo::USERS {
             println!("    {:<20} password: {}", u.email, u.password);
         }
-        println!("\n  (site {}, provider {}, portal {}; Ctrl-C to stop)\n", demo.site, demo.provider, demo.portal);
+        println!("\n  (Ctrl-C to stop; parts: {demo:?})\n");
     }
     server.run(shutdown_signal()).await;
     ExitCode::SUCCESS

@@ -333,3 +333,26 @@ fn version_and_log_format_are_accepted_anywhere() {
     let out = run(&["check", "--log-format", "xml"], dir.path(), &config);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn every_deploy_example_passes_check() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/examples")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let out = Command::new(BIN)
+                .arg("check")
+                .arg("--config")
+                .arg(&path)
+                .env("FERRYGATE_SESSION_SECRET", SECRET)
+                .env("PAYWAY_CLIENT_SECRET", "x")
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(0), "{}: {stderr}", path.display());
+            assert!(!stderr.contains("warning"), "{}: {stderr}", path.display());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "no examples found");
+}

@@ -7,10 +7,12 @@ use ferrygate::demo::{Demo, USERS};
 
 async fn start() -> (Demo, String) {
     let demo = Demo::start().await.unwrap();
-    let config = demo.config_toml("127.0.0.1:0".parse().unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let config = demo.config_toml(listener.local_addr().unwrap());
     let config = ferrygate::Config::from_toml(&config, ".".as_ref()).unwrap().config;
     let gateway = ferrygate::Gateway::from_config(config).await.unwrap();
-    let server = ferrygate::server::Server::bind(gateway.gateway_layer().clone()).await.unwrap();
+    let server =
+        ferrygate::server::Server::with_listeners(gateway.gateway_layer().clone(), vec![listener]).await.unwrap();
     let base = format!("http://{}", server.local_addrs()[0]);
     demo.set_gateway_url(&base);
     tokio::spawn(server.run(std::future::pending()));
@@ -77,4 +79,63 @@ async fn the_booking_wizard_lands_at_the_quotation_page_with_the_route() {
         ),
         "{page}"
     );
+}
+
+#[tokio::test]
+async fn a_subscriber_signs_in_through_the_payway_flow() {
+    let (_demo, base) = start().await;
+    let port = base.rsplit(':').next().unwrap();
+    let news = format!("http://localhost:{port}");
+    // The newspaper is the site for Host: localhost.
+    let with_host = |path: &str| {
+        http::Request::get(format!("{base}{path}"))
+            .header("host", format!("localhost:{port}"))
+            .body(http_body_util::Full::default())
+            .unwrap()
+    };
+    assert!(send(with_host("/")).await.text().contains("The Daily Courant"));
+
+    let user = USERS[0];
+    let login = send(
+        http::Request::post(format!("{base}/login"))
+            .header("host", format!("localhost:{port}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(http_body_util::Full::new(bytes::Bytes::from(format!(
+                "email={}&password={}",
+                user.email.replace('@', "%40"),
+                user.password
+            ))))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(login.status, 303, "{}", login.text());
+    let auth = login.location();
+    assert_eq!(auth.path(), "/oauth2/auth");
+    let state_cookie = login
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .find(|c| c.contains("_state="))
+        .unwrap();
+
+    // The demo authorization page sends the browser back to the landing page.
+    let back = get(auth.as_str()).await;
+    assert_eq!(back.status, 302);
+    let landing = url::Url::parse(back.header("location")).unwrap();
+    assert!(landing.as_str().starts_with(&format!("{news}/landing?code=")), "{landing}");
+    let path = format!("{}?{}", landing.path(), landing.query().unwrap());
+    let page = send(
+        http::Request::get(format!("{base}{path}"))
+            .header("host", format!("localhost:{port}"))
+            .header("cookie", state_cookie)
+            .body(http_body_util::Full::default())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    assert!(page.text().contains("Welcome back, subscriber") && page.text().contains("verified by Ferrygate"));
+    // Without the state cookie the landing page is refused.
+    let refused = send(with_host(&path)).await;
+    assert_eq!(refused.status, 403);
 }

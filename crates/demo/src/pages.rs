@@ -13,6 +13,7 @@ header { background:var(--ink); color:#fff; padding:14px 32px; display:flex; ali
 header a { color:#cbd5e1; text-decoration:none; margin-left:20px; }
 header .logo { font-weight:700; letter-spacing:.02em; color:#fff; margin:0; }
 header.portal { background:var(--brand-dark); }
+header.news { background:#7c2d12; }
 main { max-width:980px; margin:40px auto; padding:0 24px; }
 .hero { display:grid; grid-template-columns:1.2fr 1fr; gap:32px; align-items:center; }
 .hero h1 { font-size:40px; line-height:1.15; margin:0 0 12px; }
@@ -191,5 +192,59 @@ pub(crate) fn portal_refused(gateway: &str) -> String {
         "Northwind Customer Portal",
         &portal_nav(gateway),
         r#"<div class="card narrow"><h2>Not signed in</h2><p>This link carries no valid token.</p></div>"#,
+    )
+}
+
+// ----- The Daily Courant: the payway demo site -----
+
+fn news_page(title: &str, body: &str) -> String {
+    layout(
+        title,
+        "news",
+        "&#128240; The Daily Courant",
+        r#"<a href="/">Front page</a><a href="/login">Subscriber login</a>"#,
+        body,
+    )
+}
+
+pub(crate) fn news_landing() -> String {
+    news_page(
+        "The Daily Courant",
+        r#"<section class="hero"><div><span class="badge">Subscribers</span>
+<h1>Harbour expansion approved after late-night vote</h1>
+<p>Read every story, every edition. Subscribers sign in here, on our own page; Ferrygate checks the login with Payway and hands you to Payway's authorization, already signed in.</p>
+<div class="actions"><a class="button" href="/login">Subscriber login</a></div></div>
+<div class="card"><h3>This is the payway demo</h3><p>The login handle flow: a service token, the login call, then the OAuth2 authorization redirect with a <code>state</code> that Ferrygate checks when you come back.</p></div></section>"#,
+    )
+}
+
+pub(crate) fn news_login(error: Option<&str>) -> String {
+    news_page(
+        "Subscriber login — The Daily Courant",
+        &format!(
+            r#"<div class="card narrow"><h2>Subscriber login</h2>{error}
+<form method="post" action="/login">
+<label for="email">Email address</label><input id="email" name="email" type="email" autocomplete="username" required>
+<label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" value="" required>
+<label class="check"><input type="checkbox" name="remember" value="true"> Remember me</label>
+<button type="submit">Sign in</button></form>{users}</div>"#,
+            error = error_box(error),
+            users = users_hint(),
+        ),
+    )
+}
+
+/// The site's OAuth2 landing page, reached after Ferrygate checked `state`.
+pub(crate) fn news_landing_page(code: &str, state: &str, destination: &str) -> String {
+    news_page(
+        "Welcome back — The Daily Courant",
+        &format!(
+            r#"<div class="card narrow"><span class="badge">Signed in through Ferrygate</span><h2 id="welcome">Welcome back, subscriber</h2>
+<dl><dt>Authorization code</dt><dd id="code">{code}</dd><dt>State</dt><dd id="state">{state} (verified by Ferrygate)</dd>
+<dt>Destination</dt><dd id="destination">{destination}</dd></dl><a class="button" href="/">Read the paper</a></div>"#,
+            code = esc(code),
+            state = esc(state),
+            destination = esc(destination),
+        ),
     )
 }

@@ -67,11 +67,19 @@ pub fn stack(gateway: GatewayLayer) -> Result<Stack, StartError> {
 impl Server {
     /// Binds every listener of the gateway's config (plain and TLS).
     pub async fn bind(gateway: GatewayLayer) -> Result<Self, StartError> {
-        let config = gateway.config().clone();
-        let mut listeners = Vec::new();
-        for addr in &config.server.listen {
-            listeners.push(Listener { tcp: bind(*addr).await?, tls: None });
+        let mut plain = Vec::new();
+        for addr in &gateway.config().server.listen {
+            plain.push(bind(*addr).await?);
         }
+        Self::with_listeners(gateway, plain).await
+    }
+
+    /// Serves plain HTTP on listeners bound by the caller (who may need the
+    /// address before writing the config, as the demo does), plus the TLS
+    /// listeners of the config.
+    pub async fn with_listeners(gateway: GatewayLayer, plain: Vec<TcpListener>) -> Result<Self, StartError> {
+        let config = gateway.config().clone();
+        let mut listeners: Vec<Listener> = plain.into_iter().map(|tcp| Listener { tcp, tls: None }).collect();
         if let Some(tls) = &config.server.tls {
             let acceptor = TlsAcceptor::from(tls.server_config.clone());
             for addr in &tls.listen {
