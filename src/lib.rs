@@ -19,6 +19,8 @@ pub use ferrygate_core::{Config, ConfigError, ConfigErrors, GatewayLayer, Identi
 pub use ferrygate_provider_payway as payway;
 #[cfg(feature = "qwyk")]
 pub use ferrygate_provider_qwyk as qwyk;
+#[cfg(feature = "rest")]
+pub use ferrygate_provider_rest as rest;
 #[cfg(feature = "redis")]
 pub use ferrygate_store_redis as store_redis;
 #[cfg(feature = "server")]
@@ -40,6 +42,10 @@ pub fn build_providers(config: &Config) -> Result<Providers, String> {
             ProviderConfig::Qwyk(q) => Some(Arc::new(qwyk::Qwyk::new(q, client.clone()))),
             #[cfg(feature = "payway")]
             ProviderConfig::Payway(p) => Some(Arc::new(payway::Payway::new(name, p, client.clone()))),
+            #[cfg(feature = "rest")]
+            ProviderConfig::Rest(r) => Some(Arc::new(rest::Rest::new(name, r, client.clone())?)),
+            // Reached only when a provider's feature is off; GatewayLayer::new names the gap.
+            #[allow(unreachable_patterns)]
             _ => None,
         };
         if let Some(p) = built {

@@ -139,3 +139,46 @@ async fn a_subscriber_signs_in_through_the_payway_flow() {
     let refused = send(with_host(&path)).await;
     assert_eq!(refused.status, 403);
 }
+
+#[tokio::test]
+async fn staff_sign_in_to_the_intranet_through_the_rest_flow() {
+    let (_demo, base) = start().await;
+    let port = base.rsplit(':').next().unwrap();
+    let host = format!("intranet.localhost:{port}");
+    let req = |method: http::Method, path: &str, cookie: Option<&str>, body: Option<String>| {
+        let mut r = http::Request::builder().method(method).uri(format!("{base}{path}")).header("host", host.as_str());
+        if let Some(c) = cookie {
+            r = r.header("cookie", c);
+        }
+        if body.is_some() {
+            r = r.header("content-type", "application/x-www-form-urlencoded");
+        }
+        r.body(http_body_util::Full::new(bytes::Bytes::from(body.unwrap_or_default()))).unwrap()
+    };
+    let guarded = send(req(http::Method::GET, "/app", None, None)).await;
+    assert_eq!(guarded.status, 303);
+    assert_eq!(guarded.header("location"), "/login?destination=%2Fapp");
+
+    let user = USERS[1];
+    let form = format!("email={}&password={}&destination=%2Fapp", user.email.replace('@', "%40"), user.password);
+    let login = send(req(http::Method::POST, "/login", None, Some(form))).await;
+    assert_eq!(login.status, 303, "{}", login.text());
+    assert_eq!(login.header("location"), "/app");
+    let cookie = cookie_pair(&login);
+    let page = send(req(http::Method::GET, "/app", Some(&cookie), None)).await.text();
+    assert!(page.contains(&format!("Hello, {}", user.email)), "{page}");
+    assert!(page.contains(r#"<dd id="user-id">1002</dd>"#), "{page}");
+
+    let known = send(req(
+        http::Method::POST,
+        "/forgot-password",
+        None,
+        Some(format!("email={}", user.email.replace('@', "%40"))),
+    ))
+    .await;
+    let unknown =
+        send(req(http::Method::POST, "/forgot-password", None, Some("email=nobody%40example.com".into()))).await;
+    assert_eq!((known.status, known.header("location")), (unknown.status, unknown.header("location")));
+    let sent = send(req(http::Method::GET, known.header("location"), None, None)).await.text();
+    assert!(sent.contains("If that address belongs to a Contoso account"));
+}

@@ -39,6 +39,7 @@ async fn mock() -> (std::net::SocketAddr, Arc<Payway>) {
             s.seen.lock().unwrap().push(Recorded {
                 method: parts.method.to_string(),
                 path: path.clone(),
+                query: parts.uri.query().map(str::to_owned),
                 headers: parts.headers.clone(),
                 body: body.clone(),
             });

@@ -58,6 +58,7 @@ where
 pub struct Recorded {
     pub method: String,
     pub path: String,
+    pub query: Option<String>,
     pub headers: HeaderMap,
     pub body: Bytes,
 }
@@ -81,6 +82,7 @@ impl Mock {
                 record.lock().unwrap().push(Recorded {
                     method: parts.method.to_string(),
                     path: parts.uri.path().to_owned(),
+                    query: parts.uri.query().map(str::to_owned),
                     headers: parts.headers,
                     body,
                 });

@@ -166,7 +166,9 @@ where
             Some(OwnedRoute::Login | OwnedRoute::Wizard) if !with_cookie && req.method() != Method::POST => {
                 return pass(&mut self.inner, site, req)
             }
-            Some(OwnedRoute::ForgotPassword) => return pass(&mut self.inner, site, req),
+            Some(OwnedRoute::ForgotPassword) if req.method() != Method::POST => {
+                return pass(&mut self.inner, site, req)
+            }
             _ => {}
         }
         // Take the inner service that was driven to readiness; leave a clone.
@@ -206,6 +208,9 @@ where
         (Some(OwnedRoute::Login | OwnedRoute::Wizard), &Method::POST) => {
             let route = route.unwrap_or(OwnedRoute::Login);
             return own(crate::login::handle(shared, site, req, route).await);
+        }
+        (Some(OwnedRoute::ForgotPassword), &Method::POST) => {
+            return own(crate::login::forgot_password(shared, site, req).await);
         }
         (Some(OwnedRoute::Logout), _) => {
             let (parts, _body) = req.into_parts();

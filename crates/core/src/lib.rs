@@ -28,6 +28,6 @@ pub use conn::ClientConn;
 pub use error::LoginError;
 pub use gateway::{BoxError, Gateway, GatewayLayer};
 pub use identity::{CallbackDestination, Identity, IdentityLayer, SignedIn};
-pub use provider::{BoxFuture, Grant, LoginAttempt, Provider, Providers, Token, UserInfo};
+pub use provider::{BoxFuture, ForgotPassword, Grant, LoginAttempt, Provider, Providers, Token, UserInfo};
 pub use secrecy::{ExposeSecret, SecretString};
 pub use session::{MemoryStore, Session, SessionStore, StoreError, StoreKey};

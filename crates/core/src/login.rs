@@ -102,7 +102,7 @@ fn new_session(shared: &Shared, site: &Site, account: &str, grant: &Grant) -> Se
     let ttl = grant.token.as_ref().map(|t| t.expires_in).or(grant.session_ttl).unwrap_or(max).min(max);
     Session {
         provider: site.provider.clone(),
-        user: account.to_owned(),
+        user: grant.user.email.clone().unwrap_or_else(|| account.to_owned()),
         user_id: grant.user.user_id.clone(),
         org_id: grant.user.org_id.clone(),
         external_id: grant.user.external_id.clone(),
@@ -293,5 +293,50 @@ where
         ))
     } else {
         Ok(Fields(form_urlencoded::parse(&bytes).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()))
+    }
+}
+
+/// `forgot_password.path`, POST: the same answer for every account and outcome.
+pub(crate) async fn forgot_password<B>(shared: Arc<Shared>, site: Arc<Site>, req: Request<B>) -> Response<Full<Bytes>>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let mode = AnswerMode::of(req.headers());
+    let Some(route) = &site.forgot_password else {
+        return respond::text(http::StatusCode::NOT_FOUND, "not found\n");
+    };
+    if !same_origin(&shared, &site, req.uri(), req.headers(), req.extensions()) {
+        return respond::login_failure(LoginError::OriginRejected, mode, &route.redirect);
+    }
+    let conn = req.extensions().get::<ClientConn>().copied();
+    let client_ip = conn::client_ip(conn.as_ref(), req.headers(), &shared.config.server.trusted_proxies);
+    let user_agent = req.headers().get(USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let (parts, body) = req.into_parts();
+    let fields = match read_fields(&parts.headers, body, shared.config.limits.login_body_bytes).await {
+        Ok(f) => f,
+        Err(e) if !e.user_actionable() => return respond::login_failure(e, mode, &route.redirect),
+        Err(_) => Fields::default(),
+    };
+    let email = fields.get("email").map(str::trim).unwrap_or("");
+    if !email.is_empty() && email.len() <= MAX_FIELD_BYTES {
+        let request =
+            crate::provider::ForgotPassword { site: site.clone(), email: email.to_owned(), client_ip, user_agent };
+        if let Some(task) = shared.providers.get(&site.provider).and_then(|p| p.forgot_password(request)) {
+            tokio::spawn(task);
+        }
+    }
+    tracing::info!(
+        target: "ferrygate::audit",
+        event = "forgot_password",
+        site = %site.name,
+        provider = %site.provider,
+        client_ip = client_ip.map(tracing::field::display),
+        account = (!email.is_empty()).then(|| shared.accounts.hash(email)),
+    );
+    match mode {
+        AnswerMode::Browser => respond::see_other(&route.redirect, &[]),
+        AnswerMode::Json => respond::accepted(),
     }
 }

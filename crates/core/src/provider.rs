@@ -71,6 +71,9 @@ impl fmt::Debug for Token {
 /// What a provider knows of the user besides the account name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UserInfo {
+    /// The account as the provider knows it (e.g. the directory's spelling),
+    /// when it differs from what the user typed.
+    pub email: Option<String>,
     pub user_id: Option<String>,
     pub org_id: Option<String>,
     pub external_id: Option<String>,
@@ -122,4 +125,22 @@ pub trait Provider: Send + Sync + 'static {
         let _ = (site, session, destination);
         None
     }
+
+    /// A forgot-password request for `email`, as a detached task: the gateway
+    /// answers at once and identically whatever happens, so the work (and
+    /// whether the account exists) never shows in the answer or its timing.
+    /// `None` when this provider has no such flow.
+    fn forgot_password(&self, request: ForgotPassword) -> Option<BoxFuture<'static, ()>> {
+        let _ = request;
+        None
+    }
+}
+
+/// A forgot-password request, as the gateway hands it to a provider.
+#[derive(Debug, Clone)]
+pub struct ForgotPassword {
+    pub site: Arc<Site>,
+    pub email: String,
+    pub client_ip: Option<IpAddr>,
+    pub user_agent: String,
 }

@@ -119,6 +119,11 @@ pub fn login_failure(err: LoginError, mode: AnswerMode, failure_redirect: &str) 
     }
 }
 
+/// `202 {"status": "accepted"}`: a request taken, its outcome not told.
+pub fn accepted() -> Response<Full<Bytes>> {
+    finish(base(StatusCode::ACCEPTED).header(CONTENT_TYPE, "application/json"), r#"{"status":"accepted"}"#)
+}
+
 /// A short plain-text answer.
 pub fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     finish(base(status).header(CONTENT_TYPE, "text/plain; charset=utf-8"), Bytes::from_static(body.as_bytes()))

@@ -9,8 +9,12 @@
 //!   Payway-style provider: service token, login handle, and an authorization
 //!   page that sends the browser back to the site's landing page with `state`.
 //!
-//! The newspaper is the site for `localhost`, the freight forwarder the
-//! default site (e.g. `127.0.0.1`).
+//! - a staff intranet whose workspace is protected by a rest-style identity
+//!   service, with a user directory and a forgot-password endpoint.
+//!
+//! The newspaper is the site for `localhost`, the intranet for
+//! `intranet.localhost` (browsers resolve `*.localhost` to loopback), the
+//! freight forwarder the default site (e.g. `127.0.0.1`).
 //!
 //! [`Demo::config_toml`] writes the Ferrygate configuration that ties them
 //! together; it goes through the same parser and validation as any file.
@@ -77,6 +81,9 @@ pub struct Demo {
     pub portal: SocketAddr,
     pub news: SocketAddr,
     pub payway: SocketAddr,
+    pub intranet: SocketAddr,
+    pub identity: SocketAddr,
+    users_csv: std::path::PathBuf,
     state: Arc<State>,
 }
 
@@ -88,6 +95,8 @@ impl std::fmt::Debug for Demo {
             .field("portal", &self.portal)
             .field("news", &self.news)
             .field("payway", &self.payway)
+            .field("intranet", &self.intranet)
+            .field("identity", &self.identity)
             .finish_non_exhaustive()
     }
 }
@@ -102,7 +111,15 @@ impl Demo {
         let portal = serve(loopback, handler(state.clone(), portal)).await?;
         let news = serve(loopback, handler(state.clone(), news)).await?;
         let payway = serve(loopback, handler(state.clone(), payway)).await?;
-        Ok(Self { site, provider, portal, news, payway, state })
+        let intranet = serve(loopback, handler(state.clone(), intranet)).await?;
+        let identity = serve(loopback, handler(state.clone(), identity)).await?;
+        let users_csv = std::env::temp_dir().join(format!("ferrygate-demo-{}-users.csv", std::process::id()));
+        let mut csv = String::from("email,user_id,external_id,org_id\n");
+        for (i, u) in USERS.iter().enumerate() {
+            csv.push_str(&format!("{},{},emp-{:04},contoso\n", u.email, 1001 + i, 7 + i));
+        }
+        std::fs::write(&users_csv, csv)?;
+        Ok(Self { site, provider, portal, news, payway, intranet, identity, users_csv, state })
     }
 
     /// Tells the portal where the gateway is, for its Home and Logout buttons.
@@ -185,7 +202,43 @@ allowed_destinations = ["/"]
 
 [sites.callback]
 path = "/landing"
+
+[providers.demo-rest]
+kind = "rest"
+url = "http://{identity}/auth?device={{{{DEVICEOS}}}}"
+method = "POST"
+body_format = "json"
+body = {{ login = "{{{{USEREMAIL}}}}", password = "{{{{USERPASSWORD}}}}", browser = "{{{{DEVICENAME}}}}", ip = "{{{{DEVICEIP}}}}" }}
+users = "{users}"
+forgot_password_url = "http://{identity}/forgot?email={{{{USEREMAIL}}}}"
+session_ttl = "8h"
+timeout = "5s"
+
+[[sites]]
+name = "contoso"
+hosts = ["intranet.localhost"]
+upstream = "http://{intranet}"
+provider = "demo-rest"
+protected_paths = ["/app"]
+
+[sites.login]
+path = "/login"
+
+[sites.portal]
+default_destination = "/app"
+allowed_destinations = ["/app"]
+
+[sites.logout]
+paths = ["/logout"]
+redirect = "/"
+
+[sites.forgot_password]
+path = "/forgot-password"
+redirect = "/forgot-password?sent=1"
 "#,
+            identity = self.identity,
+            intranet = self.intranet,
+            users = self.users_csv.display(),
             provider = self.provider,
             site = self.site,
             portal = self.portal,
@@ -366,5 +419,54 @@ fn payway(state: Arc<State>, parts: Parts, body: Bytes) -> Reply {
                 .unwrap_or_default()
         }
         _ => json(StatusCode::NOT_FOUND, serde_json::json!({ "error": "not_found" })),
+    }
+}
+
+/// The intranet: a public front page, its own forms, and a protected workspace.
+fn intranet(_state: Arc<State>, parts: Parts, _body: Bytes) -> Reply {
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    match parts.uri.path() {
+        "/" => html(StatusCode::OK, pages::intranet_landing()),
+        "/login" => html(
+            StatusCode::OK,
+            pages::intranet_login(query(&parts, "error").as_deref(), query(&parts, "destination").as_deref()),
+        ),
+        "/forgot-password" => html(StatusCode::OK, pages::intranet_forgot(query(&parts, "sent").is_some())),
+        p if p == "/app" || p.starts_with("/app/") => {
+            let user = header("x-ferrygate-user");
+            if user.is_empty() {
+                // Ferrygate guards /app; reaching here without identity is a misconfiguration.
+                return text(StatusCode::FORBIDDEN, "no identity\n");
+            }
+            html(
+                StatusCode::OK,
+                pages::intranet_app(
+                    &user,
+                    &header("x-ferrygate-user-id"),
+                    &header("x-ferrygate-org-id"),
+                    &header("x-ferrygate-provider"),
+                ),
+            )
+        }
+        _ => html(StatusCode::NOT_FOUND, pages::not_found()),
+    }
+}
+
+/// The rest-style identity service: 200 for a right password, 401 otherwise.
+fn identity(_state: Arc<State>, parts: Parts, body: Bytes) -> Reply {
+    match (parts.method.clone(), parts.uri.path()) {
+        (Method::POST, "/auth") => {
+            let creds: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let login = creds["login"].as_str().unwrap_or("");
+            let password = creds["password"].as_str().unwrap_or("");
+            let ok = USERS.iter().any(|u| u.email.eq_ignore_ascii_case(login) && u.password == password);
+            if ok {
+                json(StatusCode::OK, serde_json::json!({ "authenticated": true }))
+            } else {
+                json(StatusCode::UNAUTHORIZED, serde_json::json!({ "authenticated": false }))
+            }
+        }
+        (Method::GET, "/forgot") => json(StatusCode::OK, serde_json::json!({ "sent": true })),
+        _ => json(StatusCode::NOT_FOUND, serde_json::json!({})),
     }
 }

@@ -14,6 +14,7 @@ header a { color:#cbd5e1; text-decoration:none; margin-left:20px; }
 header .logo { font-weight:700; letter-spacing:.02em; color:#fff; margin:0; }
 header.portal { background:var(--brand-dark); }
 header.news { background:#7c2d12; }
+header.intranet { background:#3730a3; }
 main { max-width:980px; margin:40px auto; padding:0 24px; }
 .hero { display:grid; grid-template-columns:1.2fr 1fr; gap:32px; align-items:center; }
 .hero h1 { font-size:40px; line-height:1.15; margin:0 0 12px; }
@@ -247,4 +248,75 @@ pub(crate) fn news_landing_page(code: &str, state: &str, destination: &str) -> S
             destination = esc(destination),
         ),
     )
+}
+
+// ----- Contoso intranet: the rest demo site -----
+
+fn intranet_page(title: &str, body: &str) -> String {
+    layout(
+        title,
+        "intranet",
+        "&#127970; Contoso Intranet",
+        r#"<a href="/">Home</a><a href="/app">My workspace</a><a href="/login">Sign in</a>"#,
+        body,
+    )
+}
+
+pub(crate) fn intranet_landing() -> String {
+    intranet_page(
+        "Contoso Intranet",
+        r#"<section class="hero"><div><span class="badge">Staff only</span>
+<h1>Everything you need for work, in one place.</h1>
+<p>Your workspace is protected by Ferrygate: it checks your password against Contoso's own identity web service, finds you in the staff directory, and tells the workspace who you are.</p>
+<div class="actions"><a class="button" href="/app">Open my workspace</a></div></div>
+<div class="card"><h3>This is the rest demo</h3><p>Credential pass-through with placeholders: <code>{{USEREMAIL}}</code>, <code>{{USERPASSWORD}}</code>, <code>{{DEVICEOS}}</code>… rendered into the identity service's request, escaped for where each lands.</p></div></section>"#,
+    )
+}
+
+pub(crate) fn intranet_login(error: Option<&str>, destination: Option<&str>) -> String {
+    let destination = destination
+        .map(|d| format!(r#"<input type="hidden" name="destination" value="{}">"#, esc(d)))
+        .unwrap_or_default();
+    intranet_page(
+        "Sign in — Contoso Intranet",
+        &format!(
+            r#"<div class="card narrow"><h2>Staff sign-in</h2>{error}
+<form method="post" action="/login">
+<label for="email">Work email</label><input id="email" name="email" type="email" autocomplete="username" required>
+<label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" value="" required>{destination}
+<button type="submit">Sign in</button></form>
+<p class="hint"><a href="/forgot-password">Forgot your password?</a></p>{users}</div>"#,
+            error = error_box(error),
+            users = users_hint(),
+        ),
+    )
+}
+
+/// The protected workspace: shows the identity Ferrygate passed on.
+pub(crate) fn intranet_app(user: &str, user_id: &str, org_id: &str, provider: &str) -> String {
+    intranet_page(
+        "My workspace — Contoso Intranet",
+        &format!(
+            r#"<div class="card"><span class="badge">Identity from Ferrygate</span><h2 id="signed-in">Hello, {user}</h2>
+<dl><dt>X-Ferrygate-User</dt><dd id="user">{user}</dd><dt>X-Ferrygate-User-Id</dt><dd id="user-id">{user_id}</dd>
+<dt>X-Ferrygate-Org-Id</dt><dd id="org-id">{org_id}</dd><dt>X-Ferrygate-Provider</dt><dd>{provider}</dd></dl>
+<div class="actions"><a class="button" href="/logout">Sign out</a></div></div>"#,
+            user = esc(user),
+            user_id = esc(user_id),
+            org_id = esc(org_id),
+            provider = esc(provider),
+        ),
+    )
+}
+
+pub(crate) fn intranet_forgot(sent: bool) -> String {
+    let body = if sent {
+        r#"<div class="card narrow"><h2>Check your inbox</h2><p id="forgot-sent">If that address belongs to a Contoso account, we have sent it a link to reset the password.</p><a class="button" href="/login">Back to sign-in</a></div>"#.to_owned()
+    } else {
+        r#"<div class="card narrow"><h2>Forgot your password?</h2>
+<form method="post" action="/forgot-password"><label for="email">Work email</label><input id="email" name="email" type="email" required>
+<button type="submit">Send me a reset link</button></form></div>"#
+            .to_owned()
+    };
+    intranet_page("Forgot password — Contoso Intranet", &body)
 }

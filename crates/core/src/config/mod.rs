@@ -176,7 +176,7 @@ pub enum RestAuth {
     Basic,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RestConfig {
     pub url: Template,
     pub method: Method,

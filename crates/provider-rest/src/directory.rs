@@ -1,0 +1,114 @@
+//! The registered-user directory: a CSV file with the header row
+//! `email,user_id,external_id,org_id`, looked up by email trimmed and
+//! lower-cased.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// One registered user.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct User {
+    pub email: String,
+    pub user_id: String,
+    pub external_id: String,
+    pub org_id: String,
+}
+
+/// Users by normalised email.
+#[derive(Debug, Default)]
+pub struct Directory {
+    users: HashMap<String, User>,
+}
+
+const HEADER: [&str; 4] = ["email", "user_id", "external_id", "org_id"];
+
+fn normalise(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+impl Directory {
+    /// Reads the CSV at `path`; errors name the line.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let file = std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        Self::read(file)
+    }
+
+    pub fn read(input: impl std::io::Read) -> Result<Self, String> {
+        let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(input);
+        let header: Vec<String> =
+            reader.headers().map_err(|e| format!("line 1: {e}"))?.iter().map(str::to_ascii_lowercase).collect();
+        if header != HEADER {
+            return Err(format!("line 1: the header must be {}, found {}", HEADER.join(","), header.join(",")));
+        }
+        let mut users = HashMap::new();
+        for row in reader.deserialize::<User>() {
+            let user = row.map_err(|e| match e.position() {
+                Some(p) => format!("line {}: {}", p.line(), e.kind_message()),
+                None => e.to_string(),
+            })?;
+            if user.email.is_empty() {
+                return Err("a row has an empty email".to_owned());
+            }
+            users.insert(normalise(&user.email), user);
+        }
+        Ok(Self { users })
+    }
+
+    pub fn get(&self, email: &str) -> Option<&User> {
+        self.users.get(&normalise(email))
+    }
+
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+}
+
+trait KindMessage {
+    fn kind_message(&self) -> String;
+}
+
+impl KindMessage for csv::Error {
+    /// The error without csv's own position prefix (we print the line ourselves).
+    fn kind_message(&self) -> String {
+        match self.kind() {
+            csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+                format!("{len} fields where the header has {expected_len}")
+            }
+            csv::ErrorKind::Deserialize { err, .. } => err.to_string(),
+            csv::ErrorKind::Utf8 { .. } => "not valid UTF-8".to_owned(),
+            _ => self.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_users_trimmed_and_case_insensitively() {
+        let dir = Directory::read(
+            "email,user_id,external_id,org_id\nAlice@Corp.example,1,ext-1,7\n\"bob, jr@corp.example\",2,\"ext,2\",8\n"
+                .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(dir.len(), 2);
+        assert_eq!(dir.get("  alice@corp.EXAMPLE ").map(|u| u.user_id.as_str()), Some("1"));
+        assert_eq!(dir.get("bob, jr@corp.example").map(|u| u.external_id.as_str()), Some("ext,2"));
+        assert!(dir.get("carol@corp.example").is_none());
+    }
+
+    #[test]
+    fn a_malformed_file_names_the_line() {
+        let err = Directory::read("email,user_id,external_id,org_id\na@x,1,e,7\nb@x,2\n".as_bytes()).unwrap_err();
+        assert!(err.starts_with("line 3:"), "{err}");
+        let err = Directory::read("mail,id\n".as_bytes()).unwrap_err();
+        assert!(err.starts_with("line 1:"), "{err}");
+    }
+}
