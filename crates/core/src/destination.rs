@@ -29,7 +29,7 @@ pub fn validate(raw: &str, allowed: &[String]) -> Result<String, Refused> {
     if raw.len() > MAX_LEN {
         return Err(Refused("too long"));
     }
-    if raw.chars().any(|c| c.is_control() || c.is_whitespace()) {
+    if raw.chars().any(invisible) {
         return Err(Refused("control character or whitespace"));
     }
     if raw.contains('\\') {
@@ -53,6 +53,14 @@ pub fn validate(raw: &str, allowed: &[String]) -> Result<String, Refused> {
     if let Some(q) = query {
         check_escapes(q, QueryEscapes)?;
     }
+    // What the escapes stand for must be valid UTF-8 (no overlong `%c0%af` for
+    // "/") and as clean as the raw text.
+    let decoded =
+        percent_encoding::percent_decode_str(path).decode_utf8().map_err(|_| Refused("invalid UTF-8 escape"))?;
+    // An encoded plain space ("a%20b") is a legitimate file name; nothing else invisible is.
+    if decoded.chars().any(|c| c != ' ' && invisible(c)) {
+        return Err(Refused("encoded invisible character"));
+    }
     let path = normalise(path)?;
     if !allowed.iter().any(|prefix| within(&path, prefix)) {
         return Err(Refused("outside the allowed prefixes"));
@@ -64,6 +72,14 @@ pub fn validate(raw: &str, allowed: &[String]) -> Result<String, Refused> {
         encode_non_ascii(q, &mut out);
     }
     Ok(out)
+}
+
+/// Control characters, whitespace and invisible formatting characters
+/// (zero-width spaces, joiners, direction marks, the BOM): never in a destination.
+fn invisible(c: char) -> bool {
+    c.is_control()
+        || c.is_whitespace()
+        || matches!(c, '\u{00AD}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}')
 }
 
 /// Whether `path` (already normalised) lies inside `prefix`, whole segments only:
