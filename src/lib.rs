@@ -27,7 +27,7 @@ pub use ferrygate_store_redis as store_redis;
 pub use {ferrygate_demo as demo, ferrygate_proxy as proxy, ferrygate_server as server};
 
 use ferrygate_core::config::{ProviderConfig, StoreKind};
-use ferrygate_core::{HttpClient, MemoryStore, SessionStore};
+use ferrygate_core::{HttpClient, MemoryLimiter, MemoryStore, RateLimiter, SessionStore};
 
 /// The layers a Rust service wraps around itself: login routes, then identity.
 pub type Layer = tower::layer::util::Stack<IdentityLayer, GatewayLayer>;
@@ -55,15 +55,22 @@ pub fn build_providers(config: &Config) -> Result<Providers, String> {
     Ok(providers)
 }
 
-/// The session store `sessions.store` names.
-pub fn build_store(config: &Config) -> Result<Arc<dyn SessionStore>, String> {
+/// Where sessions live and where brute-force attempts are counted.
+pub type Backends = (Arc<dyn SessionStore>, Arc<dyn RateLimiter>);
+
+/// The session store `sessions.store` names, and where the brute-force limits
+/// are counted: in memory per replica, or in Redis shared by all.
+pub fn build_store(config: &Config) -> Result<Backends, String> {
     let sessions = &config.sessions;
     match sessions.store {
-        StoreKind::Memory => Ok(Arc::new(MemoryStore::new(sessions.max_entries))),
+        StoreKind::Memory => {
+            Ok((Arc::new(MemoryStore::new(sessions.max_entries)), Arc::new(MemoryLimiter::new(&config.limits))))
+        }
         #[cfg(feature = "redis")]
         StoreKind::Redis => {
             let url = sessions.redis_url.as_ref().ok_or("sessions.redis_url: required for the redis store")?;
-            Ok(Arc::new(ferrygate_store_redis::RedisStore::new(url)?))
+            let redis = Arc::new(ferrygate_store_redis::RedisStore::new(url)?.with_limits(&config.limits));
+            Ok((redis.clone(), redis))
         }
         #[cfg(not(feature = "redis"))]
         StoreKind::Redis => Err("sessions.store = \"redis\" needs the `redis` feature".to_owned()),
@@ -81,8 +88,8 @@ impl Gateway {
     pub async fn from_config(config: Config) -> Result<Self, String> {
         let config = Arc::new(config);
         let providers = build_providers(&config)?;
-        let store = build_store(&config)?;
-        Ok(Self { layer: GatewayLayer::new(config, providers, store)? })
+        let (store, limiter) = build_store(&config)?;
+        Ok(Self { layer: GatewayLayer::with_limiter(config, providers, store, limiter)? })
     }
 
     /// The Tower layer: owned login routes, then identity-header hygiene.

@@ -88,6 +88,9 @@ fn config(payway: std::net::SocketAddr, upstream: std::net::SocketAddr) -> Strin
 secret = "{SECRET}"
 cookie_secure = false
 
+[limits]
+login_per_ip = "100000/min"   # this file counts token requests, not limits
+
 [providers.news]
 kind = "payway"
 server = "http://{payway}"

@@ -146,3 +146,34 @@ async fn replicas_share_sessions_and_survive_an_outage() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+async fn replicas_count_brute_force_limits_together() {
+    if !redis_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(dir.path());
+    let mock = Mock::start(401, "{}", Duration::ZERO).await;
+    let upstream = echo_upstream().await;
+    let cfg = format!(
+        "{}\n[limits]\nlogin_per_ip = \"4/min\"\nlogin_per_account = \"2/min\"\n",
+        config(mock.addr, upstream, &redis.url())
+    );
+    let (a, b) = (gateway(&cfg).await, gateway(&cfg).await);
+    // Two failures for one account, one on each replica: the third attempt is refused on either.
+    for gw in [&a, &b] {
+        let res =
+            post_json(&gw.url("/login"), serde_json::json!({"email": "Eve@x.example", "password": "guess"})).await;
+        assert_eq!(res.json()["error"], "invalid_credentials");
+    }
+    let res = post_json(&a.url("/login"), serde_json::json!({"email": " eve@X.example", "password": "guess"})).await;
+    assert_eq!(res.status, StatusCode::TOO_MANY_REQUESTS, "{}", res.text());
+    assert!(res.header("retry-after").parse::<u64>().unwrap() >= 1);
+    // The address has used 3 of its 4 login POSTs across both replicas: one more, then 429.
+    let res = post_json(&b.url("/login"), serde_json::json!({"email": "other@x.example", "password": "guess"})).await;
+    assert_eq!(res.json()["error"], "invalid_credentials");
+    let res = post_json(&a.url("/login"), serde_json::json!({"email": "third@x.example", "password": "guess"})).await;
+    assert_eq!(res.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(mock.requests().len(), 3);
+}

@@ -12,6 +12,8 @@ use common::*;
 const PASSWORD: &str = "Pw-9f3k2-unique-Password";
 const TOKEN: &str = "Tk-77aa1-unique-Token";
 const CLIENT_SECRET: &str = "Cs-0b1d2-unique-ClientSecret";
+const SERVICE_TOKEN: &str = "St-5e6f7-unique-ServiceToken";
+const LOGIN_HANDLE: &str = "Lh-8a9b0-unique-LoginHandle";
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -27,7 +29,7 @@ impl Write for Captured {
 }
 
 fn assert_clean(what: &str, text: &str) {
-    for secret in [PASSWORD, TOKEN, CLIENT_SECRET, SECRET] {
+    for secret in [PASSWORD, TOKEN, CLIENT_SECRET, SECRET, SERVICE_TOKEN, LOGIN_HANDLE] {
         assert!(!text.contains(secret), "{what} contains a secret ({secret}):\n{text}");
     }
 }
@@ -68,7 +70,56 @@ async fn no_secret_in_logs_answers_or_debug_output() {
         post_json(&gw.url("/login"), serde_json::json!({"email": "alice@example.com", "password": PASSWORD})).await;
     assert_eq!(res.json()["error"], "provider_timeout");
 
+    let session_ids = vec![cookie_pair(&success).split_once('=').unwrap().1.to_owned()];
+
+    // payway: the client secret, the service token and the login handle.
+    let payway = serve(|req: http::Request<hyper::body::Incoming>| async move {
+        let body = match req.uri().path() {
+            "/oauth2/token" => format!(r#"{{"access_token":"{SERVICE_TOKEN}","expires_in":600}}"#),
+            _ if req.headers()["authorization"] != format!("OAuth {SERVICE_TOKEN}").as_str() => {
+                r#"{"error":"bad token"}"#.to_owned()
+            }
+            _ => format!(r#"{{"status":"ok","result":"{LOGIN_HANDLE}"}}"#),
+        };
+        http::Response::builder().header("content-type", "application/json").body(full(body)).unwrap()
+    })
+    .await;
+    let payway_config = format!(
+        "[sessions]\nsecret = \"{SECRET}\"\n[providers.pw]\nkind = \"payway\"\nserver = \"http://{payway}\"\nclient_id = \"c\"\n\
+         client_secret = \"{CLIENT_SECRET}\"\noid = \"o\"\nredirect_uri = \"https://x.example/landing\"\n[[sites]]\nname = \"n\"\n\
+         upstream = \"http://{upstream}\"\nprovider = \"pw\"\n[sites.login]\npath = \"/login\"\n[sites.callback]\npath = \"/landing\"\n"
+    );
+    let gw = gateway(&payway_config).await;
+    let res = post_form(&gw.url("/login"), &[("email", "reader@news.example"), ("password", PASSWORD)]).await;
+    assert!(res.header("location").contains(LOGIN_HANDLE), "the flow must have run: {}", res.header("location"));
+    let res =
+        post_json(&gw.url("/login"), serde_json::json!({"email": "reader@news.example", "password": PASSWORD})).await;
+    assert_clean("a payway answer", &res.text().replace(LOGIN_HANDLE, ""));
+
+    // rest: the password rendered into a body and a header, with a failing service.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("users.csv"), "email,user_id,external_id,org_id\nann@corp.example,1,e,7\n").unwrap();
+    for status in [200u16, 401, 500] {
+        let mock = Mock::start(status, "{}", Duration::ZERO).await;
+        let rest_config = format!(
+            "[sessions]\nsecret = \"{SECRET}\"\n[providers.r]\nkind = \"rest\"\nurl = \"http://{}/auth?p={{{{USERPASSWORD}}}}\"\n\
+             users = \"users.csv\"\nbody = {{ p = \"{{{{USERPASSWORD}}}}\" }}\nheaders = {{ \"X-P\" = \"{{{{USERPASSWORD}}}}\" }}\n\
+             [[sites]]\nname = \"c\"\nupstream = \"http://{upstream}\"\nprovider = \"r\"\n[sites.login]\npath = \"/login\"\n",
+            mock.addr
+        );
+        let gw = gateway_in(&rest_config, dir.path()).await;
+        let res =
+            post_json(&gw.url("/login"), serde_json::json!({"email": "ann@corp.example", "password": PASSWORD})).await;
+        assert_clean("a rest answer", &res.text());
+        if status == 200 {
+            assert_eq!(mock.requests().len(), 1);
+        }
+    }
+
     let logged = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    for id in &session_ids {
+        assert!(!logged.contains(id.as_str()), "a session cookie value reached the log");
+    }
     assert!(logged.contains("\"outcome\":\"success\""), "the audit event is missing:\n{logged}");
     assert!(logged.contains("\"outcome\":\"invalid_credentials\""));
     assert!(!logged.contains("alice@example.com"), "accounts are logged as keyed hashes only");

@@ -30,8 +30,10 @@ pub fn request_authorities<'a>(uri: &'a Uri, headers: &'a HeaderMap, trusted_pee
 }
 
 /// Whether a POST with these headers, addressed to `authorities`, may reach
-/// one of `site`'s owned routes.
-pub fn origin_allowed(headers: &HeaderMap, authorities: &[&str], site: &Site) -> bool {
+/// one of `site`'s owned routes. `https` says the request is known to have
+/// come over HTTPS: then an `http://` origin is another origin, however its
+/// host reads.
+pub fn origin_allowed(headers: &HeaderMap, authorities: &[&str], site: &Site, https: bool) -> bool {
     let cross_site = headers
         .get("sec-fetch-site")
         .and_then(|v| v.to_str().ok())
@@ -49,7 +51,7 @@ pub fn origin_allowed(headers: &HeaderMap, authorities: &[&str], site: &Site) ->
     if site.allowed_origins.iter().any(|o| o.eq_ignore_ascii_case(&serialized)) {
         return true;
     }
-    if cross_site {
+    if cross_site || (https && origin.scheme() != "https") {
         return false;
     }
     let Some(origin_host) = origin.host_str() else { return false };

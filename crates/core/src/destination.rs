@@ -71,6 +71,10 @@ pub fn validate(raw: &str, allowed: &[String]) -> Result<String, Refused> {
         out.push('?');
         encode_non_ascii(q, &mut out);
     }
+    // Encoding can triple non-ASCII text: the bound holds for what we hand on, too.
+    if out.len() > MAX_LEN {
+        return Err(Refused("too long"));
+    }
     Ok(out)
 }
 
@@ -280,6 +284,17 @@ mod tests {
         }
         let long = format!("/my-portal/{}", "a".repeat(MAX_LEN));
         assert_eq!(validate(&long, &allowed()), Err(Refused("too long")));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn whatever_is_accepted_is_inside_ascii_and_stable(raw in "\\PC{0,64}|/my-portal[/a-z.%0-9?&=\\\\;#@ -]{0,40}") {
+            if let Ok(d) = validate(&raw, &allowed()) {
+                proptest::prop_assert!(within(d.split('?').next().unwrap_or(""), "/my-portal"), "{}", d);
+                proptest::prop_assert!(d.bytes().all(|b| (0x21..0x7f).contains(&b)), "{:?}", d);
+                proptest::prop_assert_eq!(validate(&d, &allowed()), Ok(d.clone()));
+            }
+        }
     }
 
     #[test]

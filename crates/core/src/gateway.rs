@@ -24,6 +24,7 @@ use crate::csrf;
 use crate::error::LoginError;
 use crate::identity::{CallbackDestination, SignedIn};
 use crate::provider::{BoxFuture, Providers};
+use crate::ratelimit::{MemoryLimiter, RateLimiter};
 use crate::respond::{self, AnswerMode};
 use crate::session::{Session, SessionManager, SessionStore};
 
@@ -35,6 +36,7 @@ pub(crate) struct Shared {
     pub(crate) providers: Providers,
     pub(crate) accounts: AccountHasher,
     pub(crate) sessions: SessionManager,
+    pub(crate) limiter: Arc<dyn RateLimiter>,
 }
 
 /// Builds [`Gateway`] services around an inner service (the proxy, or an app).
@@ -53,6 +55,18 @@ impl GatewayLayer {
     /// A layer for `config`, with one provider per name in `config.providers`
     /// that a site uses, keeping sessions in `store`.
     pub fn new(config: Arc<Config>, providers: Providers, store: Arc<dyn SessionStore>) -> Result<Self, String> {
+        let limiter = Arc::new(MemoryLimiter::new(&config.limits));
+        Self::with_limiter(config, providers, store, limiter)
+    }
+
+    /// As [`new`](Self::new), with the brute-force limits kept by `limiter`
+    /// (the Redis store's, so replicas count together).
+    pub fn with_limiter(
+        config: Arc<Config>,
+        providers: Providers,
+        store: Arc<dyn SessionStore>,
+        limiter: Arc<dyn RateLimiter>,
+    ) -> Result<Self, String> {
         for site in &config.sites {
             if !providers.contains_key(&site.provider) {
                 return Err(format!(
@@ -65,7 +79,7 @@ impl GatewayLayer {
         }
         let accounts = AccountHasher::new(&config.sessions.secret);
         let sessions = SessionManager::new(&config.sessions, store);
-        Ok(Self { shared: Arc::new(Shared { config, providers, accounts, sessions }) })
+        Ok(Self { shared: Arc::new(Shared { config, providers, accounts, sessions, limiter }) })
     }
 
     /// The configuration this layer serves.
@@ -114,10 +128,11 @@ pub(crate) fn same_origin(
     headers: &http::HeaderMap,
     ext: &http::Extensions,
 ) -> bool {
-    let trusted_peer = ext
-        .get::<crate::conn::ClientConn>()
-        .is_some_and(|c| crate::conn::is_trusted(c.peer.ip(), &shared.config.server.trusted_proxies));
-    csrf::origin_allowed(headers, &csrf::request_authorities(uri, headers, trusted_peer), site)
+    let trusted = &shared.config.server.trusted_proxies;
+    let conn = ext.get::<crate::conn::ClientConn>();
+    let trusted_peer = conn.is_some_and(|c| crate::conn::is_trusted(c.peer.ip(), trusted));
+    let https = crate::conn::is_https(conn, headers, trusted);
+    csrf::origin_allowed(headers, &csrf::request_authorities(uri, headers, trusted_peer), site, https)
 }
 
 type GatewayResponse<ResBody> = Response<Either<ResBody, Full<Bytes>>>;
@@ -142,6 +157,9 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
+        let ready = |shared: &Shared, req: &Request<B>, response| -> Self::Future {
+            ResponseFuture::ready(with_hsts(shared, req.headers(), req.extensions(), response))
+        };
         let Some(site) = self.shared.config.site_for_host(request_host(&req)) else {
             return ResponseFuture::ready(respond::text(
                 StatusCode::MISDIRECTED_REQUEST,
@@ -158,10 +176,10 @@ where
                     && !same_origin(&self.shared, site, req.uri(), req.headers(), req.extensions())
                 {
                     let mode = AnswerMode::of(req.headers());
-                    return ResponseFuture::ready(respond::login_failure(LoginError::OriginRejected, mode, "/"));
+                    return ready(&self.shared, &req, respond::login_failure(LoginError::OriginRejected, mode, "/"));
                 }
                 let target = site.home.as_ref().map_or("/", |h| h.redirect.as_str());
-                return ResponseFuture::ready(respond::see_other(target, &[]));
+                return ready(&self.shared, &req, respond::see_other(target, &[]));
             }
             Some(OwnedRoute::Login | OwnedRoute::Wizard) if !with_cookie && req.method() != Method::POST => {
                 return pass(&mut self.inner, site, req)
@@ -203,7 +221,13 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let own = |r: Response<Full<Bytes>>| Ok(r.map(Either::Right));
+    let hsts = hsts_value(&shared, req.headers(), req.extensions());
+    let own = |mut r: Response<Full<Bytes>>| {
+        if let Some(v) = &hsts {
+            r.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, v.clone());
+        }
+        Ok(r.map(Either::Right))
+    };
     match (route, req.method()) {
         (Some(OwnedRoute::Login | OwnedRoute::Wizard), &Method::POST) => {
             let route = route.unwrap_or(OwnedRoute::Login);
@@ -274,6 +298,28 @@ where
         res.headers_mut().append(header::SET_COOKIE, cookie);
     }
     Ok(res.map(Either::Left))
+}
+
+/// `Strict-Transport-Security` for an answer of ours to an HTTPS request.
+fn hsts_value(shared: &Shared, headers: &http::HeaderMap, ext: &http::Extensions) -> Option<http::HeaderValue> {
+    let max_age = shared.config.server.hsts_max_age;
+    let conn = ext.get::<crate::conn::ClientConn>();
+    if max_age.is_zero() || !crate::conn::is_https(conn, headers, &shared.config.server.trusted_proxies) {
+        return None;
+    }
+    http::HeaderValue::from_str(&format!("max-age={}", max_age.as_secs())).ok()
+}
+
+fn with_hsts(
+    shared: &Shared,
+    headers: &http::HeaderMap,
+    ext: &http::Extensions,
+    mut response: Response<Full<Bytes>>,
+) -> Response<Full<Bytes>> {
+    if let Some(v) = hsts_value(shared, headers, ext) {
+        response.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, v);
+    }
+    response
 }
 
 /// The portal redirect of a returning user, when the provider has one.

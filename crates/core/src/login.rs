@@ -133,6 +133,8 @@ where
     if !same_origin(shared, site, req.uri(), req.headers(), req.extensions()) {
         return Err(LoginError::OriginRejected);
     }
+    let ip_key = client_ip.map(|ip| ip.to_string()).unwrap_or_default();
+    shared.limiter.hit_ip(&ip_key).await.map_err(rate_limited)?;
     let (parts, body) = req.into_parts();
     let fields = read_fields(&parts.headers, body, config.limits.login_body_bytes).await?;
 
@@ -150,6 +152,8 @@ where
         return Err(LoginError::InvalidInput);
     }
     seen.account = Some(username.to_owned());
+    let account_key = shared.accounts.hash(username);
+    shared.limiter.account_open(&account_key).await.map_err(rate_limited)?;
     let remember = fields.get(&login.remember_field).is_some_and(truthy);
     seen.remember = remember;
 
@@ -184,7 +188,18 @@ where
     let provider = shared.providers.get(&site.provider).ok_or(LoginError::ProviderUnavailable)?;
     // The provider bounds its own calls; this only guards against one that hangs.
     let deadline = provider_timeout(config.providers.get(&site.provider)) + Duration::from_secs(1);
-    tokio::time::timeout(deadline, provider.authenticate(&attempt)).await.unwrap_or(Err(LoginError::ProviderTimeout))
+    let result = tokio::time::timeout(deadline, provider.authenticate(&attempt))
+        .await
+        .unwrap_or(Err(LoginError::ProviderTimeout));
+    if matches!(result, Err(LoginError::InvalidCredentials | LoginError::ProviderRejected)) {
+        shared.limiter.account_failed(&account_key).await;
+    }
+    result
+}
+
+/// `rate_limited`, with `Retry-After` rounded up to whole seconds.
+fn rate_limited(wait: Duration) -> LoginError {
+    LoginError::RateLimited { retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0) }
 }
 
 fn provider_timeout(provider: Option<&ProviderConfig>) -> Duration {
@@ -338,5 +353,46 @@ where
     match mode {
         AnswerMode::Browser => respond::see_other(&route.redirect, &[]),
         AnswerMode::Json => respond::accepted(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::Full;
+
+    fn headers(content_type: &str) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        h.insert(CONTENT_TYPE, content_type.parse().unwrap());
+        h
+    }
+
+    async fn parse(content_type: &str, body: Vec<u8>) -> Result<Fields, LoginError> {
+        read_fields(&headers(content_type), Full::new(Bytes::from(body)), 256).await
+    }
+
+    #[tokio::test]
+    async fn reads_form_and_json_fields() {
+        let f = parse(FORM, b"email=a%40b.example&password=p%26w&email=second".to_vec()).await.unwrap();
+        assert_eq!((f.get("email"), f.get("password")), (Some("a@b.example"), Some("p&w")));
+        let f = parse("application/json; charset=utf-8", br#"{"email":"x","remember":true,"n":3,"o":{}}"#.to_vec())
+            .await
+            .unwrap();
+        assert_eq!((f.get("remember"), f.get("n"), f.get("o")), (Some("true"), Some("3"), None));
+        assert_eq!(parse(JSON, b"[1,2]".to_vec()).await.err(), Some(LoginError::InvalidInput));
+        assert_eq!(parse("text/plain", vec![]).await.err(), Some(LoginError::UnsupportedMediaType));
+        assert_eq!(parse(FORM, vec![b'a'; 300]).await.err(), Some(LoginError::PayloadTooLarge));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_body_parses_or_is_refused_cleanly(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400), json in proptest::prelude::any::<bool>()) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+            let result = rt.block_on(parse(if json { JSON } else { FORM }, body.clone()));
+            match result {
+                Ok(_) => proptest::prop_assert!(body.len() <= 256),
+                Err(e) => proptest::prop_assert!(matches!(e, LoginError::InvalidInput | LoginError::PayloadTooLarge), "{:?}", e),
+            }
+        }
     }
 }

@@ -113,7 +113,8 @@ impl Demo {
         let payway = serve(loopback, handler(state.clone(), payway)).await?;
         let intranet = serve(loopback, handler(state.clone(), intranet)).await?;
         let identity = serve(loopback, handler(state.clone(), identity)).await?;
-        let users_csv = std::env::temp_dir().join(format!("ferrygate-demo-{}-users.csv", std::process::id()));
+        let unique = Alphanumeric.sample_string(&mut rand::rng(), 8);
+        let users_csv = std::env::temp_dir().join(format!("ferrygate-demo-{}-{unique}-users.csv", std::process::id()));
         let mut csv = String::from("email,user_id,external_id,org_id\n");
         for (i, u) in USERS.iter().enumerate() {
             csv.push_str(&format!("{},{},emp-{:04},contoso\n", u.email, 1001 + i, 7 + i));
@@ -245,6 +246,12 @@ redirect = "/forgot-password?sent=1"
             payway = self.payway,
             news = self.news,
         )
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.users_csv);
     }
 }
 

@@ -10,7 +10,9 @@
 
 use std::time::Duration;
 
+use ferrygate_core::config::{Limits, Rate};
 use ferrygate_core::provider::BoxFuture;
+use ferrygate_core::ratelimit::RateLimiter;
 use ferrygate_core::session::{Session, SessionStore, StoreError, StoreKey};
 use ferrygate_core::{ExposeSecret, SecretString};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -20,11 +22,29 @@ const PREFIX: &str = "ferrygate:session:";
 /// Upper bound on one store call, reconnection attempts included.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// A Redis-backed [`SessionStore`]; cheap to clone.
+/// A Redis-backed [`SessionStore`] (and [`RateLimiter`]); cheap to clone.
 #[derive(Clone)]
 pub struct RedisStore {
     conn: ConnectionManager,
+    per_ip: Option<Rate>,
+    per_account: Option<Rate>,
 }
+
+/// One fixed window: count this hit, start the window's clock on the first,
+/// answer the count and the window's remaining milliseconds.
+const HIT: &str = r"
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
+return {n, ttl}
+";
+
+/// The window's count and remaining milliseconds, without counting.
+const PEEK: &str = r"
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+return {n, redis.call('PTTL', KEYS[1])}
+";
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -47,7 +67,31 @@ impl RedisStore {
             .set_max_delay(Duration::from_millis(200));
         let conn = ConnectionManager::new_lazy_with_config(client, config)
             .map_err(|e| format!("sessions.redis_url: {:?}", e.kind()))?;
-        Ok(Self { conn })
+        Ok(Self { conn, per_ip: None, per_account: None })
+    }
+
+    /// Counts the brute-force limits in Redis too, shared by every replica
+    /// (a fixed window of the rate's period, burst = the rate's count).
+    #[must_use]
+    pub fn with_limits(mut self, limits: &Limits) -> Self {
+        self.per_ip = limits.login_per_ip;
+        self.per_account = limits.login_per_account;
+        self
+    }
+
+    async fn window(&self, script: &str, key: String, rate: Rate) -> Option<(u64, Duration)> {
+        let mut conn = self.conn.clone();
+        let script = redis::Script::new(script);
+        let mut call = script.key(key);
+        call.arg(rate.per.as_millis() as u64);
+        match self.call(call.invoke_async::<(u64, i64)>(&mut conn)).await {
+            Ok((n, ttl)) => Some((n, Duration::from_millis(ttl.max(0) as u64))),
+            Err(e) => {
+                // The session store fails the login anyway when Redis is away; don't add a second error.
+                tracing::warn!(error = %e, "rate limit not counted");
+                None
+            }
+        }
     }
 
     async fn call<T>(&self, op: impl std::future::Future<Output = redis::RedisResult<T>>) -> Result<T, StoreError> {
@@ -107,6 +151,36 @@ impl SessionStore for RedisStore {
             let mut conn = self.conn.clone();
             let ping = redis::cmd("PING");
             self.call(ping.query_async::<()>(&mut conn)).await
+        })
+    }
+}
+
+impl RateLimiter for RedisStore {
+    fn hit_ip<'a>(&'a self, ip: &'a str) -> BoxFuture<'a, Result<(), Duration>> {
+        Box::pin(async move {
+            let Some(rate) = self.per_ip else { return Ok(()) };
+            match self.window(HIT, format!("ferrygate:ratelimit:ip:{ip}"), rate).await {
+                Some((n, ttl)) if n > u64::from(rate.count) => Err(ttl.max(Duration::from_secs(1))),
+                _ => Ok(()),
+            }
+        })
+    }
+
+    fn account_open<'a>(&'a self, account: &'a str) -> BoxFuture<'a, Result<(), Duration>> {
+        Box::pin(async move {
+            let Some(rate) = self.per_account else { return Ok(()) };
+            match self.window(PEEK, format!("ferrygate:ratelimit:account:{account}"), rate).await {
+                Some((n, ttl)) if n >= u64::from(rate.count) => Err(ttl.max(Duration::from_secs(1))),
+                _ => Ok(()),
+            }
+        })
+    }
+
+    fn account_failed<'a>(&'a self, account: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if let Some(rate) = self.per_account {
+                let _ = self.window(HIT, format!("ferrygate:ratelimit:account:{account}"), rate).await;
+            }
         })
     }
 }

@@ -44,6 +44,9 @@ pub struct Server {
     pub shutdown_grace: Duration,
     /// Time allowed for the site to start answering a proxied request (headers).
     pub upstream_timeout: Duration,
+    /// `Strict-Transport-Security: max-age` on HTTPS answers of Ferrygate's own
+    /// routes; zero sends none.
+    pub hsts_max_age: Duration,
     pub tls: Option<Tls>,
 }
 

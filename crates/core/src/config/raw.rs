@@ -32,6 +32,7 @@ pub(crate) struct RawServer {
     pub(crate) require_https: Option<bool>,
     pub(crate) shutdown_grace: Option<String>,
     pub(crate) upstream_timeout: Option<String>,
+    pub(crate) hsts_max_age: Option<String>,
     pub(crate) tls: Option<RawTls>,
 }
 

@@ -300,6 +300,10 @@ impl Check<'_> {
                 raw.upstream_timeout.as_deref(),
                 Duration::from_secs(60),
             ),
+            hsts_max_age: match raw.hsts_max_age.as_deref().map(str::trim) {
+                Some("0" | "0s") => Duration::ZERO,
+                other => self.duration("server.hsts_max_age", other, Duration::from_secs(365 * 24 * 3600)),
+            },
             tls,
         })
     }

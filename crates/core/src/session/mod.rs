@@ -489,6 +489,19 @@ mod tests {
         assert!(m.clear_state_cookie().to_str().unwrap().starts_with("fg_state=;"));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn no_unsigned_cookie_is_ever_a_session_or_a_state(value in "[ -~]{0,200}") {
+            let m = manager();
+            let mut h = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_str(&format!("fg={value}; fg_state={value}")) {
+                h.insert(COOKIE, v);
+                proptest::prop_assert!(m.session_id(&h).is_none());
+                proptest::prop_assert!(m.take_state(&h, Some(&value)).is_err());
+            }
+        }
+    }
+
     #[test]
     fn debug_hides_the_token_and_ids() {
         let s = session(Duration::from_secs(1));

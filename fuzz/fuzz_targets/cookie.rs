@@ -1,0 +1,73 @@
+//! The session and OAuth2-state cookies (`ferrygate_core::session::SessionManager`):
+//! no `Cookie` header may panic the parser, be taken for a signed session or
+//! state, leave our cookie behind after `strip_cookie`, or hide a genuine
+//! state cookie that comes after it.
+//!
+//! Input: `<cookie header>\0<offered state>`; without a NUL no state is offered.
+//! The offered text (UTF-8) also serves as the destination bound into a state
+//! cookie the manager mints itself.
+
+#![no_main]
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use ferrygate_core::config::{Sessions, StoreKind};
+use ferrygate_core::session::{new_state, SessionManager, StateRefused};
+use ferrygate_core::{MemoryStore, SecretString};
+use http::header::COOKIE;
+use http::{HeaderMap, HeaderValue};
+use libfuzzer_sys::fuzz_target;
+
+fn manager() -> &'static SessionManager {
+    static MANAGER: OnceLock<SessionManager> = OnceLock::new();
+    MANAGER.get_or_init(|| {
+        let config = Sessions {
+            store: StoreKind::Memory,
+            redis_url: None,
+            secret: SecretString::from("k".repeat(40)),
+            cookie_name: "fg".into(),
+            cookie_secure: true,
+            max_entries: 10,
+            max_ttl: Duration::from_secs(3600),
+        };
+        SessionManager::new(&config, Arc::new(MemoryStore::new(10)))
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let m = manager();
+    let (cookie, offered) = match data.iter().position(|&b| b == 0) {
+        Some(i) => (&data[..i], std::str::from_utf8(&data[i + 1..]).ok()),
+        None => (data, None),
+    };
+    let Ok(value) = HeaderValue::from_bytes(cookie) else { return };
+    let mut headers = HeaderMap::new();
+    headers.append(COOKIE, value);
+
+    // Nothing the fuzzer writes is signed with the manager's key. (A corpus
+    // entry holding a cookie minted with this very key would trip this.)
+    assert!(m.session_id(&headers).is_none(), "a forged session cookie was accepted");
+    match m.take_state(&headers, offered) {
+        Err(StateRefused::Missing) => {}
+        other => panic!("an unsigned state cookie was not `Missing`: {other:?}"),
+    }
+
+    // The site never sees our cookie.
+    let _ = m.has_cookie(&headers);
+    let mut stripped = headers.clone();
+    m.strip_cookie(&mut stripped);
+    assert!(!m.has_cookie(&stripped), "strip_cookie left our cookie: {stripped:?}");
+    assert!(m.session_id(&stripped).is_none());
+
+    // A state the manager minted round-trips its destination exactly once,
+    // even behind whatever junk cookies came first.
+    if let Some(destination) = offered {
+        let state = new_state();
+        let set = m.state_cookie(&state, destination);
+        let pair = set.to_str().expect("Set-Cookie is ASCII").split(';').next().unwrap_or("");
+        headers.append(COOKIE, HeaderValue::from_str(pair).expect("a minted cookie is a header value"));
+        assert_eq!(m.take_state(&headers, Some(&state)).as_deref(), Ok(destination));
+        assert_eq!(m.take_state(&headers, Some(&state)), Err(StateRefused::Replayed));
+    }
+});

@@ -1,0 +1,212 @@
+//! Security properties end to end: brute-force limits, enumeration timing,
+//! HSTS, CSRF scheme, and request smuggling at the edge.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const TOKEN: &str = r#"{"access_token":"t","token_type":"bearer","expires_in":600}"#;
+
+fn limits(ip: &str, account: &str) -> String {
+    format!("[limits]\nlogin_per_ip = \"{ip}\"\nlogin_per_account = \"{account}\"\n")
+}
+
+/// A qwyk gateway with `[limits]` appended.
+async fn limited(status: u16, ip: &str, account: &str) -> (Mock, Gateway) {
+    let mock = Mock::start(status, if status == 200 { TOKEN } else { "{}" }, Duration::ZERO).await;
+    let upstream = echo_upstream().await;
+    let config = format!("{}\n{}", qwyk_config(mock.addr, upstream, "", ""), limits(ip, account));
+    (mock, gateway(&config).await)
+}
+
+#[tokio::test]
+async fn every_login_post_counts_against_the_client_address() {
+    let (mock, gw) = limited(200, "3/min", "100/min").await;
+    for i in 0..3 {
+        let res =
+            post_json(&gw.url("/login"), serde_json::json!({"email": format!("u{i}@x.example"), "password": "pw"}))
+                .await;
+        assert_eq!(res.status, StatusCode::OK, "login {i}");
+    }
+    let res = post_json(&gw.url("/login"), serde_json::json!({"email": "u9@x.example", "password": "pw"})).await;
+    assert_eq!(res.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(res.json()["error"], "rate_limited");
+    let retry: u64 = res.header("retry-after").parse().unwrap();
+    assert!((1..=20).contains(&retry), "{retry}");
+    assert_eq!(mock.requests().len(), 3, "the refused attempt never reached the provider");
+    let res = post_form(&gw.url("/login"), &[("email", "u9@x.example"), ("password", "pw")]).await;
+    assert_eq!(param(&res.location(), "error").as_deref(), Some("rate_limited"));
+}
+
+#[tokio::test]
+async fn failed_attempts_count_against_the_normalised_account() {
+    let (mock, gw) = limited(401, "1000/min", "3/min").await;
+    for email in ["Alice@X.example", " alice@x.example ", "ALICE@x.EXAMPLE"] {
+        let res = post_json(&gw.url("/login"), serde_json::json!({"email": email, "password": "wrong"})).await;
+        assert_eq!(res.json()["error"], "invalid_credentials", "{email}");
+    }
+    let res = post_json(&gw.url("/login"), serde_json::json!({"email": "alice@x.example", "password": "right"})).await;
+    assert_eq!(res.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(res.headers.contains_key("retry-after"));
+    assert_eq!(mock.requests().len(), 3);
+    // Another account is unaffected.
+    let res = post_json(&gw.url("/login"), serde_json::json!({"email": "bob@x.example", "password": "wrong"})).await;
+    assert_eq!(res.json()["error"], "invalid_credentials");
+}
+
+#[tokio::test]
+async fn an_unknown_account_takes_as_long_as_a_wrong_password() {
+    // The rest adapter knows which accounts exist; the answer and its timing must not tell.
+    let mock = Mock::start(401, "{}", Duration::from_millis(4)).await;
+    let upstream = echo_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("users.csv"), "email,user_id,external_id,org_id\nknown@corp.example,1,e,7\n")
+        .unwrap();
+    let config = format!(
+        "[sessions]\nsecret = \"{SECRET}\"\n{}\n[providers.corp]\nkind = \"rest\"\nurl = \"http://{}/auth\"\nusers = \"users.csv\"\n\
+         [[sites]]\nname = \"corp\"\nupstream = \"http://{upstream}\"\nprovider = \"corp\"\n[sites.login]\npath = \"/login\"\n",
+        limits("100000/sec", "100000/sec"),
+        mock.addr
+    );
+    let gw = gateway_in(&config, dir.path()).await;
+    let mut known = Vec::new();
+    let mut unknown = Vec::new();
+    let mut bodies = std::collections::HashSet::new();
+    for i in 0..200 {
+        for (email, into) in [("known@corp.example", &mut known), ("nobody@corp.example", &mut unknown)] {
+            let started = Instant::now();
+            let res =
+                post_json(&gw.url("/login"), serde_json::json!({"email": email, "password": format!("wrong{i}")}))
+                    .await;
+            into.push(started.elapsed());
+            bodies.insert((res.status, res.body));
+        }
+    }
+    assert_eq!(bodies.len(), 1, "byte-identical answers: {bodies:?}");
+    assert_eq!(mock.requests().len(), 200, "only the known account reached the service");
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let (k, u) = (median(&mut known), median(&mut unknown));
+    let ratio = u.as_secs_f64() / k.as_secs_f64();
+    eprintln!("median wrong password {k:?}, unknown account {u:?}, ratio {ratio:.2}");
+    assert!((0.5..=2.0).contains(&ratio), "median wrong password {k:?}, unknown account {u:?}, ratio {ratio:.2}");
+}
+
+#[tokio::test]
+async fn hsts_on_our_https_answers_only() {
+    let (_m, gw) = limited(200, "100/min", "100/min").await;
+    let plain = get(&gw.url("/portal-home")).await;
+    assert!(plain.headers.get("strict-transport-security").is_none());
+
+    let mock = Mock::start(200, TOKEN, Duration::ZERO).await;
+    let upstream = echo_upstream().await;
+    let gw =
+        gateway(&qwyk_config(mock.addr, upstream, "trusted_proxies = [\"127.0.0.1/32\"]\nhsts_max_age = \"1h\"", ""))
+            .await;
+    let via_https =
+        |path: &str| Request::get(gw.url(path)).header("x-forwarded-proto", "https").body(Full::default()).unwrap();
+    assert_eq!(send(via_https("/portal-home")).await.header("strict-transport-security"), "max-age=3600");
+    let res = send(
+        Request::post(gw.url("/login"))
+            .header("x-forwarded-proto", "https")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(r#"{"email":"a@b.example","password":"x"}"#)))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(res.header("strict-transport-security"), "max-age=3600");
+    assert!(
+        send(via_https("/anything")).await.headers.get("strict-transport-security").is_none(),
+        "the site's own answers are its business"
+    );
+}
+
+#[tokio::test]
+async fn an_http_origin_cannot_post_to_an_https_login() {
+    let mock = Mock::start(200, TOKEN, Duration::ZERO).await;
+    let upstream = echo_upstream().await;
+    let gw = gateway(&qwyk_config(
+        mock.addr,
+        upstream,
+        "trusted_proxies = [\"127.0.0.1/32\"]",
+        "hosts = [\"www.acme.example\"]",
+    ))
+    .await;
+    let post = |origin: &'static str| {
+        Request::post(gw.url("/login"))
+            .header("host", "www.acme.example")
+            .header("x-forwarded-proto", "https")
+            .header("origin", origin)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(r#"{"email":"a@b.example","password":"x"}"#)))
+            .unwrap()
+    };
+    assert_eq!(send(post("http://www.acme.example")).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(send(post("https://www.acme.example")).await.status, StatusCode::OK);
+}
+
+/// Sends raw bytes and returns the status line and whether the connection then closed.
+async fn raw(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(request).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf)).await.expect("no answer").unwrap();
+    String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or("").to_owned()
+}
+
+#[tokio::test]
+async fn smuggling_attempts_are_refused_or_reframed_never_passed_on() {
+    let mock = Mock::start(200, "{}", Duration::ZERO).await; // stands in for the site: records what reaches it
+    let gw = gateway(&qwyk_config("127.0.0.1:9".parse().unwrap(), mock.addr, "", "")).await;
+    let refused: [&[u8]; 4] = [
+        b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde",
+        b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n",
+        b"GET /x HTTP/1.1\r\nHost: a\r\nX: a\nb\r\n\r\n",
+        b"POST /x HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    ];
+    for case in refused {
+        let status = raw(gw.addr, case).await;
+        assert!(status.starts_with("HTTP/1.1 4"), "{:?} answered {status}", String::from_utf8_lossy(case));
+    }
+    let mut huge = b"GET /x HTTP/1.1\r\nHost: a\r\n".to_vec();
+    for i in 0..200 {
+        huge.extend_from_slice(format!("X-Filler-{i}: {}\r\n", "v".repeat(100)).as_bytes());
+    }
+    huge.extend_from_slice(b"\r\n");
+    let status = raw(gw.addr, &huge).await;
+    assert!(status.starts_with("HTTP/1.1 4"), "oversized headers answered {status}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        mock.requests().is_empty(),
+        "nothing malformed was forwarded: {:?}",
+        mock.requests().iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
+
+    // CL.TE: hyper follows RFC 9112 §6.1 (Transfer-Encoding wins, Content-Length is
+    // dropped) and the body is re-framed before it goes on, so the site can never
+    // read the tail of one request as the start of another.
+    let _ = raw(
+        gw.addr,
+        b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 40\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for r in mock.requests() {
+        assert!(!String::from_utf8_lossy(&r.body).contains("smuggled"), "a smuggled request rode in a body");
+        assert!(
+            !(r.headers.contains_key("content-length") && r.headers.contains_key("transfer-encoding")),
+            "ambiguous framing forwarded"
+        );
+        if r.path == "/x" {
+            assert!(r.body.is_empty());
+        }
+    }
+}
