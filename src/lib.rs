@@ -27,7 +27,7 @@ pub use ferrygate_store_redis as store_redis;
 pub use {ferrygate_demo as demo, ferrygate_proxy as proxy, ferrygate_server as server};
 
 use ferrygate_core::config::{ProviderConfig, StoreKind};
-use ferrygate_core::{HttpClient, MemoryLimiter, MemoryStore, RateLimiter, SessionStore};
+use ferrygate_core::{ExposeSecret, HttpClient, MemoryLimiter, MemoryStore, RateLimiter, SessionStore};
 
 /// The layers a Rust service wraps around itself: login routes, then identity.
 pub type Layer = tower::layer::util::Stack<IdentityLayer, GatewayLayer>;
@@ -100,6 +100,25 @@ impl Gateway {
     /// The configuration in use.
     pub fn config(&self) -> &Arc<Config> {
         self.layer.config()
+    }
+
+    /// A gateway for a reloaded `config` that keeps this one's session store and
+    /// limiter (so sessions survive the reload) unless `[sessions]` now names a
+    /// different store.
+    pub async fn reload(&self, config: Config) -> Result<Self, String> {
+        let config = Arc::new(config);
+        let providers = build_providers(&config)?;
+        let (old, new) = (&self.config().sessions, &config.sessions);
+        let same_store = old.store == new.store
+            && old.redis_url.as_ref().map(|u| u.expose_secret().to_owned())
+                == new.redis_url.as_ref().map(|u| u.expose_secret().to_owned());
+        let (store, limiter) = if same_store {
+            (self.layer.store().clone(), self.layer.limiter().clone())
+        } else {
+            tracing::warn!("[sessions] names another store: sessions of the old one are not carried over");
+            build_store(&config)?
+        };
+        Ok(Self { layer: GatewayLayer::with_limiter(config, providers, store, limiter)? })
     }
 
     /// The gateway layer alone (the server stacks identity and the proxy itself).

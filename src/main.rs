@@ -49,6 +49,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    // Installed first, so every counter from the start is recorded.
+    let _ = ferrygate::server::metrics::handle();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -113,10 +115,67 @@ async fn check(path: &Path) -> ExitCode {
 async fn serve(path: &Path) -> ExitCode {
     let Some((_, gateway)) = load(path).await else { return ExitCode::FAILURE };
     match Server::bind(gateway.gateway_layer().clone()).await {
-        Ok(server) => run(server, None).await,
+        Ok(server) => {
+            tokio::spawn(watch_config(path.to_path_buf(), gateway, server.reloader()));
+            run(server, None).await
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// What identifies one version of the config file: where its path leads
+/// (ConfigMaps swap a symlink), its inode, size and modification time.
+fn fingerprint(path: &Path) -> Option<(PathBuf, u64, u64, std::time::SystemTime)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    Some((std::fs::canonicalize(path).ok()?, meta.ino(), meta.len(), meta.modified().ok()?))
+}
+
+/// Reloads on SIGHUP and when the file changes (checked every 2 s): parse,
+/// validate, swap. An invalid file is logged and counted; the old config serves on.
+async fn watch_config(path: PathBuf, mut gateway: ferrygate::Gateway, reloader: ferrygate::server::Reloader) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "SIGHUP reloads are not available");
+            None
+        }
+    };
+    let mut seen = fingerprint(&path);
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+    loop {
+        let why = tokio::select! {
+            _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending().await } } => "SIGHUP",
+            _ = tick.tick() => {
+                let now = fingerprint(&path);
+                if now == seen || now.is_none() {
+                    continue;
+                }
+                seen = now;
+                "file change"
+            }
+        };
+        let result = match Config::load(&path) {
+            Err(errors) => Err(errors.to_string()),
+            Ok(loaded) => match gateway.reload(loaded.config).await {
+                Err(e) => Err(e),
+                Ok(next) => reloader.reload(next.gateway_layer().clone()).map(|()| next).map_err(|e| e.to_string()),
+            },
+        };
+        match result {
+            Ok(next) => {
+                gateway = next;
+                metrics::counter!("ferrygate_config_reloads_total", "result" => "success").increment(1);
+                tracing::info!(trigger = why, "configuration reloaded");
+            }
+            Err(e) => {
+                metrics::counter!("ferrygate_config_reloads_total", "result" => "error").increment(1);
+                tracing::error!(trigger = why, error = %e, "configuration NOT reloaded; the previous one keeps serving");
+            }
         }
     }
 }

@@ -87,9 +87,14 @@ impl GatewayLayer {
         &self.shared.config
     }
 
-    /// The session store in use (for readiness checks).
+    /// The session store in use (for readiness checks, and kept across reloads).
     pub fn store(&self) -> &Arc<dyn SessionStore> {
         self.shared.sessions.store()
+    }
+
+    /// The brute-force limiter in use (kept across reloads).
+    pub fn limiter(&self) -> &Arc<dyn RateLimiter> {
+        &self.shared.limiter
     }
 }
 
@@ -157,7 +162,8 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let ready = |shared: &Shared, req: &Request<B>, response| -> Self::Future {
+        let ready = |shared: &Shared, req: &Request<B>, response: Response<Full<Bytes>>| -> Self::Future {
+            count(shared.config.site_for_host(request_host(req)).map_or("", |s| s.name.as_str()), "home", &response);
             ResponseFuture::ready(with_hsts(shared, req.headers(), req.extensions(), response))
         };
         let Some(site) = self.shared.config.site_for_host(request_host(&req)) else {
@@ -222,7 +228,10 @@ where
     B::Error: Into<BoxError>,
 {
     let hsts = hsts_value(&shared, req.headers(), req.extensions());
+    let label = route.map_or("protected", route_label);
+    let site_name = site.name.clone();
     let own = |mut r: Response<Full<Bytes>>| {
+        count(&site_name, label, &r);
         if let Some(v) = &hsts {
             r.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, v.clone());
         }
@@ -231,10 +240,10 @@ where
     match (route, req.method()) {
         (Some(OwnedRoute::Login | OwnedRoute::Wizard), &Method::POST) => {
             let route = route.unwrap_or(OwnedRoute::Login);
-            return own(crate::login::handle(shared, site, req, route).await);
+            return own(crate::login::handle(shared.clone(), site, req, route).await);
         }
         (Some(OwnedRoute::ForgotPassword), &Method::POST) => {
-            return own(crate::login::forgot_password(shared, site, req).await);
+            return own(crate::login::forgot_password(shared.clone(), site, req).await);
         }
         (Some(OwnedRoute::Logout), _) => {
             let (parts, _body) = req.into_parts();
@@ -298,6 +307,28 @@ where
         res.headers_mut().append(header::SET_COOKIE, cookie);
     }
     Ok(res.map(Either::Left))
+}
+
+fn route_label(route: OwnedRoute) -> &'static str {
+    match route {
+        OwnedRoute::Login => "login",
+        OwnedRoute::Wizard => "wizard",
+        OwnedRoute::Home => "home",
+        OwnedRoute::Logout => "logout",
+        OwnedRoute::ForgotPassword => "forgot_password",
+        OwnedRoute::Callback => "callback",
+    }
+}
+
+/// `ferrygate_requests_total` for an answer of ours (the proxy counts its own).
+fn count(site: &str, route: &'static str, response: &Response<Full<Bytes>>) {
+    metrics::counter!(
+        "ferrygate_requests_total",
+        "site" => site.to_owned(),
+        "route" => route,
+        "status" => response.status().as_u16().to_string()
+    )
+    .increment(1);
 }
 
 /// `Strict-Transport-Security` for an answer of ours to an HTTPS request.

@@ -70,6 +70,13 @@ where
         Err(e) => e.code(),
     };
     let account_hash = seen.account.as_deref().map(|a| shared.accounts.hash(a));
+    metrics::counter!(
+        "ferrygate_login_attempts_total",
+        "site" => site.name.clone(),
+        "provider" => site.provider.clone(),
+        "outcome" => outcome
+    )
+    .increment(1);
     tracing::info!(
         target: "ferrygate::audit",
         event = "login",

@@ -116,46 +116,75 @@ where
         }
         let inner = self.inner.clone();
         Box::pin(async move {
-            let timeout = inner.timeout;
-            // The clock starts once the whole request body has gone upstream.
-            let deadline = async move {
-                if !body_ended {
-                    let _ = done_rx.await;
-                }
-                tokio::time::sleep(timeout).await;
-            };
-            let mut res = tokio::select! {
-                res = inner.client.request(req) => match res {
-                    Ok(res) => res,
-                    Err(e) => {
-                        tracing::warn!(upstream = %upstream.origin, error = %e, "upstream unavailable");
-                        return Ok(error(StatusCode::BAD_GATEWAY, "bad gateway\n"));
-                    }
-                },
-                () = deadline => {
-                    tracing::warn!(upstream = %upstream.origin, ?timeout, "upstream did not answer in time");
-                    return Ok(error(StatusCode::GATEWAY_TIMEOUT, "gateway timeout\n"));
-                }
-            };
-            let upgraded = res.status() == StatusCode::SWITCHING_PROTOCOLS;
-            let protocol = res.headers().get(header::UPGRADE).cloned();
-            remove_hop_by_hop(res.headers_mut());
-            match (client_upgrade, upgraded, protocol) {
-                (Some(client_side), true, Some(protocol)) => {
-                    res.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-                    res.headers_mut().insert(header::UPGRADE, protocol);
-                    let upstream_side = hyper::upgrade::on(&mut res);
-                    tokio::spawn(splice(client_side, upstream_side));
-                }
-                (_, true, _) => {
-                    tracing::warn!(upstream = %upstream.origin, "101 to a request that did not ask for a WebSocket");
-                    return Ok(error(StatusCode::BAD_GATEWAY, "bad gateway\n"));
-                }
-                _ => {}
-            }
-            rewrite_location(res.headers_mut(), &upstream);
-            Ok(res.map(Either::Left))
+            let started = std::time::Instant::now();
+            let res = forward(&inner, req, &upstream, body_ended, done_rx, client_upgrade).await;
+            metrics::histogram!("ferrygate_upstream_request_duration_seconds", "site" => upstream.site.clone())
+                .record(started.elapsed().as_secs_f64());
+            metrics::counter!(
+                "ferrygate_requests_total",
+                "site" => upstream.site.clone(),
+                "route" => "proxy",
+                "status" => res.status().as_u16().to_string()
+            )
+            .increment(1);
+            Ok(res)
         })
+    }
+}
+
+async fn forward<B>(
+    inner: &Inner<B>,
+    req: Request<Watched<B>>,
+    upstream: &Upstream,
+    body_ended: bool,
+    done_rx: oneshot::Receiver<()>,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> Response<ProxyBody>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    {
+        let timeout = inner.timeout;
+        // The clock starts once the whole request body has gone upstream.
+        let deadline = async move {
+            if !body_ended {
+                let _ = done_rx.await;
+            }
+            tokio::time::sleep(timeout).await;
+        };
+        let mut res = tokio::select! {
+            res = inner.client.request(req) => match res {
+                Ok(res) => res,
+                Err(e) => {
+                    tracing::warn!(upstream = %upstream.origin, error = %e, "upstream unavailable");
+                    return error(StatusCode::BAD_GATEWAY, "bad gateway\n");
+                }
+            },
+            () = deadline => {
+                tracing::warn!(upstream = %upstream.origin, ?timeout, "upstream did not answer in time");
+                return error(StatusCode::GATEWAY_TIMEOUT, "gateway timeout\n");
+            }
+        };
+        let upgraded = res.status() == StatusCode::SWITCHING_PROTOCOLS;
+        let protocol = res.headers().get(header::UPGRADE).cloned();
+        remove_hop_by_hop(res.headers_mut());
+        match (client_upgrade, upgraded, protocol) {
+            (Some(client_side), true, Some(protocol)) => {
+                res.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                res.headers_mut().insert(header::UPGRADE, protocol);
+                let upstream_side = hyper::upgrade::on(&mut res);
+                tokio::spawn(splice(client_side, upstream_side));
+            }
+            (_, true, _) => {
+                tracing::warn!(upstream = %upstream.origin, "101 to a request that did not ask for a WebSocket");
+                return error(StatusCode::BAD_GATEWAY, "bad gateway\n");
+            }
+            _ => {}
+        }
+        rewrite_location(res.headers_mut(), upstream);
+        res.map(Either::Left)
     }
 }
 
@@ -403,6 +432,7 @@ mod tests {
     #[test]
     fn rewrites_location_by_prefix() {
         let upstream = Upstream {
+            site: "s".into(),
             origin: "http://127.0.0.1:1".parse().unwrap(),
             base_path: String::new(),
             rewrite_location: vec![ferrygate_core::config::Rewrite {

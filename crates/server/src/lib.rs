@@ -1,28 +1,39 @@
 //! Ferrygate's server: binds the listeners, assembles config → layers → proxy,
-//! serves HTTP/1.1 and h2 (plain, or TLS with ALPN), and drains gracefully.
+//! serves HTTP/1.1 and h2 (plain, or TLS with ALPN), reloads, and drains
+//! gracefully.
 //!
-//! The stack every connection serves:
-//! `Gateway` (owned routes) → `Identity` (identity headers) → `Proxy`.
+//! The stack every request goes through:
+//! `Gateway` (owned routes) → `Identity` (identity headers) → `Proxy`. The
+//! current stack sits in an `ArcSwap`: a reload swaps it in one store, each
+//! request takes the stack current when it arrives and finishes on it.
+
+mod admin;
+pub mod metrics;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use ferrygate_core::{ClientConn, GatewayLayer, IdentityLayer};
+use arc_swap::ArcSwap;
+use ferrygate_core::{ClientConn, GatewayLayer, IdentityLayer, SessionStore};
 use ferrygate_proxy::Proxy;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
-use tower::ServiceBuilder;
+use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_http::add_extension::AddExtension;
 
-/// Why the server could not start.
+/// Why the server could not start (or reload).
 #[derive(Debug)]
 pub struct StartError(pub String);
 
@@ -35,24 +46,12 @@ impl std::fmt::Display for StartError {
 impl std::error::Error for StartError {}
 
 /// The service stack for one configuration.
-type Stack = ferrygate_core::Gateway<ferrygate_core::Identity<Proxy<Incoming>>>;
+pub type Stack = ferrygate_core::Gateway<ferrygate_core::Identity<Proxy<Incoming>>>;
 
-struct Listener {
-    tcp: TcpListener,
-    tls: Option<TlsAcceptor>,
-}
-
-/// A bound, not yet running, server.
-pub struct Server {
-    listeners: Vec<Listener>,
+/// What one configuration serves with.
+pub(crate) struct Active {
     stack: Stack,
-    grace: Duration,
-}
-
-impl std::fmt::Debug for Server {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server").field("addrs", &self.local_addrs()).finish_non_exhaustive()
-    }
+    store: Arc<dyn SessionStore>,
 }
 
 /// Builds the request stack around `gateway`: its layers, then the proxy.
@@ -64,8 +63,71 @@ pub fn stack(gateway: GatewayLayer) -> Result<Stack, StartError> {
     Ok(ServiceBuilder::new().layer(gateway).layer(IdentityLayer).service(proxy))
 }
 
+fn active(gateway: GatewayLayer) -> Result<Active, StartError> {
+    let store = gateway.store().clone();
+    Ok(Active { stack: stack(gateway)?, store })
+}
+
+/// The TLS certificate in use, swapped on reload; open connections keep theirs.
+#[derive(Debug)]
+struct CertSwap(ArcSwap<CertifiedKey>);
+
+impl ResolvesServerCert for CertSwap {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.load_full())
+    }
+}
+
+struct Listener {
+    tcp: TcpListener,
+    tls: Option<TlsAcceptor>,
+}
+
+/// Swaps in a new configuration while the server runs.
+#[derive(Clone)]
+pub struct Reloader {
+    active: Arc<ArcSwap<Active>>,
+    certs: Option<Arc<CertSwap>>,
+}
+
+impl std::fmt::Debug for Reloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloader").finish_non_exhaustive()
+    }
+}
+
+impl Reloader {
+    /// Serves `gateway`'s configuration from the next request on. Listener
+    /// addresses are fixed at start; the TLS certificate follows the new config.
+    pub fn reload(&self, gateway: GatewayLayer) -> Result<(), StartError> {
+        let certified = gateway.config().server.tls.as_ref().map(|t| t.certified.clone());
+        let next = active(gateway)?;
+        if let (Some(certs), Some(certified)) = (&self.certs, certified) {
+            certs.0.store(certified);
+        }
+        self.active.store(Arc::new(next));
+        Ok(())
+    }
+}
+
+/// A bound, not yet running, server.
+pub struct Server {
+    listeners: Vec<Listener>,
+    admin: Option<TcpListener>,
+    active: Arc<ArcSwap<Active>>,
+    certs: Option<Arc<CertSwap>>,
+    draining: Arc<AtomicBool>,
+    grace: Duration,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("addrs", &self.local_addrs()).finish_non_exhaustive()
+    }
+}
+
 impl Server {
-    /// Binds every listener of the gateway's config (plain and TLS).
+    /// Binds every listener of the gateway's config (plain, TLS, admin).
     pub async fn bind(gateway: GatewayLayer) -> Result<Self, StartError> {
         let mut plain = Vec::new();
         for addr in &gateway.config().server.listen {
@@ -75,35 +137,71 @@ impl Server {
     }
 
     /// Serves plain HTTP on listeners bound by the caller (who may need the
-    /// address before writing the config, as the demo does), plus the TLS
-    /// listeners of the config.
+    /// address before writing the config, as the demo does), plus the TLS and
+    /// admin listeners of the config.
     pub async fn with_listeners(gateway: GatewayLayer, plain: Vec<TcpListener>) -> Result<Self, StartError> {
         let config = gateway.config().clone();
         let mut listeners: Vec<Listener> = plain.into_iter().map(|tcp| Listener { tcp, tls: None }).collect();
+        let mut certs = None;
         if let Some(tls) = &config.server.tls {
-            let acceptor = TlsAcceptor::from(tls.server_config.clone());
+            let swap = Arc::new(CertSwap(ArcSwap::new(tls.certified.clone())));
+            let mut server_config =
+                rustls::ServerConfig::builder().with_no_client_auth().with_cert_resolver(swap.clone());
+            server_config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            let acceptor = TlsAcceptor::from(Arc::new(server_config));
             for addr in &tls.listen {
                 listeners.push(Listener { tcp: bind(*addr).await?, tls: Some(acceptor.clone()) });
             }
+            certs = Some(swap);
         }
-        let grace = config.server.shutdown_grace;
-        Ok(Self { listeners, stack: stack(gateway)?, grace })
+        let admin = match &config.admin {
+            Some(a) => Some(bind(a.listen).await?),
+            None => None,
+        };
+        Ok(Self {
+            listeners,
+            admin,
+            active: Arc::new(ArcSwap::from_pointee(active(gateway)?)),
+            certs,
+            draining: Arc::new(AtomicBool::new(false)),
+            grace: config.server.shutdown_grace,
+        })
     }
 
-    /// The bound addresses, plain listeners first.
+    /// The bound traffic addresses, plain listeners first.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners.iter().filter_map(|l| l.tcp.local_addr().ok()).collect()
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting and lets
-    /// in-flight requests finish for up to `server.shutdown_grace`.
+    /// The admin listener's address, when configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// A handle that swaps in new configurations.
+    pub fn reloader(&self) -> Reloader {
+        Reloader { active: self.active.clone(), certs: self.certs.clone() }
+    }
+
+    /// Serves until `shutdown` resolves; then `/readyz` turns 503, listeners
+    /// stop accepting, and requests in flight get `server.shutdown_grace`.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        if let Some(listener) = self.admin {
+            let admin = Arc::new(admin::Admin {
+                active: self.active.clone(),
+                draining: self.draining.clone(),
+                metrics: metrics::handle(),
+            });
+            tokio::spawn(admin.serve(listener));
+        }
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         for listener in self.listeners {
-            tasks.push(tokio::spawn(serve(listener, self.stack.clone(), stop_rx.clone(), self.grace)));
+            let current = Current { active: self.active.clone() };
+            tasks.push(tokio::spawn(serve(listener, current, stop_rx.clone(), self.grace)));
         }
         shutdown.await;
+        self.draining.store(true, Ordering::SeqCst);
         tracing::info!(grace = ?self.grace, "shutting down: no new connections, finishing requests in flight");
         let _ = stop_tx.send(true);
         for t in tasks {
@@ -112,11 +210,34 @@ impl Server {
     }
 }
 
+/// The stack current when each request arrives.
+#[derive(Clone)]
+struct Current {
+    active: Arc<ArcSwap<Active>>,
+}
+
+type Oneshot = tower::util::Oneshot<Stack, http::Request<Incoming>>;
+
+impl Service<http::Request<Incoming>> for Current {
+    type Response = <Stack as Service<http::Request<Incoming>>>::Response;
+    type Error = <Stack as Service<http::Request<Incoming>>>::Error;
+    type Future = Oneshot;
+
+    #[inline]
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<Incoming>) -> Self::Future {
+        self.active.load().stack.clone().oneshot(req)
+    }
+}
+
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
     TcpListener::bind(addr).await.map_err(|e| StartError(format!("cannot listen on {addr}: {e}")))
 }
 
-async fn serve(listener: Listener, stack: Stack, mut stop: watch::Receiver<bool>, grace: Duration) {
+async fn serve(listener: Listener, current: Current, mut stop: watch::Receiver<bool>, grace: Duration) {
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
@@ -141,7 +262,7 @@ async fn serve(listener: Listener, stack: Stack, mut stop: watch::Receiver<bool>
         };
         let _ = stream.set_nodelay(true);
         let conn = ClientConn { peer, tls: listener.tls.is_some() };
-        let service = TowerToHyperService::new(AddExtension::new(stack.clone(), conn));
+        let service = TowerToHyperService::new(AddExtension::new(current.clone(), conn));
         let builder = builder.clone();
         match &listener.tls {
             None => {

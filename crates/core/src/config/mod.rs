@@ -54,8 +54,8 @@ pub struct Tls {
     pub listen: Vec<SocketAddr>,
     pub cert: PathBuf,
     pub key: PathBuf,
-    /// Ready-to-use rustls config (ALPN h2 + http/1.1), built and checked at load.
-    pub server_config: Arc<rustls::ServerConfig>,
+    /// The chain and its key, loaded and checked against each other at load.
+    pub certified: Arc<rustls::sign::CertifiedKey>,
 }
 
 impl fmt::Debug for Tls {
@@ -198,6 +198,8 @@ pub struct RestConfig {
 /// Where a site's proxied traffic goes.
 #[derive(Debug)]
 pub struct Upstream {
+    /// The site's name (for metrics and logs).
+    pub site: String,
     /// Scheme and authority of the site.
     pub origin: Uri,
     /// Path prefix of `upstream` ("" when none), prepended to every request path.

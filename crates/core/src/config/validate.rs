@@ -342,18 +342,15 @@ impl Check<'_> {
             }
         };
         crate::tls::install_crypto_provider();
-        let server_config =
-            match rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(chain, private_key) {
-                Ok(mut c) => {
-                    c.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-                    Arc::new(c)
-                }
-                Err(e) => {
-                    self.err("server.tls.key", format!("does not fit server.tls.cert: {e}"));
-                    return None;
-                }
-            };
-        Some(Tls { listen, cert, key, server_config })
+        let provider = rustls::crypto::ring::default_provider();
+        let certified = match rustls::sign::CertifiedKey::from_der(chain, private_key, &provider) {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                self.err("server.tls.key", format!("does not fit server.tls.cert: {e}"));
+                return None;
+            }
+        };
+        Some(Tls { listen, cert, key, certified })
     }
 
     fn upstream_tls(&mut self, raw: RawUpstreamTls) -> UpstreamTls {
@@ -746,9 +743,9 @@ impl Check<'_> {
 
         let (origin, base_path) = upstream_uri?;
         Some(Site {
-            name: raw.name,
+            name: raw.name.clone(),
             hosts,
-            upstream: Arc::new(Upstream { origin, base_path, rewrite_location }),
+            upstream: Arc::new(Upstream { site: raw.name, origin, base_path, rewrite_location }),
             provider: raw.provider,
             provider_kind,
             allowed_origins,
