@@ -195,9 +195,12 @@ where
     let provider = shared.providers.get(&site.provider).ok_or(LoginError::ProviderUnavailable)?;
     // The provider bounds its own calls; this only guards against one that hangs.
     let deadline = provider_timeout(config.providers.get(&site.provider)) + Duration::from_secs(1);
+    let started = std::time::Instant::now();
     let result = tokio::time::timeout(deadline, provider.authenticate(&attempt))
         .await
         .unwrap_or(Err(LoginError::ProviderTimeout));
+    metrics::histogram!("ferrygate_provider_request_duration_seconds", "provider" => site.provider.clone())
+        .record(started.elapsed().as_secs_f64());
     if matches!(result, Err(LoginError::InvalidCredentials | LoginError::ProviderRejected)) {
         shared.limiter.account_failed(&account_key).await;
     }

@@ -47,6 +47,10 @@ impl Admin {
                 }
             }
             "/metrics" => {
+                let store = self.active.load().store.clone();
+                if let Some(n) = store.active().await {
+                    metrics::gauge!("ferrygate_sessions_active").set(n as f64);
+                }
                 self.metrics.run_upkeep();
                 let mut r = Response::new(Full::new(Bytes::from(self.metrics.render())));
                 r.headers_mut().insert(

@@ -27,3 +27,15 @@ pub fn handle() -> PrometheusHandle {
         })
         .clone()
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn histograms_render_with_buckets() {
+        let handle = super::handle();
+        metrics::histogram!("ferrygate_test_duration_seconds", "provider" => "p").record(0.003);
+        handle.run_upkeep();
+        let text = handle.render();
+        assert!(text.contains("ferrygate_test_duration_seconds_bucket{provider=\"p\",le=\"0.005\"} 1"), "{text}");
+    }
+}

@@ -117,10 +117,6 @@ impl MemoryStore {
     pub async fn sync(&self) {
         self.cache.run_pending_tasks().await;
     }
-
-    fn report(&self) {
-        metrics::gauge!("ferrygate_sessions_active").set(self.cache.entry_count() as f64);
-    }
 }
 
 impl SessionStore for MemoryStore {
@@ -141,7 +137,6 @@ impl SessionStore for MemoryStore {
         Box::pin(async move {
             let session: Arc<[u8]> = encode(session)?.into();
             self.cache.insert(short(key), Entry { session, ttl }).await;
-            self.report();
             Ok(())
         })
     }
@@ -149,13 +144,20 @@ impl SessionStore for MemoryStore {
     fn remove<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             self.cache.invalidate(&short(key)).await;
-            self.report();
             Ok(())
         })
     }
 
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async { Ok(()) })
+    }
+
+    fn active(&self) -> BoxFuture<'_, Option<u64>> {
+        Box::pin(async move {
+            // moka counts lazily: run its pending work (expiries included) first.
+            self.cache.run_pending_tasks().await;
+            Some(self.cache.entry_count())
+        })
     }
 }
 

@@ -117,6 +117,10 @@ pub trait SessionStore: Send + Sync + 'static {
     fn remove<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<(), StoreError>>;
     /// Whether the store answers (readiness).
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Live sessions, when the store can count them cheaply (for `ferrygate_sessions_active`).
+    fn active(&self) -> BoxFuture<'_, Option<u64>> {
+        Box::pin(async { None })
+    }
 }
 
 /// A session id as the cookie carries it (256 random bits, hex).

@@ -1,0 +1,286 @@
+//! Operations end to end, mostly with the real binary: admin endpoints and
+//! metrics, hot reload (file change, ConfigMap-style symlink swap, invalid
+//! file), TLS with a certificate reload under an open connection, graceful
+//! shutdown.
+
+mod common;
+
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+const TOKEN: &str = r#"{"access_token":"t","token_type":"bearer","expires_in":600}"#;
+
+/// The binary serving `dir/ferrygate.toml` (a symlink when `link` is set);
+/// returns it with its traffic and admin addresses.
+struct Running {
+    child: Child,
+    addr: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    // The admin address must be in the config; the test reads it back from there.
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn start(config: &Path) -> Running {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferrygate"))
+        .args(["serve", "--log-format", "json", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let addr = loop {
+        let line = rx.recv_timeout(deadline - Instant::now()).expect("ferrygate did not start");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if v["message"] == "ferrygate listening" {
+            break v["addrs"].as_str().unwrap().split(' ').next().unwrap().parse().unwrap();
+        }
+    };
+    let text = std::fs::read_to_string(config).unwrap();
+    let admin = text.lines().find_map(|l| l.strip_prefix("listen = \"127.0.0.1:")).unwrap();
+    let admin = format!("127.0.0.1:{}", admin.trim_end_matches('"')).parse().unwrap();
+    Running { child, addr, admin }
+}
+
+fn config_text(
+    provider: std::net::SocketAddr,
+    upstream: std::net::SocketAddr,
+    admin_port: u16,
+    extra_site: &str,
+) -> String {
+    format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nshutdown_grace = \"5s\"\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n{}",
+        qwyk_config(provider, upstream, "", extra_site)
+    )
+}
+
+async fn wait_until(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn admin_endpoints_and_metrics() {
+    let mock = Mock::start(200, TOKEN, Duration::ZERO).await;
+    let upstream = echo_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ferrygate.toml");
+    std::fs::write(&path, config_text(mock.addr, upstream, free_port(), "")).unwrap();
+    let fg = start(&path);
+    let admin = |p: &str| format!("http://{}{p}", fg.admin);
+    assert_eq!(get(&admin("/healthz")).await.status, StatusCode::OK);
+    assert_eq!(get(&admin("/readyz")).await.status, StatusCode::OK);
+    // /metrics on a traffic port is just a path of the site.
+    assert_eq!(get(&format!("http://{}/metrics", fg.addr)).await.json()["uri"], "/metrics");
+
+    let res = post_form(&format!("http://{}/login", fg.addr), &[("email", "a@b.example"), ("password", "pw")]).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+    let _ = get(&format!("http://{}/page", fg.addr)).await;
+    let metrics = get(&admin("/metrics")).await;
+    assert!(metrics.header("content-type").starts_with("text/plain"));
+    let text = metrics.text();
+    for needle in [
+        r#"ferrygate_login_attempts_total{site="acme",provider="acme-qwyk",outcome="success"} 1"#,
+        r#"ferrygate_requests_total{site="acme",route="login",status="303"} 1"#,
+        r#"ferrygate_requests_total{site="acme",route="proxy",status="200"}"#,
+        "ferrygate_provider_request_duration_seconds_bucket{provider=\"acme-qwyk\",le=",
+        "ferrygate_upstream_request_duration_seconds_count{site=\"acme\"}",
+        "ferrygate_sessions_active 1",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in:\n{text}");
+    }
+    // Every line is Prometheus text: a comment or `name{labels} value`.
+    for line in text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let value = line.rsplit(' ').next().unwrap();
+        assert!(value.parse::<f64>().is_ok() || value == "+Inf", "{line}");
+    }
+}
+
+#[tokio::test]
+async fn reloads_apply_valid_files_keep_sessions_and_refuse_invalid_ones() {
+    let mock = Mock::start(200, TOKEN, Duration::ZERO).await;
+    let upstream = echo_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let admin_port = free_port();
+    // ConfigMap layout: ferrygate.toml -> ..data/ferrygate.toml, ..data -> a versioned folder.
+    let v1 = dir.path().join("v1");
+    std::fs::create_dir(&v1).unwrap();
+    std::fs::write(v1.join("ferrygate.toml"), config_text(mock.addr, upstream, admin_port, "")).unwrap();
+    std::os::unix::fs::symlink("v1", dir.path().join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/ferrygate.toml", dir.path().join("ferrygate.toml")).unwrap();
+    let fg = start(&dir.path().join("ferrygate.toml"));
+    let url = |p: &str| format!("http://{}{p}", fg.addr);
+
+    let login = post_form(&url("/login"), &[("email", "a@b.example"), ("password", "pw")]).await;
+    let cookie = cookie_pair(&login);
+    assert_eq!(get(&url("/secret")).await.status, StatusCode::OK);
+
+    // A new version arrives by symlink swap: /secret becomes protected.
+    let v2 = dir.path().join("v2");
+    std::fs::create_dir(&v2).unwrap();
+    std::fs::write(
+        v2.join("ferrygate.toml"),
+        config_text(mock.addr, upstream, admin_port, "protected_paths = [\"/secret\"]"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("v2", dir.path().join("..data_tmp")).unwrap();
+    std::fs::rename(dir.path().join("..data_tmp"), dir.path().join("..data")).unwrap();
+    wait_until("the reload", async || get(&url("/secret")).await.status == StatusCode::SEE_OTHER).await;
+    // Sessions survive the reload.
+    assert_eq!(get_with_cookie(&url("/secret"), &cookie).await.status, StatusCode::OK);
+
+    // An invalid version is refused; the previous one serves on.
+    let v3 = dir.path().join("v3");
+    std::fs::create_dir(&v3).unwrap();
+    std::fs::write(v3.join("ferrygate.toml"), "[server]\nlisten = 7\n").unwrap();
+    std::os::unix::fs::symlink("v3", dir.path().join("..data_tmp")).unwrap();
+    std::fs::rename(dir.path().join("..data_tmp"), dir.path().join("..data")).unwrap();
+    let metrics = format!("http://{}/metrics", fg.admin);
+    wait_until("the failed reload to be counted", async || {
+        get(&metrics).await.text().contains(r#"ferrygate_config_reloads_total{result="error"} 1"#)
+    })
+    .await;
+    assert_eq!(get(&url("/secret")).await.status, StatusCode::SEE_OTHER, "the last valid config still serves");
+    assert!(get(&metrics).await.text().contains(r#"ferrygate_config_reloads_total{result="success"} 1"#));
+
+    // SIGHUP reloads too: back to a valid file without protection.
+    std::fs::write(v3.join("ferrygate.toml"), config_text(mock.addr, upstream, admin_port, "")).unwrap();
+    let _ = Command::new("kill").args(["-HUP", &fg.child.id().to_string()]).status();
+    wait_until("the SIGHUP reload", async || get(&url("/secret")).await.status == StatusCode::OK).await;
+}
+
+#[tokio::test]
+async fn shutdown_drains_in_flight_requests_and_exits_zero() {
+    let slow = serve(|req: Request<Incoming>| async move {
+        if req.uri().path() == "/slow" {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        }
+        Response::new(full("done"))
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ferrygate.toml");
+    std::fs::write(&path, config_text("127.0.0.1:9".parse().unwrap(), slow, free_port(), "")).unwrap();
+    let mut fg = start(&path);
+    let url = format!("http://{}/slow", fg.addr);
+    let in_flight = tokio::spawn(async move { get(&url).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = Command::new("kill").args(["-TERM", &fg.child.id().to_string()]).status();
+    let readyz = format!("http://{}/readyz", fg.admin);
+    wait_until("readiness to flip", async || get(&readyz).await.status == StatusCode::SERVICE_UNAVAILABLE).await;
+    let res = in_flight.await.unwrap();
+    assert_eq!((res.status, res.text()), (StatusCode::OK, "done".to_owned()), "the in-flight request finished");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = fg.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no exit after the drain");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn tls_serves_h2_and_http1_and_reloads_its_certificate() {
+    let upstream = echo_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let write_cert = |name: &str| {
+        let c = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        std::fs::write(dir.path().join(format!("{name}.crt")), c.cert.pem()).unwrap();
+        std::fs::write(dir.path().join(format!("{name}.key")), c.signing_key.serialize_pem()).unwrap();
+        c.cert.der().to_vec()
+    };
+    let first = write_cert("one");
+    let second = write_cert("two");
+    let config = |name: &str| {
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\n[server.tls]\nlisten = [\"127.0.0.1:0\"]\ncert = \"{name}.crt\"\nkey = \"{name}.key\"\n{}",
+            qwyk_config("127.0.0.1:9".parse().unwrap(), upstream, "", "")
+        )
+    };
+    let loaded = ferrygate::Config::from_toml(&config("one"), dir.path()).unwrap().config;
+    let gateway = ferrygate::Gateway::from_config(loaded).await.unwrap();
+    let server = ferrygate::server::Server::bind(gateway.gateway_layer().clone()).await.unwrap();
+    let tls_addr = server.local_addrs()[1];
+    let reloader = server.reloader();
+    tokio::spawn(server.run(std::future::pending()));
+
+    // A client trusting both certificates, so it sees which one is served.
+    let mut roots = String::new();
+    for name in ["one", "two"] {
+        roots.push_str(&std::fs::read_to_string(dir.path().join(format!("{name}.crt"))).unwrap());
+    }
+    std::fs::write(dir.path().join("roots.pem"), roots).unwrap();
+    let connector = ferrygate::core::tls::https_connector(Some(&dir.path().join("roots.pem")), true).unwrap();
+    let served_cert = |tls_addr: std::net::SocketAddr| {
+        let roots = dir.path().join("roots.pem");
+        async move {
+            let config = ferrygate::core::tls::client_config(Some(&roots)).unwrap();
+            let connector = tokio_rustls::TlsConnector::from(config);
+            let tcp = tokio::net::TcpStream::connect(tls_addr).await.unwrap();
+            let tls = connector.connect("localhost".try_into().unwrap(), tcp).await.unwrap();
+            tls.get_ref().1.peer_certificates().unwrap()[0].as_ref().to_vec()
+        }
+    };
+    let h2: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector.clone());
+    let res = h2
+        .request(Request::get(format!("https://localhost:{}/x", tls_addr.port())).body(Full::default()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.version(), http::Version::HTTP_2, "ALPN chose h2");
+    let echo: serde_json::Value = serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(echoed(&echo, "x-forwarded-proto"), vec!["https"]);
+    assert_eq!(served_cert(tls_addr).await, first);
+
+    // Reload to the second certificate while an HTTP/1.1 connection stays open.
+    let http1: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).http2_only(false).build(
+        hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(
+                (*ferrygate::core::tls::client_config(Some(&dir.path().join("roots.pem"))).unwrap()).clone(),
+            )
+            .https_only()
+            .enable_http1()
+            .build(),
+    );
+    let url = format!("https://localhost:{}/y", tls_addr.port());
+    assert_eq!(
+        http1.request(Request::get(&url).body(Full::default()).unwrap()).await.unwrap().status(),
+        StatusCode::OK
+    );
+    let next = ferrygate::Config::from_toml(&config("two"), dir.path()).unwrap().config;
+    reloader.reload(gateway.reload(next).await.unwrap().gateway_layer().clone()).unwrap();
+    assert_eq!(served_cert(tls_addr).await, second, "new connections get the new certificate");
+    let again = http1.request(Request::get(&url).body(Full::default()).unwrap()).await.unwrap();
+    assert_eq!(again.status(), StatusCode::OK, "the open connection kept working");
+}
