@@ -360,3 +360,16 @@ async fn the_upstream_timeout_starts_after_the_upload() {
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "50 bytes");
 }
+
+#[tokio::test]
+async fn request_ids_are_kept_or_made_and_passed_upstream() {
+    let upstream = echo_upstream().await;
+    let gw = gateway(&site_config(&format!("http://{upstream}"), "", "")).await;
+    let res = get(&gw.url("/a")).await;
+    let made = res.header("x-request-id").to_owned();
+    assert_eq!(made.len(), 36, "a UUID: {made}");
+    assert_eq!(echoed(&res.json(), "x-request-id"), vec![made.clone()]);
+    let res = send(Request::get(gw.url("/b")).header("x-request-id", "trace-42").body(Full::default()).unwrap()).await;
+    assert_eq!(res.header("x-request-id"), "trace-42");
+    assert_eq!(echoed(&res.json(), "x-request-id"), vec!["trace-42"]);
+}

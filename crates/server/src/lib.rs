@@ -32,6 +32,9 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_http::add_extension::AddExtension;
+use tower_http::request_id::{
+    MakeRequestUuid, PropagateRequestId, PropagateRequestIdLayer, SetRequestId, SetRequestIdLayer,
+};
 
 /// Why the server could not start (or reload).
 #[derive(Debug)]
@@ -45,8 +48,12 @@ impl std::fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
-/// The service stack for one configuration.
-pub type Stack = ferrygate_core::Gateway<ferrygate_core::Identity<Proxy<Incoming>>>;
+/// The service stack for one configuration: request ids, then the gateway's
+/// layers, then the proxy.
+pub type Stack = SetRequestId<
+    PropagateRequestId<ferrygate_core::Gateway<ferrygate_core::Identity<Proxy<Incoming>>>>,
+    MakeRequestUuid,
+>;
 
 /// What one configuration serves with.
 pub(crate) struct Active {
@@ -60,7 +67,13 @@ pub fn stack(gateway: GatewayLayer) -> Result<Stack, StartError> {
     let connector =
         ferrygate_core::tls::https_connector(config.upstream_tls.ca_file.as_deref(), false).map_err(StartError)?;
     let proxy = Proxy::new(connector, config.server.trusted_proxies.clone(), config.server.upstream_timeout);
-    Ok(ServiceBuilder::new().layer(gateway).layer(IdentityLayer).service(proxy))
+    Ok(ServiceBuilder::new()
+        // A client's X-Request-Id is kept, else one is made; it goes upstream and back.
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(gateway)
+        .layer(IdentityLayer)
+        .service(proxy))
 }
 
 fn active(gateway: GatewayLayer) -> Result<Active, StartError> {
