@@ -1,14 +1,50 @@
 //! Ferrygate: a login gateway for hosted portals' "external authentication".
 //!
-//! This facade re-exports the focused crates and adds the two entry points a
-//! Rust service needs:
+//! This facade re-exports the focused crates and adds the entry points a Rust
+//! service needs: [`Gateway::from_config`] and [`Gateway::layer`], usable in a
+//! `tower::ServiceBuilder` or an axum `Router::layer` (see `examples/axum.rs`).
+//! Requests that are not Ferrygate's own routes reach the inner service
+//! untouched; a signed-in user is the [`core::SignedIn`] request extension.
 //!
-//! ```no_run
-//! # async fn demo(inner: tower::util::BoxCloneService<http::Request<String>, http::Response<String>, std::convert::Infallible>) -> Result<(), Box<dyn std::error::Error>> {
-//! let loaded = ferrygate::Config::load("ferrygate.toml".as_ref())?;
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! let config = r#"
+//!     [sessions]
+//!     secret = "0123456789abcdef0123456789abcdef"
+//!     [providers.portal]
+//!     kind = "qwyk"
+//!     server = "https://api.qwyk.example"
+//!     organization_id = 12
+//!     site_id = 34
+//!     [[sites]]
+//!     name = "shop"
+//!     upstream = "http://127.0.0.1:3000"
+//!     provider = "portal"
+//!     [sites.login]
+//!     path = "/login"
+//!     [sites.portal]
+//!     url = "https://portal.example/auth/external"
+//!     [sites.home]
+//!     paths = ["/portal-home"]
+//!     redirect = "https://shop.example/"
+//! "#;
+//! let loaded = ferrygate::Config::from_toml(config, ".".as_ref())?;
 //! let gateway = ferrygate::Gateway::from_config(loaded.config).await?;
-//! let app = tower::ServiceBuilder::new().layer(gateway.layer()).service(inner);
-//! # let _ = app; Ok(()) }
+//!
+//! let app = ServiceBuilder::new().layer(gateway.layer()).service(tower::service_fn(
+//!     |_req: http::Request<String>| async { Ok::<_, std::convert::Infallible>(http::Response::new(String::from("the app"))) },
+//! ));
+//! // Ferrygate's own route: answered by the layer.
+//! let res = app.clone().oneshot(http::Request::get("/portal-home").body(String::new())?).await?;
+//! assert_eq!(res.status(), 303);
+//! assert_eq!(res.headers()["location"], "https://shop.example/");
+//! // Anything else: the app.
+//! let res = app.oneshot(http::Request::get("/products").body(String::new())?).await?;
+//! assert_eq!(res.status(), 200);
+//! # Ok(()) }
 //! ```
 
 use std::sync::Arc;
@@ -32,7 +68,9 @@ use ferrygate_core::{ExposeSecret, HttpClient, MemoryLimiter, MemoryStore, RateL
 /// The layers a Rust service wraps around itself: login routes, then identity.
 pub type Layer = tower::layer::util::Stack<IdentityLayer, GatewayLayer>;
 
-/// Builds one provider per `[providers]` entry this build supports.
+/// Builds one provider per `[providers]` entry this build supports (the
+/// `qwyk`, `payway` and `rest` features); a site whose provider is missing is
+/// refused by [`GatewayLayer::new`].
 pub fn build_providers(config: &Config) -> Result<Providers, String> {
     let client = HttpClient::new(config.upstream_tls.ca_file.as_deref())?;
     let mut providers = Providers::new();
@@ -77,7 +115,8 @@ pub fn build_store(config: &Config) -> Result<Backends, String> {
     }
 }
 
-/// A configured gateway, ready to wrap services.
+/// A configured gateway, ready to wrap services: the providers, the session
+/// store and the limiter its configuration names.
 #[derive(Debug, Clone)]
 pub struct Gateway {
     layer: GatewayLayer,

@@ -38,6 +38,13 @@ enum Command {
         #[arg(long, env = "FERRYGATE_CONFIG", default_value = "ferrygate.toml", hide_default_value = true)]
         config: PathBuf,
     },
+    /// Exit 0 when the admin listener answers /healthz with 200 (for container
+    /// health checks in images without a shell).
+    Healthcheck {
+        /// The admin listener.
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin: SocketAddr,
+    },
     /// Run everything embedded: a demo site, provider and portal behind Ferrygate.
     Demo {
         /// Where the gateway listens.
@@ -63,6 +70,7 @@ fn main() -> ExitCode {
             Command::Check { config } => check(&config).await,
             Command::Serve { config } => serve(&config).await,
             Command::Demo { listen } => demo(listen).await,
+            Command::Healthcheck { admin } => healthcheck(admin),
         }
     })
 }
@@ -241,6 +249,26 @@ async fn run(server: Server, demo: Option<ferrygate::demo::Demo>) -> ExitCode {
     }
     server.run(shutdown_signal()).await;
     ExitCode::SUCCESS
+}
+
+fn healthcheck(admin: SocketAddr) -> ExitCode {
+    use std::io::{Read, Write};
+    let timeout = std::time::Duration::from_secs(2);
+    let answer = std::net::TcpStream::connect_timeout(&admin, timeout).and_then(|mut s| {
+        s.set_read_timeout(Some(timeout))?;
+        write!(s, "GET /healthz HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n")?;
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head)?;
+        Ok(head)
+    });
+    match answer {
+        Ok(head) if head.starts_with(b"HTTP/1.1 200") => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {admin}: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Resolves on the first SIGTERM or SIGINT; a second one exits at once.
