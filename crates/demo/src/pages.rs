@@ -202,7 +202,7 @@ fn news_page(title: &str, body: &str) -> String {
     layout(
         title,
         "news",
-        "&#128240; The Daily Courant",
+        "The Daily Courant",
         r#"<a href="/">Front page</a><a href="/login">Subscriber login</a>"#,
         body,
     )
@@ -256,7 +256,7 @@ fn intranet_page(title: &str, body: &str) -> String {
     layout(
         title,
         "intranet",
-        "&#127970; Contoso Intranet",
+        "Contoso Intranet",
         r#"<a href="/">Home</a><a href="/app">My workspace</a><a href="/login">Sign in</a>"#,
         body,
     )
