@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# Loopback load harness: the same wrk load against a tiny upstream directly,
+# nginx (2 workers, keep-alive upstream) in front of it, and Ferrygate in front
+# of it, alternated, medians of $ROUNDS runs; then form logins and
+# returning-user redirects against `ferrygate demo`; peak RSS throughout.
+# One command, about 2-3 minutes:   benches/load/run.sh
+# Knobs: DURATION (s per run, default 8), ROUNDS (default 3), CONNS (64), THREADS (2).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+DURATION=${DURATION:-8}
+ROUNDS=${ROUNDS:-3}
+CONNS=${CONNS:-64}
+THREADS=${THREADS:-2}
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+need=()
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
+if [ ${#need[@]} -gt 0 ]; then
+  as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+cargo build --release --quiet --bin ferrygate
+FG="$ROOT/target/release/ferrygate"
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+UP=$(port); NG=$(port); FGP=$(port); DEMO=$(port)
+
+# nginx: the tiny upstream (a 13-byte answer) and the reverse proxy in front of it.
+cat > "$WORK/nginx.conf" <<NGINX
+worker_processes 2;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 100000;
+  upstream site { server 127.0.0.1:$UP; keepalive 128; }
+  server { listen 127.0.0.1:$UP; location / { return 200 "hello, world\n"; } }
+  server {
+    listen 127.0.0.1:$NG;
+    location / {
+      proxy_pass http://site;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+    }
+  }
+}
+NGINX
+"$NGINX" -c "$WORK/nginx.conf" -p "$WORK" -g 'daemon on;' 2>>"$WORK/nginx-error.log"
+
+SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=' | head -c 48)
+cat > "$WORK/ferrygate.toml" <<TOML
+[server]
+listen = ["127.0.0.1:$FGP"]
+[sessions]
+secret = "$SECRET"
+cookie_secure = false
+[limits]
+login_per_ip = "100000000/sec"
+login_per_account = "100000000/sec"
+[providers.p]
+kind = "qwyk"
+server = "http://127.0.0.1:9"
+organization_id = 1
+site_id = 2
+[[sites]]
+name = "site"
+upstream = "http://127.0.0.1:$UP"
+provider = "p"
+[sites.login]
+path = "/login"
+[sites.portal]
+url = "https://portal.example/in"
+TOML
+# The demo's embedded qwyk provider serves the login runs.
+RUST_LOG=warn "$FG" demo --listen "127.0.0.1:$DEMO" >"$WORK/demo.log" 2>&1 & PIDS+=($!)
+for _ in $(seq 100); do grep -q 'provider: ' "$WORK/demo.log" 2>/dev/null && break; sleep 0.1; done
+PROVIDER=$(grep -o 'provider: [0-9.:]*' "$WORK/demo.log" | head -1 | cut -d' ' -f2)
+sed -i "s|server = \"http://127.0.0.1:9\"|server = \"http://$PROVIDER\"|; s|organization_id = 1|organization_id = 12|; s|site_id = 2|site_id = 34|" "$WORK/ferrygate.toml"
+RUST_LOG=warn "$FG" serve --config "$WORK/ferrygate.toml" >"$WORK/fg.log" 2>&1 & FGPID=$!; PIDS+=($FGPID)
+for p in $UP $NG $FGP $DEMO; do
+  for _ in $(seq 50); do (echo > /dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.1; done
+done
+
+rss() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+cur_rss() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+IDLE_RSS=$(cur_rss $FGPID)
+
+# wrk → "reqs_per_sec p50_ms p99_ms"
+to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; printf "%.3f", v}'; }
+load() { # url [lua]
+  local out
+  if [ -n "${2:-}" ]; then out=$(wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s "$2" "$1"); else out=$(wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "$1"); fi
+  local rps p50 p99 errs
+  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  p50=$(echo "$out" | awk '$1=="50%" {print $2}' | to_ms)
+  p99=$(echo "$out" | awk '$1=="99%" {print $2}' | to_ms)
+  errs=$(echo "$out" | awk '/Non-2xx or 3xx/ {print $5}')
+  echo "$rps $p50 $p99 ${errs:-0}"
+}
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+declare -A RPS P50 P99
+for name in direct nginx ferrygate; do RPS[$name]=""; P50[$name]=""; P99[$name]=""; done
+echo "warming up…"
+for url in "http://127.0.0.1:$UP/" "http://127.0.0.1:$NG/" "http://127.0.0.1:$FGP/"; do wrk -t2 -c"$CONNS" -d2s "$url" >/dev/null; done
+for r in $(seq "$ROUNDS"); do
+  for target in direct nginx ferrygate; do
+    case $target in direct) url="http://127.0.0.1:$UP/";; nginx) url="http://127.0.0.1:$NG/";; ferrygate) url="http://127.0.0.1:$FGP/";; esac
+    read -r rps p50 p99 _ < <(load "$url")
+    RPS[$target]+="$rps "; P50[$target]+="$p50 "; P99[$target]+="$p99 "
+    echo "  round $r $target: $rps req/s, p50 ${p50} ms, p99 ${p99} ms"
+  done
+done
+PASS_RSS=$(rss $FGPID)
+
+# Returning users: GET /login with a live session (no provider call).
+COOKIE=$(curl -s -o /dev/null -D - -X POST -d 'email=alice%40example.com&password=ferrygate-demo' "http://127.0.0.1:$FGP/login" | awk -F': ' 'tolower($1)=="set-cookie" {split($2,a,";"); print a[1]; exit}')
+cat > "$WORK/returning.lua" <<LUA
+wrk.headers["Cookie"] = "$COOKIE"
+LUA
+read -r RET_RPS RET_P50 RET_P99 RET_ERR < <(load "http://127.0.0.1:$FGP/login" "$WORK/returning.lua")
+# Form logins against the embedded demo qwyk provider, zero think time.
+# A refused login is a 303 too: count the redirects back to the form as failures.
+cat > "$WORK/login.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = "email=alice%40example.com&password=ferrygate-demo"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) failed = 0 end
+function response(status, headers, body)
+  local location = headers["Location"] or headers["location"] or ""
+  if status ~= 303 or string.find(location, "error=") then failed = failed + 1 end
+end
+function done(summary, latency, requests)
+  local total = 0
+  for _, t in ipairs(threads) do total = total + t:get("failed") end
+  io.stderr:write("failed logins: " .. total .. "\n")
+end
+LUA
+read -r LOGIN_RPS LOGIN_P50 LOGIN_P99 _ < <(load "http://127.0.0.1:$FGP/login" "$WORK/login.lua" 2>"$WORK/login-failures")
+LOGIN_ERR=$(grep -o '[0-9]*$' "$WORK/login-failures" || echo "?")
+LOGIN_RSS=$(rss $FGPID)
+SESSIONS_NOW=$(cur_rss $FGPID)
+
+m() { echo "$1" | tr ' ' '\n' | grep -v '^$' | median; }
+D=$(m "${RPS[direct]}"); N=$(m "${RPS[nginx]}"); F=$(m "${RPS[ferrygate]}")
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
+echo
+echo "machine: $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo); wrk -t$THREADS -c$CONNS -d${DURATION}s, medians of $ROUNDS alternated runs"
+printf "%-34s %12s %9s %9s %10s %10s\n" "load" "req/s" "p50 ms" "p99 ms" "vs nginx" "vs direct"
+printf "%-34s %12s %9s %9s %10s %10s\n" "direct (upstream alone)" "$D" "$(m "${P50[direct]}")" "$(m "${P99[direct]}")" "$(ratio "$D" "$N")" "1.00"
+printf "%-34s %12s %9s %9s %10s %10s\n" "nginx, 2 workers, keep-alive" "$N" "$(m "${P50[nginx]}")" "$(m "${P99[nginx]}")" "1.00" "$(ratio "$N" "$D")"
+printf "%-34s %12s %9s %9s %10s %10s\n" "ferrygate pass-through" "$F" "$(m "${P50[ferrygate]}")" "$(m "${P99[ferrygate]}")" "$(ratio "$F" "$N")" "$(ratio "$F" "$D")"
+printf "%-34s %12s %9s %9s %10s\n" "ferrygate returning-user 303" "$RET_RPS" "$RET_P50" "$RET_P99" "x$(ratio "$RET_RPS" "$F") pass"
+printf "%-34s %12s %9s %9s %10s\n" "ferrygate form login (demo qwyk)" "$LOGIN_RPS" "$LOGIN_P50" "$LOGIN_P99" "x$(ratio "$LOGIN_RPS" "$F") pass"
+echo
+echo "ferrygate RSS: idle $IDLE_RSS MiB; peak under pass-through $PASS_RSS MiB"
+echo "ferrygate RSS after the login run (every login makes a session): peak $LOGIN_RSS MiB, now $SESSIONS_NOW MiB"
+echo "failures: returning-user non-2xx/3xx ${RET_ERR:-0}; logins not sent to the portal ${LOGIN_ERR}"
