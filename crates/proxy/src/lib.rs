@@ -44,6 +44,56 @@ struct Inner<B> {
     client: Client<HttpsConnector<HttpConnector>, Watched<B>>,
     trusted: Vec<IpNet>,
     timeout: Duration,
+    metrics: Metrics,
+}
+
+/// Metric handles per site (and status), made once: registering a labelled
+/// metric allocates and hashes, recording through a handle does not.
+#[derive(Default)]
+struct Metrics {
+    sites: std::sync::RwLock<std::collections::HashMap<String, Arc<SiteMetrics>>>,
+}
+
+struct SiteMetrics {
+    duration: metrics::Histogram,
+    by_status: std::sync::RwLock<std::collections::HashMap<u16, metrics::Counter>>,
+}
+
+impl Metrics {
+    fn site(&self, site: &str) -> Arc<SiteMetrics> {
+        if let Some(m) = self.sites.read().ok().and_then(|s| s.get(site).cloned()) {
+            return m;
+        }
+        let made = Arc::new(SiteMetrics {
+            duration: metrics::histogram!("ferrygate_upstream_request_duration_seconds", "site" => site.to_owned()),
+            by_status: Default::default(),
+        });
+        if let Ok(mut sites) = self.sites.write() {
+            sites.entry(site.to_owned()).or_insert_with(|| made.clone());
+        }
+        made
+    }
+}
+
+impl SiteMetrics {
+    fn record(&self, site: &str, status: StatusCode, took: Duration) {
+        self.duration.record(took.as_secs_f64());
+        let code = status.as_u16();
+        if let Some(c) = self.by_status.read().ok().and_then(|m| m.get(&code).cloned()) {
+            c.increment(1);
+            return;
+        }
+        let counter = metrics::counter!(
+            "ferrygate_requests_total",
+            "site" => site.to_owned(),
+            "route" => "proxy",
+            "status" => code.to_string()
+        );
+        counter.increment(1);
+        if let Ok(mut m) = self.by_status.write() {
+            m.insert(code, counter);
+        }
+    }
 }
 
 /// Forwards requests to their site's upstream. Cheap to clone (one `Arc`);
@@ -77,7 +127,7 @@ where
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(256)
             .build(connector);
-        Self { inner: Arc::new(Inner { client, trusted, timeout }) }
+        Self { inner: Arc::new(Inner { client, trusted, timeout, metrics: Metrics::default() }) }
     }
 }
 
@@ -118,15 +168,7 @@ where
         Box::pin(async move {
             let started = std::time::Instant::now();
             let res = forward(&inner, req, &upstream, body_ended, done_rx, client_upgrade).await;
-            metrics::histogram!("ferrygate_upstream_request_duration_seconds", "site" => upstream.site.clone())
-                .record(started.elapsed().as_secs_f64());
-            metrics::counter!(
-                "ferrygate_requests_total",
-                "site" => upstream.site.clone(),
-                "route" => "proxy",
-                "status" => res.status().as_u16().to_string()
-            )
-            .increment(1);
+            inner.metrics.site(&upstream.site).record(&upstream.site, res.status(), started.elapsed());
             Ok(res)
         })
     }

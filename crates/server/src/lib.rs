@@ -33,7 +33,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_http::add_extension::AddExtension;
 use tower_http::request_id::{
-    MakeRequestUuid, PropagateRequestId, PropagateRequestIdLayer, SetRequestId, SetRequestIdLayer,
+    MakeRequestId, PropagateRequestId, PropagateRequestIdLayer, RequestId, SetRequestId, SetRequestIdLayer,
 };
 
 /// Why the server could not start (or reload).
@@ -50,10 +50,38 @@ impl std::error::Error for StartError {}
 
 /// The service stack for one configuration: request ids, then the gateway's
 /// layers, then the proxy.
-pub type Stack = SetRequestId<
-    PropagateRequestId<ferrygate_core::Gateway<ferrygate_core::Identity<Proxy<Incoming>>>>,
-    MakeRequestUuid,
->;
+pub type Stack =
+    SetRequestId<PropagateRequestId<ferrygate_core::Gateway<ferrygate_core::Identity<Proxy<Incoming>>>>, RequestIds>;
+
+/// Request ids without a syscall each: a random per-process prefix and a counter.
+#[derive(Clone)]
+pub struct RequestIds {
+    prefix: Arc<str>,
+    next: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        // RandomState is seeded from the OS once per process: enough to tell processes apart.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(std::process::id().into());
+        Self { prefix: format!("{:016x}", h.finish()).into(), next: Arc::default() }
+    }
+}
+
+impl std::fmt::Debug for RequestIds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestIds").finish_non_exhaustive()
+    }
+}
+
+impl MakeRequestId for RequestIds {
+    fn make_request_id<B>(&mut self, _request: &http::Request<B>) -> Option<RequestId> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        http::HeaderValue::from_str(&format!("{}-{n:012x}", self.prefix)).ok().map(RequestId::new)
+    }
+}
 
 /// What one configuration serves with.
 pub(crate) struct Active {
@@ -69,7 +97,7 @@ pub fn stack(gateway: GatewayLayer) -> Result<Stack, StartError> {
     let proxy = Proxy::new(connector, config.server.trusted_proxies.clone(), config.server.upstream_timeout);
     Ok(ServiceBuilder::new()
         // A client's X-Request-Id is kept, else one is made; it goes upstream and back.
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(SetRequestIdLayer::x_request_id(RequestIds::new()))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(gateway)
         .layer(IdentityLayer)
