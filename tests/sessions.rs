@@ -182,3 +182,29 @@ async fn a_json_login_sets_the_cookie_too_and_secure_is_the_default() {
     assert_eq!(res.status, StatusCode::OK);
     assert!(res.header("set-cookie").contains("; Secure"), "{}", res.header("set-cookie"));
 }
+
+#[tokio::test]
+async fn no_session_outlives_max_ttl() {
+    let mock = Mock::start(200, token_body(7200), Duration::ZERO).await;
+    let upstream = echo_upstream().await;
+    let gw = gateway(
+        &qwyk_config(mock.addr, upstream, "", "")
+            .replace("cookie_secure = false\n", "cookie_secure = false\nmax_ttl = \"1s\"\n"),
+    )
+    .await;
+    let login = post_form(&gw.url("/login"), &[("email", "a@b.example"), ("password", "pw"), ("remember", "on")]).await;
+    assert!(
+        login.header("set-cookie").contains("Max-Age=1"),
+        "the cookie is capped too: {}",
+        login.header("set-cookie")
+    );
+    let cookie = cookie_pair(&login);
+    let back = get_with_cookie(&gw.url("/login"), &cookie).await;
+    let remaining: u64 = param(&back.location(), "expires_in").unwrap().parse().unwrap();
+    assert!(remaining <= 1, "a 7200 s token, capped at max_ttl = 1 s: {remaining}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while get_with_cookie(&gw.url("/login"), &cookie).await.status != StatusCode::OK {
+        assert!(Instant::now() < deadline, "the session outlived max_ttl");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
