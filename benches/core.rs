@@ -121,5 +121,79 @@ fn sessions(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, routing, destinations, sessions);
+fn redirects_and_templates(c: &mut Criterion) {
+    use ferrygate::core::template::Template;
+    use ferrygate::rest::render::{self, Values};
+    let config = Config::from_toml(CONFIG, ".".as_ref()).unwrap().config;
+    let site = config.sites[0].clone();
+    c.bench_function("qwyk: portal redirect building", |b| {
+        b.iter(|| {
+            ferrygate::qwyk::portal_redirect(
+                &site,
+                black_box("eyJhbGciOiJIUzI1NiJ9.payload-of-a-typical-length.signature"),
+                "bearer",
+                Duration::from_secs(7200),
+                "/my-portal/quotations/new?origin=NLRTM&product=fcl",
+            )
+        })
+    });
+    let body: Vec<(String, Template)> =
+        [("login", "{{USEREMAIL}}"), ("password", "{{USERPASSWORD}}"), ("org", "{{ORGID}}")]
+            .iter()
+            .map(|(k, t)| (k.to_string(), Template::parse(t).unwrap()))
+            .collect();
+    let url = Template::parse("https://auth.corp.example/check?user={{USEREMAIL}}&os={{DEVICEOS}}").unwrap();
+    let values = Values {
+        email: "alice@corp.example",
+        password: "p\"a&s<s>",
+        org_id: "77",
+        device_os: "Windows",
+        ..Values::default()
+    };
+    c.bench_function("rest: template rendering (url + json body)", |b| {
+        b.iter(|| (render::url(&url, black_box(&values)), render::json(&body, black_box(&values))))
+    });
+    c.bench_function("rest: template rendering (xml body)", |b| {
+        b.iter(|| render::xml("login", &body, black_box(&values)))
+    });
+}
+
+/// A provider that accepts everyone at once: the login path without the network.
+struct Instant;
+
+impl ferrygate::core::Provider for Instant {
+    fn authenticate<'a>(
+        &'a self,
+        attempt: &'a ferrygate::core::LoginAttempt<'a>,
+    ) -> ferrygate::core::BoxFuture<'a, Result<ferrygate::core::Grant, ferrygate::core::LoginError>> {
+        Box::pin(std::future::ready(Ok(ferrygate::core::Grant::redirect(attempt.destination))))
+    }
+}
+
+fn login_post(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let config = Config::from_toml(
+        &CONFIG.replace("[sessions]", "[limits]\nlogin_per_ip = \"100000000/sec\"\n[sessions]"),
+        ".".as_ref(),
+    )
+    .unwrap()
+    .config;
+    let mut providers = ferrygate::core::Providers::new();
+    providers.insert("p".to_owned(), Arc::new(Instant) as Arc<dyn ferrygate::core::Provider>);
+    let layer = GatewayLayer::new(Arc::new(config), providers, Arc::new(MemoryStore::new(1_000_000))).unwrap();
+    let inner = tower::service_fn(|_req: Request<String>| async { Ok::<_, Infallible>(Response::new(String::new())) });
+    let mut svc = layer.layer(inner);
+    c.bench_function("login POST: body parsing, checks, session (instant provider)", |b| {
+        b.iter(|| {
+            let req = Request::post("/login")
+                .header("host", "www.acme.example")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(String::from("email=alice%40example.com&password=ferrygate-demo&destination=%2Fmy-portal%2Fx"))
+                .unwrap();
+            black_box(rt.block_on(svc.call(req)).unwrap())
+        })
+    });
+}
+
+criterion_group!(benches, routing, destinations, sessions, redirects_and_templates, login_post);
 criterion_main!(benches);

@@ -35,7 +35,7 @@ cargo build --release --quiet --bin ferrygate
 FG="$ROOT/target/release/ferrygate"
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-UP=$(port); NG=$(port); FGP=$(port); DEMO=$(port)
+UP=$(port); NG=$(port); FGP=$(port); DEMO=$(port); ADMIN=$(port)
 
 # nginx: the tiny upstream (a 13-byte answer) and the reverse proxy in front of it.
 cat > "$WORK/nginx.conf" <<NGINX
@@ -66,6 +66,8 @@ SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=' | head -c 48)
 cat > "$WORK/ferrygate.toml" <<TOML
 [server]
 listen = ["127.0.0.1:$FGP"]
+[admin]
+listen = "127.0.0.1:$ADMIN"
 [sessions]
 secret = "$SECRET"
 cookie_secure = false
@@ -97,8 +99,11 @@ for p in $UP $NG $FGP $DEMO; do
 done
 
 rss() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+# Writing 5 to clear_refs resets the peak (VmHWM), so each load gets its own peak.
+reset_peak() { echo 5 > "/proc/$1/clear_refs" 2>/dev/null || true; }
 cur_rss() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 IDLE_RSS=$(cur_rss $FGPID)
+reset_peak $FGPID
 
 # wrk → "reqs_per_sec p50_ms p99_ms"
 to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; printf "%.3f", v}'; }
@@ -127,6 +132,7 @@ for r in $(seq "$ROUNDS"); do
   done
 done
 PASS_RSS=$(rss $FGPID)
+reset_peak $FGPID
 
 # Returning users: GET /login with a live session (no provider call).
 COOKIE=$(curl -s -o /dev/null -D - -X POST -d 'email=alice%40example.com&password=ferrygate-demo' "http://127.0.0.1:$FGP/login" | awk -F': ' 'tolower($1)=="set-cookie" {split($2,a,";"); print a[1]; exit}')
@@ -134,6 +140,9 @@ cat > "$WORK/returning.lua" <<LUA
 wrk.headers["Cookie"] = "$COOKIE"
 LUA
 read -r RET_RPS RET_P50 RET_P99 RET_ERR < <(load "http://127.0.0.1:$FGP/login" "$WORK/returning.lua")
+RET_RSS=$(rss $FGPID)
+reset_peak $FGPID
+BEFORE_LOGINS=$(cur_rss $FGPID)
 # Form logins against the embedded demo qwyk provider, zero think time.
 # A refused login is a 303 too: count the redirects back to the form as failures.
 cat > "$WORK/login.lua" <<'LUA'
@@ -157,6 +166,8 @@ read -r LOGIN_RPS LOGIN_P50 LOGIN_P99 _ < <(load "http://127.0.0.1:$FGP/login" "
 LOGIN_ERR=$(grep -o '[0-9]*$' "$WORK/login-failures" || echo "?")
 LOGIN_RSS=$(rss $FGPID)
 SESSIONS_NOW=$(cur_rss $FGPID)
+SESSIONS=$(curl -s "http://127.0.0.1:$ADMIN/metrics" | awk '/^ferrygate_sessions_active / {print $2}')
+PER_100K=$(awk -v a="$SESSIONS_NOW" -v b="$BEFORE_LOGINS" -v n="${SESSIONS:-1}" -v i="$IDLE_RSS" 'BEGIN {printf "%.1f", i + (a-b)*100000/n}')
 
 m() { echo "$1" | tr ' ' '\n' | grep -v '^$' | median; }
 D=$(m "${RPS[direct]}"); N=$(m "${RPS[nginx]}"); F=$(m "${RPS[ferrygate]}")
@@ -170,6 +181,6 @@ printf "%-34s %12s %9s %9s %10s %10s\n" "ferrygate pass-through" "$F" "$(m "${P5
 printf "%-34s %12s %9s %9s %10s\n" "ferrygate returning-user 303" "$RET_RPS" "$RET_P50" "$RET_P99" "x$(ratio "$RET_RPS" "$F") pass"
 printf "%-34s %12s %9s %9s %10s\n" "ferrygate form login (demo qwyk)" "$LOGIN_RPS" "$LOGIN_P50" "$LOGIN_P99" "x$(ratio "$LOGIN_RPS" "$F") pass"
 echo
-echo "ferrygate RSS: idle $IDLE_RSS MiB; peak under pass-through $PASS_RSS MiB"
-echo "ferrygate RSS after the login run (every login makes a session): peak $LOGIN_RSS MiB, now $SESSIONS_NOW MiB"
+echo "ferrygate RSS: idle $IDLE_RSS MiB; peak under pass-through $PASS_RSS MiB; under returning users $RET_RSS MiB; under logins $LOGIN_RSS MiB"
+echo "live sessions after the login run: $SESSIONS, RSS $SESSIONS_NOW MiB; scaled to 100 000 sessions: $PER_100K MiB"
 echo "failures: returning-user non-2xx/3xx ${RET_ERR:-0}; logins not sent to the portal ${LOGIN_ERR}"
