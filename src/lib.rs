@@ -151,8 +151,12 @@ impl Gateway {
         let same_store = old.store == new.store
             && old.redis_url.as_ref().map(|u| u.expose_secret().to_owned())
                 == new.redis_url.as_ref().map(|u| u.expose_secret().to_owned());
-        let (store, limiter) = if same_store {
+        let (store, limiter) = if same_store && self.config().limits == config.limits {
             (self.layer.store().clone(), self.layer.limiter().clone())
+        } else if same_store {
+            // New limits, same sessions: a fresh limiter (counts restart), the same store.
+            let (_, limiter) = build_store(&config)?;
+            (self.layer.store().clone(), limiter)
         } else {
             tracing::warn!("[sessions] names another store: sessions of the old one are not carried over");
             build_store(&config)?

@@ -163,10 +163,11 @@ async fn watch_config(path: PathBuf, mut gateway: ferrygate::Gateway, reloader: 
                 if now == seen || now.is_none() {
                     continue;
                 }
-                seen = now;
                 "file change"
             }
         };
+        // Whatever triggered it, this version of the file has now been tried.
+        seen = fingerprint(&path);
         let result = match Config::load(&path) {
             Err(errors) => Err(errors.to_string()),
             Ok(loaded) => match gateway.reload(loaded.config).await {

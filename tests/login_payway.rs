@@ -130,7 +130,12 @@ fn login_form(password: &str) -> Vec<(&'static str, String)> {
 }
 
 async fn login(gw: &Gateway, password: &str) -> Answer {
-    let form = login_form(password);
+    login_as(gw, "reader@news.example", password).await
+}
+
+async fn login_as(gw: &Gateway, email: &str, password: &str) -> Answer {
+    let mut form = login_form(password);
+    form[0].1 = email.to_owned();
     let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
     post_form(&gw.url("/login"), &pairs).await
 }
@@ -215,10 +220,11 @@ async fn one_token_serves_sequential_and_concurrent_logins() {
     let (state, gw) = setup().await;
     state.token_delay_ms.store(300, Ordering::SeqCst);
     let gw = Arc::new(gw);
+    // Fifty different readers at once (one account has one attempt in flight at a time).
     let logins: Vec<_> = (0..50)
-        .map(|_| {
+        .map(|i| {
             let gw = gw.clone();
-            tokio::spawn(async move { login(&gw, "right").await.status })
+            tokio::spawn(async move { login_as(&gw, &format!("reader{i}@news.example"), "right").await.status })
         })
         .collect();
     for l in logins {

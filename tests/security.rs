@@ -210,3 +210,53 @@ async fn smuggling_attempts_are_refused_or_reframed_never_passed_on() {
         }
     }
 }
+
+#[tokio::test]
+async fn concurrent_guesses_for_one_account_reach_the_provider_one_at_a_time() {
+    let mock = Mock::start(401, "{}", Duration::from_millis(300)).await;
+    let upstream = echo_upstream().await;
+    let config = format!("{}\n{}", qwyk_config(mock.addr, upstream, "", ""), limits("1000/min", "1000/min"));
+    let gw = std::sync::Arc::new(gateway(&config).await);
+    let guesses: Vec<_> = (0..5)
+        .map(|i| {
+            let gw = gw.clone();
+            tokio::spawn(async move {
+                post_json(
+                    &gw.url("/login"),
+                    serde_json::json!({"email": "victim@x.example", "password": format!("guess{i}")}),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut codes = Vec::new();
+    for g in guesses {
+        codes.push(g.await.unwrap().json()["error"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(mock.requests().len(), 1, "only one guess at a time reaches the provider: {codes:?}");
+    assert_eq!(codes.iter().filter(|c| *c == "rate_limited").count(), 4, "{codes:?}");
+}
+
+#[tokio::test]
+async fn forgot_password_posts_count_against_the_client_address() {
+    let mock = Mock::start(200, "{}", Duration::ZERO).await;
+    let upstream = echo_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("users.csv"), "email,user_id,external_id,org_id\nann@corp.example,1,e,7\n").unwrap();
+    let config = format!(
+        "[sessions]\nsecret = \"{SECRET}\"\n{}\n[providers.r]\nkind = \"rest\"\nurl = \"http://{}/auth\"\nusers = \"users.csv\"\n\
+         forgot_password_url = \"http://{}/forgot?e={{{{USEREMAIL}}}}\"\n[[sites]]\nname = \"c\"\nupstream = \"http://{upstream}\"\nprovider = \"r\"\n\
+         [sites.login]\npath = \"/login\"\n[sites.forgot_password]\npath = \"/forgot\"\nredirect = \"/forgot?sent=1\"\n",
+        limits("2/min", "5/min"),
+        mock.addr,
+        mock.addr
+    );
+    let gw = gateway_in(&config, dir.path()).await;
+    for _ in 0..2 {
+        let res = post_json(&gw.url("/forgot"), serde_json::json!({"email": "ann@corp.example"})).await;
+        assert_eq!(res.status, StatusCode::ACCEPTED);
+    }
+    let res = post_json(&gw.url("/forgot"), serde_json::json!({"email": "ann@corp.example"})).await;
+    assert_eq!(res.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(res.headers.contains_key("retry-after"));
+}

@@ -37,6 +37,8 @@ pub(crate) struct Shared {
     pub(crate) accounts: AccountHasher,
     pub(crate) sessions: SessionManager,
     pub(crate) limiter: Arc<dyn RateLimiter>,
+    /// Accounts with a login attempt in progress.
+    pub(crate) in_flight: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// Builds [`Gateway`] services around an inner service (the proxy, or an app).
@@ -79,7 +81,8 @@ impl GatewayLayer {
         }
         let accounts = AccountHasher::new(&config.sessions.secret);
         let sessions = SessionManager::new(&config.sessions, store);
-        Ok(Self { shared: Arc::new(Shared { config, providers, accounts, sessions, limiter }) })
+        let in_flight = std::sync::Mutex::default();
+        Ok(Self { shared: Arc::new(Shared { config, providers, accounts, sessions, limiter, in_flight }) })
     }
 
     /// The configuration this layer serves.

@@ -30,6 +30,6 @@ pub use error::LoginError;
 pub use gateway::{BoxError, Gateway, GatewayLayer};
 pub use identity::{CallbackDestination, Identity, IdentityLayer, SignedIn};
 pub use provider::{BoxFuture, ForgotPassword, Grant, LoginAttempt, Provider, Providers, Token, UserInfo};
-pub use ratelimit::{MemoryLimiter, RateLimiter};
+pub use ratelimit::{MemoryLimiter, RateLimiter, Refusal};
 pub use secrecy::{ExposeSecret, SecretString};
 pub use session::{MemoryStore, Session, SessionStore, StoreError, StoreKey};

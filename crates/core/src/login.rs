@@ -17,6 +17,7 @@ use crate::destination;
 use crate::error::LoginError;
 use crate::gateway::{same_origin, BoxError, Shared};
 use crate::provider::{Grant, LoginAttempt};
+use crate::ratelimit::Refusal;
 use crate::respond::{self, media_type, AnswerMode};
 use crate::session::{new_state, now_ms, Session};
 
@@ -140,8 +141,9 @@ where
     if !same_origin(shared, site, req.uri(), req.headers(), req.extensions()) {
         return Err(LoginError::OriginRejected);
     }
-    let ip_key = client_ip.map(|ip| ip.to_string()).unwrap_or_default();
-    shared.limiter.hit_ip(&ip_key).await.map_err(rate_limited)?;
+    if let Some(ip) = client_ip {
+        shared.limiter.hit_ip(&limit_key(ip)).await.map_err(rate_limited)?;
+    }
     let (parts, body) = req.into_parts();
     let fields = read_fields(&parts.headers, body, config.limits.login_body_bytes).await?;
 
@@ -161,6 +163,10 @@ where
     seen.account = Some(username.to_owned());
     let account_key = shared.accounts.hash(username);
     shared.limiter.account_open(&account_key).await.map_err(rate_limited)?;
+    // One attempt per account at a time (per replica): concurrent guesses would
+    // otherwise all reach the provider before the first failure is counted.
+    let _in_flight =
+        InFlight::enter(&shared.in_flight, &account_key).ok_or(LoginError::RateLimited { retry_after_secs: 1 })?;
     let remember = fields.get(&login.remember_field).is_some_and(truthy);
     seen.remember = remember;
 
@@ -207,9 +213,45 @@ where
     result
 }
 
-/// `rate_limited`, with `Retry-After` rounded up to whole seconds.
-fn rate_limited(wait: Duration) -> LoginError {
-    LoginError::RateLimited { retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0) }
+/// A refusal of the limiter as the answer: `rate_limited` with `Retry-After`
+/// rounded up to whole seconds, or the store's unavailability.
+fn rate_limited(refusal: Refusal) -> LoginError {
+    match refusal {
+        Refusal::Over(wait) => {
+            LoginError::RateLimited { retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0) }
+        }
+        Refusal::Unavailable => LoginError::SessionStoreUnavailable,
+    }
+}
+
+/// The per-IP key: the address, or its /64 for IPv6 (one host holds a whole /64).
+fn limit_key(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+    }
+}
+
+/// An account's attempt in progress; leaves the set when dropped.
+pub(crate) struct InFlight<'a> {
+    set: &'a std::sync::Mutex<std::collections::HashSet<String>>,
+    key: String,
+}
+
+impl<'a> InFlight<'a> {
+    fn enter(set: &'a std::sync::Mutex<std::collections::HashSet<String>>, key: &str) -> Option<Self> {
+        let mut guard = set.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        guard.insert(key.to_owned()).then(|| Self { set, key: key.to_owned() })
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.set.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.key);
+    }
 }
 
 fn provider_timeout(provider: Option<&ProviderConfig>) -> Duration {
@@ -337,6 +379,12 @@ where
     }
     let conn = req.extensions().get::<ClientConn>().copied();
     let client_ip = conn::client_ip(conn.as_ref(), req.headers(), &shared.config.server.trusted_proxies);
+    // Each request may make the provider send an email: counted like a login POST.
+    if let Some(ip) = client_ip {
+        if let Err(refusal) = shared.limiter.hit_ip(&limit_key(ip)).await {
+            return respond::login_failure(rate_limited(refusal), mode, &route.redirect);
+        }
+    }
     let user_agent = req.headers().get(USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let (parts, body) = req.into_parts();
     let fields = match read_fields(&parts.headers, body, shared.config.limits.login_body_bytes).await {

@@ -19,12 +19,21 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter as Governor};
 use crate::config::{Limits, Rate};
 use crate::provider::BoxFuture;
 
+/// Why an attempt may not go ahead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Over the limit; try again after this long.
+    Over(Duration),
+    /// The shared count cannot be reached: refuse rather than guess (fail closed).
+    Unavailable,
+}
+
 /// Counts logins per client address and failures per account.
 pub trait RateLimiter: Send + Sync + 'static {
-    /// Counts one login POST from `ip`; `Err(retry_after)` when over the limit.
-    fn hit_ip<'a>(&'a self, ip: &'a str) -> BoxFuture<'a, Result<(), Duration>>;
+    /// Counts one login POST from `ip`; refused when over the limit.
+    fn hit_ip<'a>(&'a self, ip: &'a str) -> BoxFuture<'a, Result<(), Refusal>>;
     /// Whether `account` (a keyed hash) may try now.
-    fn account_open<'a>(&'a self, account: &'a str) -> BoxFuture<'a, Result<(), Duration>>;
+    fn account_open<'a>(&'a self, account: &'a str) -> BoxFuture<'a, Result<(), Refusal>>;
     /// Counts one failed attempt for `account`.
     fn account_failed<'a>(&'a self, account: &'a str) -> BoxFuture<'a, ()>;
 }
@@ -96,19 +105,21 @@ impl MemoryLimiter {
 }
 
 impl RateLimiter for MemoryLimiter {
-    fn hit_ip<'a>(&'a self, ip: &'a str) -> BoxFuture<'a, Result<(), Duration>> {
+    fn hit_ip<'a>(&'a self, ip: &'a str) -> BoxFuture<'a, Result<(), Refusal>> {
         self.tick();
         let result = match &self.per_ip {
             None => Ok(()),
-            Some(g) => g.check_key(&ip.to_owned()).map_err(|not_until| not_until.wait_time_from(g.clock().now())),
+            Some(g) => g
+                .check_key(&ip.to_owned())
+                .map_err(|not_until| Refusal::Over(not_until.wait_time_from(g.clock().now()))),
         };
         Box::pin(std::future::ready(result))
     }
 
-    fn account_open<'a>(&'a self, account: &'a str) -> BoxFuture<'a, Result<(), Duration>> {
+    fn account_open<'a>(&'a self, account: &'a str) -> BoxFuture<'a, Result<(), Refusal>> {
         let now = Instant::now();
         let result = match self.blocked.get(account) {
-            Some(until) if until > now => Err(until - now),
+            Some(until) if until > now => Err(Refusal::Over(until - now)),
             _ => Ok(()),
         };
         Box::pin(std::future::ready(result))
@@ -152,7 +163,7 @@ mod tests {
         for _ in 0..3 {
             assert!(l.hit_ip("198.51.100.1").await.is_ok());
         }
-        let wait = l.hit_ip("198.51.100.1").await.unwrap_err();
+        let Refusal::Over(wait) = l.hit_ip("198.51.100.1").await.unwrap_err() else { panic!("not over") };
         assert!(wait > Duration::from_secs(15) && wait <= Duration::from_secs(20), "{wait:?}");
         assert!(l.hit_ip("198.51.100.2").await.is_ok(), "another address has its own bucket");
     }
@@ -164,7 +175,7 @@ mod tests {
             assert!(l.account_open("acct").await.is_ok(), "attempt {i}");
             l.account_failed("acct").await;
         }
-        let wait = l.account_open("acct").await.unwrap_err();
+        let Refusal::Over(wait) = l.account_open("acct").await.unwrap_err() else { panic!("not over") };
         assert!(wait > Duration::from_secs(15) && wait <= Duration::from_secs(20), "{wait:?}");
         assert!(l.account_open("other").await.is_ok());
     }

@@ -48,7 +48,7 @@ impl Admin {
             }
             "/metrics" => {
                 let store = self.active.load().store.clone();
-                if let Some(n) = store.active().await {
+                if let Ok(Some(n)) = tokio::time::timeout(Duration::from_secs(2), store.active()).await {
                     metrics::gauge!("ferrygate_sessions_active").set(n as f64);
                 }
                 self.metrics.run_upkeep();
@@ -76,9 +76,9 @@ impl Admin {
                     let admin = admin.clone();
                     async move { Ok::<_, Infallible>(admin.answer(req).await) }
                 });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(Duration::from_secs(5));
+                let _ = builder.serve_connection(TokioIo::new(stream), service).await;
             });
         }
     }

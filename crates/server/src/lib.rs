@@ -143,6 +143,8 @@ struct Listener {
 pub struct Reloader {
     active: Arc<ArcSwap<Active>>,
     certs: Option<Arc<CertSwap>>,
+    /// One reload at a time, so an older config never lands after a newer one.
+    lock: Arc<std::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Reloader {
@@ -155,6 +157,15 @@ impl Reloader {
     /// Serves `gateway`'s configuration from the next request on. Listener
     /// addresses are fixed at start; the TLS certificate follows the new config.
     pub fn reload(&self, gateway: GatewayLayer) -> Result<(), StartError> {
+        let _one_at_a_time = self.lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let current = self.active.load_full();
+        let (old, new) = (&current.gateway.config().server, &gateway.config().server);
+        if old.listen != new.listen
+            || old.tls.is_some() != new.tls.is_some()
+            || old.shutdown_grace != new.shutdown_grace
+        {
+            tracing::warn!("listeners, TLS on/off and shutdown_grace are fixed at start: restart to change them");
+        }
         let certified = gateway.config().server.tls.as_ref().map(|t| t.certified.clone());
         let next = active(gateway)?;
         if let (Some(certs), Some(certified)) = (&self.certs, certified) {
@@ -235,7 +246,7 @@ impl Server {
 
     /// A handle that swaps in new configurations.
     pub fn reloader(&self) -> Reloader {
-        Reloader { active: self.active.clone(), certs: self.certs.clone() }
+        Reloader { active: self.active.clone(), certs: self.certs.clone(), lock: Arc::default() }
     }
 
     /// Serves until `shutdown` resolves; then `/readyz` turns 503, listeners
@@ -291,6 +302,8 @@ impl Server {
                         let _ = t.await;
                     }
                 });
+                // Work still running (a stuck DNS lookup, say) must not hold the exit.
+                runtime.shutdown_timeout(Duration::from_millis(100));
             });
             match thread {
                 Ok(t) => threads.push(t),
@@ -302,12 +315,14 @@ impl Server {
         self.draining.store(true, Ordering::SeqCst);
         tracing::info!(grace = ?self.grace, "shutting down: no new connections, finishing requests in flight");
         let _ = stop_tx.send(true);
-        let _ = tokio::task::spawn_blocking(move || {
+        let joined = tokio::task::spawn_blocking(move || {
             for t in threads {
                 let _ = t.join();
             }
-        })
-        .await;
+        });
+        if tokio::time::timeout(self.grace + Duration::from_secs(5), joined).await.is_err() {
+            tracing::warn!("workers did not stop in time; exiting anyway");
+        }
     }
 }
 

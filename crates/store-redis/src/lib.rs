@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use ferrygate_core::config::{Limits, Rate};
 use ferrygate_core::provider::BoxFuture;
-use ferrygate_core::ratelimit::RateLimiter;
+use ferrygate_core::ratelimit::{RateLimiter, Refusal};
 use ferrygate_core::session::{Session, SessionStore, StoreError, StoreKey};
 use ferrygate_core::{ExposeSecret, SecretString};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -79,17 +79,17 @@ impl RedisStore {
         self
     }
 
-    async fn window(&self, script: &str, key: String, rate: Rate) -> Option<(u64, Duration)> {
+    async fn window(&self, script: &str, key: String, rate: Rate) -> Result<(u64, Duration), Refusal> {
         let mut conn = self.conn.clone();
         let script = redis::Script::new(script);
         let mut call = script.key(key);
         call.arg(rate.per.as_millis() as u64);
         match self.call(call.invoke_async::<(u64, i64)>(&mut conn)).await {
-            Ok((n, ttl)) => Some((n, Duration::from_millis(ttl.max(0) as u64))),
+            Ok((n, ttl)) => Ok((n, Duration::from_millis(ttl.max(0) as u64))),
             Err(e) => {
-                // The session store fails the login anyway when Redis is away; don't add a second error.
-                tracing::warn!(error = %e, "rate limit not counted");
-                None
+                // Fail closed: an uncounted attempt would be an unlimited one.
+                tracing::warn!(error = %e, "rate limit cannot be counted; refusing");
+                Err(Refusal::Unavailable)
             }
         }
     }
@@ -156,23 +156,25 @@ impl SessionStore for RedisStore {
 }
 
 impl RateLimiter for RedisStore {
-    fn hit_ip<'a>(&'a self, ip: &'a str) -> BoxFuture<'a, Result<(), Duration>> {
+    fn hit_ip<'a>(&'a self, ip: &'a str) -> BoxFuture<'a, Result<(), Refusal>> {
         Box::pin(async move {
             let Some(rate) = self.per_ip else { return Ok(()) };
-            match self.window(HIT, format!("ferrygate:ratelimit:ip:{ip}"), rate).await {
-                Some((n, ttl)) if n > u64::from(rate.count) => Err(ttl.max(Duration::from_secs(1))),
-                _ => Ok(()),
+            let (n, ttl) = self.window(HIT, format!("ferrygate:ratelimit:ip:{ip}"), rate).await?;
+            if n > u64::from(rate.count) {
+                return Err(Refusal::Over(ttl.max(Duration::from_secs(1))));
             }
+            Ok(())
         })
     }
 
-    fn account_open<'a>(&'a self, account: &'a str) -> BoxFuture<'a, Result<(), Duration>> {
+    fn account_open<'a>(&'a self, account: &'a str) -> BoxFuture<'a, Result<(), Refusal>> {
         Box::pin(async move {
             let Some(rate) = self.per_account else { return Ok(()) };
-            match self.window(PEEK, format!("ferrygate:ratelimit:account:{account}"), rate).await {
-                Some((n, ttl)) if n >= u64::from(rate.count) => Err(ttl.max(Duration::from_secs(1))),
-                _ => Ok(()),
+            let (n, ttl) = self.window(PEEK, format!("ferrygate:ratelimit:account:{account}"), rate).await?;
+            if n >= u64::from(rate.count) {
+                return Err(Refusal::Over(ttl.max(Duration::from_secs(1))));
             }
+            Ok(())
         })
     }
 

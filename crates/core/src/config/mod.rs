@@ -96,7 +96,7 @@ pub struct Sessions {
     pub max_ttl: Duration,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     pub login_body_bytes: usize,
     pub login_per_ip: Option<Rate>,
