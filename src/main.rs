@@ -238,15 +238,14 @@ async fn run(server: Server, demo: Option<ferrygate::demo::Demo>) -> ExitCode {
         demo.set_gateway_url(&url);
         println!("\n  Ferrygate demo is running:");
         println!("    {url}/   Northwind Freight (qwyk: token login, portal redirect, booking wizard)");
-        println!(
-            "    http://localhost:{}/   The Daily Courant (payway: login handle, OAuth2 redirect, state check)\n",
-            addr.port()
-        );
+        let port = addr.port();
+        println!("    http://localhost:{port}/   The Daily Courant (payway: login handle, OAuth2 redirect, state check)");
+        println!("    http://intranet.localhost:{port}/   Contoso Intranet (rest: pass-through, directory, protected pages)\n");
         println!("  Sign in with one of these demo accounts:");
         for u in ferrygate::demo::USERS {
             println!("    {:<20} password: {}", u.email, u.password);
         }
-        println!("\n  (Ctrl-C to stop; parts: {demo:?})\n");
+        println!("\n  (Ctrl-C to stop. Behind the gateway, on loopback: {demo:?})\n");
     }
     server.run(shutdown_signal()).await;
     ExitCode::SUCCESS
