@@ -121,11 +121,12 @@ async fn check(path: &Path) -> ExitCode {
 }
 
 async fn serve(path: &Path) -> ExitCode {
+    let mut signals = Signals::install();
     let Some((_, gateway)) = load(path).await else { return ExitCode::FAILURE };
     match Server::bind(gateway.gateway_layer().clone()).await {
         Ok(server) => {
-            tokio::spawn(watch_config(path.to_path_buf(), gateway, server.reloader()));
-            run(server, None).await
+            tokio::spawn(watch_config(path.to_path_buf(), gateway, server.reloader(), signals.hup.take()));
+            run(server, None, signals).await
         }
         Err(e) => {
             eprintln!("error: {e}");
@@ -144,15 +145,12 @@ fn fingerprint(path: &Path) -> Option<(PathBuf, u64, u64, std::time::SystemTime)
 
 /// Reloads on SIGHUP and when the file changes (checked every 2 s): parse,
 /// validate, swap. An invalid file is logged and counted; the old config serves on.
-async fn watch_config(path: PathBuf, mut gateway: ferrygate::Gateway, reloader: ferrygate::server::Reloader) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hup = match signal(SignalKind::hangup()) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!(error = %e, "SIGHUP reloads are not available");
-            None
-        }
-    };
+async fn watch_config(
+    path: PathBuf,
+    mut gateway: ferrygate::Gateway,
+    reloader: ferrygate::server::Reloader,
+    mut hup: Option<tokio::signal::unix::Signal>,
+) {
     let mut seen = fingerprint(&path);
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
     loop {
@@ -190,6 +188,7 @@ async fn watch_config(path: PathBuf, mut gateway: ferrygate::Gateway, reloader: 
 }
 
 async fn demo(listen: SocketAddr) -> ExitCode {
+    let signals = Signals::install();
     let demo = match ferrygate::demo::Demo::start().await {
         Ok(d) => d,
         Err(e) => {
@@ -221,7 +220,7 @@ async fn demo(listen: SocketAddr) -> ExitCode {
         }
     };
     match Server::with_listeners(gateway.gateway_layer().clone(), vec![listener]).await {
-        Ok(server) => run(server, Some(demo)).await,
+        Ok(server) => run(server, Some(demo), signals).await,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
@@ -229,7 +228,7 @@ async fn demo(listen: SocketAddr) -> ExitCode {
     }
 }
 
-async fn run(server: Server, demo: Option<ferrygate::demo::Demo>) -> ExitCode {
+async fn run(server: Server, demo: Option<ferrygate::demo::Demo>, signals: Signals) -> ExitCode {
     let addrs = server.local_addrs();
     let listening: Vec<String> = addrs.iter().map(ToString::to_string).collect();
     tracing::info!(addrs = %listening.join(" "), "ferrygate listening");
@@ -239,7 +238,9 @@ async fn run(server: Server, demo: Option<ferrygate::demo::Demo>) -> ExitCode {
         println!("\n  Ferrygate demo is running:");
         println!("    {url}/   Northwind Freight (qwyk: token login, portal redirect, booking wizard)");
         let port = addr.port();
-        println!("    http://localhost:{port}/   The Daily Courant (payway: login handle, OAuth2 redirect, state check)");
+        println!(
+            "    http://localhost:{port}/   The Daily Courant (payway: login handle, OAuth2 redirect, state check)"
+        );
         println!("    http://intranet.localhost:{port}/   Contoso Intranet (rest: pass-through, directory, protected pages)\n");
         println!("  Sign in with one of these demo accounts:");
         for u in ferrygate::demo::USERS {
@@ -247,7 +248,7 @@ async fn run(server: Server, demo: Option<ferrygate::demo::Demo>) -> ExitCode {
         }
         println!("\n  (Ctrl-C to stop. Behind the gateway, on loopback: {demo:?})\n");
     }
-    server.run(shutdown_signal()).await;
+    server.run(shutdown_signal(signals)).await;
     ExitCode::SUCCESS
 }
 
@@ -271,31 +272,50 @@ fn healthcheck(admin: SocketAddr) -> ExitCode {
     }
 }
 
+/// The signals Ferrygate answers, registered before anything is bound, so a
+/// SIGTERM or SIGHUP that arrives during start-up is handled, not fatal.
+struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn install() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        let register = |kind: SignalKind, name: &str| {
+            signal(kind).map_err(|e| tracing::warn!(error = %e, "cannot handle {name}")).ok()
+        };
+        Self {
+            term: register(SignalKind::terminate(), "SIGTERM"),
+            int: register(SignalKind::interrupt(), "SIGINT"),
+            hup: register(SignalKind::hangup(), "SIGHUP"),
+        }
+    }
+
+    /// The next SIGTERM or SIGINT.
+    async fn stop(&mut self) {
+        async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            _ = next(&mut self.term) => {}
+            _ = next(&mut self.int) => {}
+        }
+    }
+}
+
 /// Resolves on the first SIGTERM or SIGINT; a second one exits at once.
-async fn shutdown_signal() {
-    wait_for_signal().await;
-    tokio::spawn(async {
-        wait_for_signal().await;
+async fn shutdown_signal(mut signals: Signals) {
+    signals.stop().await;
+    tokio::spawn(async move {
+        signals.stop().await;
         eprintln!("second signal: exiting now");
         std::process::exit(1);
     });
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
