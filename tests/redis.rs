@@ -177,3 +177,36 @@ async fn replicas_count_brute_force_limits_together() {
     assert_eq!(res.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(mock.requests().len(), 3);
 }
+
+#[tokio::test]
+async fn readiness_follows_the_store() {
+    if !redis_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut redis = Redis::start(dir.path());
+    let upstream = echo_upstream().await;
+    let toml = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n{}",
+        config("127.0.0.1:9".parse().unwrap(), upstream, &redis.url())
+    );
+    let config = ferrygate::Config::from_toml(&toml, ".".as_ref()).unwrap().config;
+    let gateway = ferrygate::Gateway::from_config(config).await.unwrap();
+    let server = ferrygate::server::Server::bind(gateway.gateway_layer().clone()).await.unwrap();
+    let readyz = format!("http://{}/readyz", server.admin_addr().unwrap());
+    tokio::spawn(server.run(std::future::pending()));
+
+    assert_eq!(get(&readyz).await.status, StatusCode::OK);
+    redis.stop();
+    let started = Instant::now();
+    let res = get(&readyz).await;
+    assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(res.text().trim(), "session store unavailable");
+    assert!(started.elapsed() < Duration::from_secs(5), "readiness answered in {:?}", started.elapsed());
+    let _redis = Redis::start(dir.path());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while get(&readyz).await.status != StatusCode::OK {
+        assert!(Instant::now() < deadline, "readiness did not recover");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
