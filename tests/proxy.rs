@@ -374,3 +374,22 @@ async fn request_ids_are_kept_or_made_and_passed_upstream() {
     assert_eq!(res.header("x-request-id"), "trace-42");
     assert_eq!(echoed(&res.json(), "x-request-id"), vec!["trace-42"]);
 }
+
+#[tokio::test]
+async fn an_upload_that_stops_moving_times_out() {
+    // The site answers only after 5 s and never reads the body.
+    let stubborn = serve(|_req: Request<Incoming>| async move {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        Response::new(full("late"))
+    })
+    .await;
+    let gw = gateway(&site_config(&format!("http://{stubborn}"), "upstream_timeout = \"300ms\"", "")).await;
+    let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+    let frames = futures_util::stream::iter((0..1024).map(move |_| Ok::<_, Infallible>(Frame::data(chunk.clone()))));
+    let streaming: Client<_, StreamBody<_>> = Client::builder(TokioExecutor::new()).build_http();
+    let started = std::time::Instant::now();
+    let req = Request::post(gw.url("/upload")).body(StreamBody::new(frames)).unwrap();
+    let res = tokio::time::timeout(BOUND, streaming.request(req)).await.expect("the upload hung").unwrap();
+    assert_eq!(res.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+}

@@ -32,7 +32,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use ipnet::IpNet;
-use tokio::sync::oneshot;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tower::Service;
 
 /// The body of a proxied answer: the upstream's, streamed, or our own error text.
@@ -158,16 +158,16 @@ where
         let websocket = is_websocket(req.method(), req.headers());
         let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
         let (parts, body) = req.into_parts();
-        let (done_tx, done_rx) = oneshot::channel();
-        let body_ended = body.is_end_stream();
-        let mut req = Request::from_parts(parts, Watched { inner: body, done: Some(done_tx) });
+        // Bodyless requests (most) need no progress tracking at all.
+        let progress = (!body.is_end_stream()).then(|| Arc::new(Progress::new()));
+        let mut req = Request::from_parts(parts, Watched { inner: body, progress: progress.clone() });
         if let Err(status) = prepare(&mut req, &upstream, &self.inner.trusted, websocket) {
             return ready(error(status, "bad request\n"));
         }
         let inner = self.inner.clone();
         Box::pin(async move {
             let started = std::time::Instant::now();
-            let res = forward(&inner, req, &upstream, body_ended, done_rx, client_upgrade).await;
+            let res = forward(&inner, req, &upstream, progress, client_upgrade).await;
             inner.metrics.site(&upstream.site).record(&upstream.site, res.status(), started.elapsed());
             Ok(res)
         })
@@ -178,8 +178,7 @@ async fn forward<B>(
     inner: &Inner<B>,
     req: Request<Watched<B>>,
     upstream: &Upstream,
-    body_ended: bool,
-    done_rx: oneshot::Receiver<()>,
+    progress: Option<Arc<Progress>>,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Response<ProxyBody>
 where
@@ -189,12 +188,21 @@ where
 {
     {
         let timeout = inner.timeout;
-        // The clock starts once the whole request body has gone upstream.
+        // The clock starts once the whole request body has gone upstream; while
+        // it is going, an upload that makes no progress for as long gives up too
+        // (an upstream that stopped reading, or a client that stopped sending).
         let deadline = async move {
-            if !body_ended {
-                let _ = done_rx.await;
+            let Some(p) = progress else { return tokio::time::sleep(timeout).await };
+            loop {
+                if p.done.load(Ordering::Acquire) {
+                    return tokio::time::sleep(timeout).await;
+                }
+                let idle_until = p.started + Duration::from_millis(p.last_ms.load(Ordering::Acquire)) + timeout;
+                if std::time::Instant::now() >= idle_until {
+                    return;
+                }
+                tokio::time::sleep_until(idle_until.into()).await;
             }
-            tokio::time::sleep(timeout).await;
         };
         let mut res = tokio::select! {
             res = inner.client.request(req) => match res {
@@ -241,12 +249,33 @@ fn error(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
     res
 }
 
+/// How far a request body has got: the last frame's time, and whether it ended.
+struct Progress {
+    started: std::time::Instant,
+    last_ms: AtomicU64,
+    done: AtomicBool,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Self { started: std::time::Instant::now(), last_ms: AtomicU64::new(0), done: AtomicBool::new(false) }
+    }
+}
+
 pin_project_lite::pin_project! {
-    /// A request body that reports when it has been sent in full.
+    /// A request body that reports its progress and when it has been sent in full.
     struct Watched<B> {
         #[pin]
         inner: B,
-        done: Option<oneshot::Sender<()>>,
+        progress: Option<Arc<Progress>>,
+    }
+
+    impl<B> PinnedDrop for Watched<B> {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(p) = this.project().progress.take() {
+                p.done.store(true, Ordering::Release);
+            }
+        }
     }
 }
 
@@ -257,9 +286,10 @@ impl<B: Body> Body for Watched<B> {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
         let polled = this.inner.poll_frame(cx);
-        if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
-            if let Some(done) = this.done.take() {
-                let _ = done.send(());
+        if let (Poll::Ready(frame), Some(p)) = (&polled, this.progress.as_ref()) {
+            match frame {
+                Some(Ok(_)) => p.last_ms.store(p.started.elapsed().as_millis() as u64, Ordering::Release),
+                None | Some(Err(_)) => p.done.store(true, Ordering::Release),
             }
         }
         polled
