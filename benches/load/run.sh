@@ -145,13 +145,21 @@ reset_peak $FGPID
 BEFORE_LOGINS=$(cur_rss $FGPID)
 # Form logins against the embedded demo qwyk provider, zero think time.
 # A refused login is a 303 too: count the redirects back to the form as failures.
+# Every request is a different user (the demo provider accepts load-*@example.com):
+# one account has only one attempt in flight at a time.
 cat > "$WORK/login.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = "email=alice%40example.com&password=ferrygate-demo"
-wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
 local threads = {}
-function setup(thread) table.insert(threads, thread) end
-function init(args) failed = 0 end
+local headers = { ["Content-Type"] = "application/x-www-form-urlencoded" }
+function setup(thread)
+  thread:set("id", #threads + 1)
+  table.insert(threads, thread)
+end
+function init(args) failed = 0; n = 0 end
+function request()
+  n = n + 1
+  local body = "email=load-" .. id .. "-" .. n .. "%40example.com&password=ferrygate-demo"
+  return wrk.format("POST", "/login", headers, body)
+end
 function response(status, headers, body)
   local location = headers["Location"] or headers["location"] or ""
   if status ~= 303 or string.find(location, "error=") then failed = failed + 1 end

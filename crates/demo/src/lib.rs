@@ -48,6 +48,13 @@ pub const USERS: [DemoUser; 2] = [
     DemoUser { email: "bob@example.com", password: "ferrygate-demo", name: "Bob de Vries" },
 ];
 
+/// Accounts for load tests: any `load-…@example.com` with the demo password
+/// (the benchmark harness logs in as many different users at once).
+fn load_user(email: &str, password: &str) -> Option<DemoUser> {
+    let is_load = email.starts_with("load-") && email.ends_with("@example.com") && password == USERS[0].password;
+    is_load.then_some(DemoUser { email: "load@example.com", password: USERS[0].password, name: "Load Tester" })
+}
+
 /// The organization and site ids the demo provider expects.
 pub const ORGANIZATION_ID: i64 = 12;
 pub const SITE_ID: i64 = 34;
@@ -308,9 +315,9 @@ fn provider(state: Arc<State>, parts: Parts, body: Bytes) -> Reply {
             serde_json::json!({ "message": "Unknown organization or site" }),
         );
     }
-    let Some(user) =
-        USERS.iter().find(|u| u.email.eq_ignore_ascii_case(req.email.trim()) && u.password == req.password)
-    else {
+    let email = req.email.trim();
+    let demo = USERS.iter().copied().find(|u| u.email.eq_ignore_ascii_case(email) && u.password == req.password);
+    let Some(user) = demo.or_else(|| load_user(email, &req.password)) else {
         return json(StatusCode::UNAUTHORIZED, serde_json::json!({ "message": "Invalid credentials" }));
     };
     let token = Alphanumeric.sample_string(&mut rand::rng(), 40);
