@@ -70,7 +70,7 @@ where
         Ok(_) => "success",
         Err(e) => e.code(),
     };
-    let account_hash = seen.account.as_deref().map(|a| shared.accounts.hash(a));
+    let account_hash = seen.account_key.as_deref();
     metrics::counter!(
         "ferrygate_login_attempts_total",
         "site" => site.name.clone(),
@@ -85,7 +85,7 @@ where
         provider = %site.provider,
         outcome,
         client_ip = client_ip.map(tracing::field::display),
-        account = account_hash.as_deref(),
+        account = account_hash,
     );
     match result {
         Ok((redirect, cookies)) => respond::login_success(&redirect, mode, &cookies),
@@ -97,6 +97,8 @@ where
 #[derive(Default)]
 struct Seen {
     account: Option<String>,
+    /// Its keyed hash: the limiter's key and the audit log's account field.
+    account_key: Option<String>,
     remember: bool,
     /// The OAuth2 state offered to the provider, and the destination it carries.
     state: String,
@@ -162,6 +164,7 @@ where
     }
     seen.account = Some(username.to_owned());
     let account_key = shared.accounts.hash(username);
+    seen.account_key = Some(account_key.clone());
     shared.limiter.account_open(&account_key).await.map_err(rate_limited)?;
     // One attempt per account at a time (per replica): concurrent guesses would
     // otherwise all reach the provider before the first failure is counted.

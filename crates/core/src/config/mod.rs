@@ -263,6 +263,15 @@ impl Site {
         if self.protected_paths.is_empty() {
             return false;
         }
+        // Most paths are already canonical: match them as they are, no allocation.
+        let plain = !path.bytes().any(|b| matches!(b, b'%' | b';' | b'\\' | b'A'..=b'Z'))
+            && !path.contains("//")
+            && !path.contains("/.");
+        if plain {
+            let trimmed = path.trim_end_matches('/');
+            let trimmed = if trimmed.is_empty() { "/" } else { trimmed };
+            return self.protected_paths.iter().any(|p| crate::destination::within(trimmed, p));
+        }
         let canonical = crate::destination::canonical_for_matching(path);
         self.protected_paths.iter().any(|p| crate::destination::within(&canonical, p))
     }
