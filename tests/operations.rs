@@ -284,3 +284,46 @@ async fn tls_serves_h2_and_http1_and_reloads_its_certificate() {
     let again = http1.request(Request::get(&url).body(Full::default()).unwrap()).await.unwrap();
     assert_eq!(again.status(), StatusCode::OK, "the open connection kept working");
 }
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line() {
+    let mock = Mock::start(200, TOKEN, Duration::ZERO).await;
+    let upstream = echo_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ferrygate.toml");
+    std::fs::write(&path, config_text(mock.addr, upstream, free_port(), "")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferrygate"))
+        .args(["--log-format", "json", "serve", "--config"])
+        .arg(&path)
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    let addr: std::net::SocketAddr = loop {
+        let line = rx.recv_timeout(Duration::from_secs(20)).expect("no listening line");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        lines.push(line);
+        if v["message"] == "ferrygate listening" {
+            break v["addrs"].as_str().unwrap().parse().unwrap();
+        }
+    };
+    let _ = post_form(&format!("http://{addr}/login"), &[("email", "a@b.example"), ("password", "pw")]).await;
+    let _ = get(&format!("http://{addr}/page")).await;
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+    lines.extend(rx.try_iter());
+    assert!(lines.iter().any(|l| l.contains("\"event\":\"login\"")), "the audit event is logged");
+    for line in &lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not one JSON object ({e}): {line}"));
+        assert!(v.is_object(), "{line}");
+    }
+}
