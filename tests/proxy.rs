@@ -393,3 +393,85 @@ async fn an_upload_that_stops_moving_times_out() {
     assert_eq!(res.status(), StatusCode::GATEWAY_TIMEOUT);
     assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
 }
+
+/// An upstream that answers with the number of the connection a request came
+/// on, and counts its connections: accepted, and still open.
+struct Counting {
+    addr: std::net::SocketAddr,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+    open: Arc<std::sync::atomic::AtomicUsize>,
+    closed: Arc<Notify>,
+}
+
+async fn counting_upstream() -> Counting {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (accepted, open, closed) =
+        (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(Notify::new()));
+    let counters = (accepted.clone(), open.clone(), closed.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let n = counters.0.fetch_add(1, Ordering::SeqCst) + 1;
+            counters.1.fetch_add(1, Ordering::SeqCst);
+            let (open, closed) = (counters.1.clone(), counters.2.clone());
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |_req: Request<Incoming>| async move {
+                    Ok::<_, Infallible>(Response::new(full(format!("connection {n}"))))
+                });
+                let _ =
+                    hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                open.fetch_sub(1, Ordering::SeqCst);
+                closed.notify_waiters();
+            });
+        }
+    });
+    Counting { addr, accepted, open, closed }
+}
+
+/// One keep-alive HTTP/1.1 connection to the gateway.
+async fn keep_alive(gw: &Gateway) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+    let stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    send
+}
+
+async fn which_connection(send: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>, gw: &Gateway) -> String {
+    send.ready().await.unwrap();
+    let req = Request::get("/page").header(http::header::HOST, gw.addr.to_string()).body(Full::default()).unwrap();
+    let res = tokio::time::timeout(BOUND, send.send_request(req)).await.unwrap().unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn each_client_connection_has_its_own_upstream_connection_while_it_lasts() {
+    use std::sync::atomic::Ordering;
+    let upstream = counting_upstream().await;
+    let gw = gateway(&site_config(&format!("http://{}", upstream.addr), "", "")).await;
+    let (mut a, mut b) = (keep_alive(&gw).await, keep_alive(&gw).await);
+    // Interleaved requests: each client connection stays on its own upstream connection.
+    let first_a = which_connection(&mut a, &gw).await;
+    let first_b = which_connection(&mut b, &gw).await;
+    assert_ne!(first_a, first_b, "two client connections share an upstream connection");
+    for _ in 0..5 {
+        assert_eq!(which_connection(&mut a, &gw).await, first_a);
+        assert_eq!(which_connection(&mut b, &gw).await, first_b);
+    }
+    assert_eq!(upstream.accepted.load(Ordering::SeqCst), 2, "one upstream connection per client connection");
+    // A client leaving closes its upstream connection: none is left idle behind it.
+    drop((a, b));
+    tokio::time::timeout(BOUND, async {
+        loop {
+            let closed = upstream.closed.notified();
+            if upstream.open.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            closed.await;
+        }
+    })
+    .await
+    .expect("the upstream connections outlived their client connections");
+}

@@ -4,7 +4,8 @@
 # of it, alternated, medians of $ROUNDS runs; then form logins and
 # returning-user redirects against `ferrygate demo`; peak RSS throughout.
 # One command, about 2-3 minutes:   benches/load/run.sh
-# Knobs: DURATION (s per run, default 8), ROUNDS (default 3), CONNS (64), THREADS (2).
+# Knobs: DURATION (s per run, default 8), ROUNDS (default 3), CONNS (64), THREADS (2),
+# PASS_ONLY=1 (stop after the pass-through rounds: the quick loop while tuning).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -133,6 +134,13 @@ for r in $(seq "$ROUNDS"); do
 done
 PASS_RSS=$(rss $FGPID)
 reset_peak $FGPID
+if [ -n "${PASS_ONLY:-}" ]; then
+  m() { echo "$1" | tr ' ' '\n' | grep -v '^$' | median; }
+  N=$(m "${RPS[nginx]}"); F=$(m "${RPS[ferrygate]}")
+  awk -v f="$F" -v n="$N" -v d="$(m "${RPS[direct]}")" -v fp="$(m "${P99[ferrygate]}")" -v np="$(m "${P99[nginx]}")" \
+    'BEGIN {printf "pass-through: %.2f x nginx, %.2f x direct; p99 %s ms vs nginx %s ms\n", f/n, f/d, fp, np}'
+  exit 0
+fi
 
 # Returning users: GET /login with a live session (no provider call).
 COOKIE=$(curl -s -o /dev/null -D - -X POST -d 'email=alice%40example.com&password=ferrygate-demo' "http://127.0.0.1:$FGP/login" | awk -F': ' 'tolower($1)=="set-cookie" {split($2,a,";"); print a[1]; exit}')

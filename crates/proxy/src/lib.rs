@@ -11,6 +11,11 @@
 //! forwarded, so no tunnel can bypass the gateway. Upstream `Location` headers
 //! pass through `rewrite_location`. `upstream_timeout` bounds the wait for the
 //! response headers, counted from the end of the request body.
+//!
+//! Where a request goes: an HTTP/1.1 client connection's requests use its
+//! [`Lane`] (one upstream connection of its own, driven by the same task);
+//! the rest — h2 clients, WebSocket upgrades, a lane that cannot take the
+//! request — use a pooled client shared by the worker.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -35,6 +40,9 @@ use ipnet::IpNet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tower::Service;
 
+mod lane;
+pub use lane::{open_lanes, Lane, MAX_LANES};
+
 /// The body of a proxied answer: the upstream's, streamed, or our own error text.
 pub type ProxyBody = Either<Incoming, Full<Bytes>>;
 
@@ -42,6 +50,8 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 struct Inner<B> {
     client: Client<HttpsConnector<HttpConnector>, Watched<B>>,
+    /// What lanes connect with (the pool has its own clone).
+    connector: HttpsConnector<HttpConnector>,
     trusted: Vec<IpNet>,
     timeout: Duration,
     metrics: Metrics,
@@ -126,8 +136,8 @@ where
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(256)
-            .build(connector);
-        Self { inner: Arc::new(Inner { client, trusted, timeout, metrics: Metrics::default() }) }
+            .build(connector.clone());
+        Self { inner: Arc::new(Inner { client, connector, trusted, timeout, metrics: Metrics::default() }) }
     }
 }
 
@@ -157,6 +167,8 @@ where
         let mut req = req;
         let websocket = is_websocket(req.method(), req.headers());
         let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
+        // Upgrades go through the pool, whose connections can be handed over.
+        let lane = req.extensions_mut().remove::<Lane<B>>().filter(|_| !websocket);
         let (parts, body) = req.into_parts();
         // Bodyless requests (most) need no progress tracking at all.
         let progress = (!body.is_end_stream()).then(|| Arc::new(Progress::new()));
@@ -167,7 +179,7 @@ where
         let inner = self.inner.clone();
         Box::pin(async move {
             let started = std::time::Instant::now();
-            let res = forward(&inner, req, &upstream, progress, client_upgrade).await;
+            let res = forward(&inner, req, &upstream, progress, client_upgrade, lane).await;
             inner.metrics.site(&upstream.site).record(&upstream.site, res.status(), started.elapsed());
             Ok(res)
         })
@@ -180,6 +192,7 @@ async fn forward<B>(
     upstream: &Upstream,
     progress: Option<Arc<Progress>>,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    lane: Option<Lane<B>>,
 ) -> Response<ProxyBody>
 where
     B: Body + Send + Unpin + 'static,
@@ -204,8 +217,18 @@ where
                 tokio::time::sleep_until(idle_until.into()).await;
             }
         };
+        let send = async {
+            let req = match lane {
+                Some(lane) => match lane.send(req, &upstream.origin, &inner.connector).await {
+                    Ok(sent) => return sent,
+                    Err(req) => req,
+                },
+                None => req,
+            };
+            inner.client.request(absolute(req, &upstream.origin)?).await.map_err(BoxError::from)
+        };
         let mut res = tokio::select! {
-            res = inner.client.request(req) => match res {
+            res = send => match res {
                 Ok(res) => res,
                 Err(e) => {
                     tracing::warn!(upstream = %upstream.origin, error = %e, "upstream unavailable");
@@ -355,8 +378,9 @@ fn prepare<B>(req: &mut Request<B>, upstream: &Upstream, trusted: &[IpNet], webs
         Some(h) => Some(h.clone()),
         None => req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
     };
-    let uri = upstream_uri(req.uri(), upstream)?;
-    *req.uri_mut() = uri;
+    if let Some(uri) = origin_form(req.uri(), upstream)? {
+        *req.uri_mut() = uri;
+    }
     *req.version_mut() = Version::HTTP_11;
 
     let conn = req.extensions().get::<ClientConn>().copied();
@@ -391,18 +415,26 @@ fn prepare<B>(req: &mut Request<B>, upstream: &Upstream, trusted: &[IpNet], webs
     Ok(())
 }
 
-fn upstream_uri(uri: &Uri, upstream: &Upstream) -> Result<Uri, StatusCode> {
-    let mut parts = upstream.origin.clone().into_parts();
-    parts.path_and_query = if upstream.base_path.is_empty() {
-        uri.path_and_query().cloned()
-    } else {
-        let pq = uri.path_and_query().map_or("/", |p| p.as_str());
-        Some(format!("{}{pq}", upstream.base_path).parse().map_err(|_| StatusCode::BAD_REQUEST)?)
-    };
-    if parts.path_and_query.is_none() {
-        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+/// The request target for the upstream in origin form (`/path?query`, under
+/// the upstream's base path); `None` when the client's already is exactly that.
+fn origin_form(uri: &Uri, upstream: &Upstream) -> Result<Option<Uri>, StatusCode> {
+    let pq = uri.path_and_query().map_or("/", |p| p.as_str());
+    if upstream.base_path.is_empty() {
+        if uri.scheme().is_none() && uri.authority().is_none() && uri.path_and_query().is_some() {
+            return Ok(None);
+        }
+        return pq.parse().map(Some).map_err(|_| StatusCode::BAD_REQUEST);
     }
-    Uri::from_parts(parts).map_err(|_| StatusCode::BAD_REQUEST)
+    format!("{}{pq}", upstream.base_path).parse().map(Some).map_err(|_| StatusCode::BAD_REQUEST)
+}
+
+/// The pool picks its connection by the URI: origin-form made absolute.
+fn absolute<B>(req: Request<B>, origin: &Uri) -> Result<Request<B>, BoxError> {
+    let (mut parts, body) = req.into_parts();
+    let mut uri = origin.clone().into_parts();
+    uri.path_and_query = parts.uri.path_and_query().cloned();
+    parts.uri = Uri::from_parts(uri)?;
+    Ok(Request::from_parts(parts, body))
 }
 
 /// h2 clients send cookies as several fields; HTTP/1.1 wants one (RFC 9113 §8.2.3).

@@ -19,21 +19,19 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use ferrygate_core::{ClientConn, GatewayLayer, IdentityLayer, SessionStore};
-use ferrygate_proxy::Proxy;
+use ferrygate_proxy::{Lane, Proxy};
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tower::{Service, ServiceBuilder, ServiceExt};
-use tower_http::add_extension::AddExtension;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestId, PropagateRequestIdLayer, RequestId, SetRequestId, SetRequestIdLayer,
 };
@@ -334,23 +332,14 @@ struct Current {
 
 type Oneshot = tower::util::Oneshot<Stack, http::Request<Incoming>>;
 
-impl Service<http::Request<Incoming>> for Current {
-    type Response = <Stack as Service<http::Request<Incoming>>>::Response;
-    type Error = <Stack as Service<http::Request<Incoming>>>::Error;
-    type Future = Oneshot;
-
-    #[inline]
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: http::Request<Incoming>) -> Self::Future {
+impl Current {
+    /// This worker's stack for the current configuration, rebuilt once per generation.
+    fn stack(&self) -> Stack {
         thread_local! {
-            /// This worker's stack for the current configuration, with its generation.
             static STACK: std::cell::RefCell<Option<(u64, Stack)>> = const { std::cell::RefCell::new(None) };
         }
         let active = self.active.load();
-        let stack = STACK.with(|cell| {
+        STACK.with(|cell| {
             let mut cell = cell.borrow_mut();
             match &*cell {
                 Some((generation, stack)) if *generation == active.generation => stack.clone(),
@@ -360,8 +349,59 @@ impl Service<http::Request<Incoming>> for Current {
                     fresh
                 }
             }
-        });
-        stack.oneshot(req)
+        })
+    }
+}
+
+/// One client connection's service: tags each request with the connection
+/// (and, on HTTP/1.1, its upstream lane), then runs the current stack.
+struct PerConn {
+    current: Current,
+    conn: ClientConn,
+    lane: Option<Lane<Incoming>>,
+}
+
+impl hyper::service::Service<http::Request<Incoming>> for PerConn {
+    type Response = <Stack as Service<http::Request<Incoming>>>::Response;
+    type Error = <Stack as Service<http::Request<Incoming>>>::Error;
+    type Future = Oneshot;
+
+    fn call(&self, mut req: http::Request<Incoming>) -> Self::Future {
+        let extensions = req.extensions_mut();
+        extensions.insert(self.conn);
+        if let Some(lane) = &self.lane {
+            extensions.insert(lane.clone());
+        }
+        self.current.stack().oneshot(req)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A client connection and its upstream lane, polled by one task: the
+    /// lane first (it may have an answer for the connection), then the
+    /// connection, then the lane again if the connection gave it a request.
+    struct Driven<F> {
+        #[pin]
+        conn: F,
+        lane: Option<Lane<Incoming>>,
+    }
+}
+
+impl<F: Future> Future for Driven<F> {
+    type Output = F::Output;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let mut this = self.project();
+        let Some(lane) = this.lane.as_ref() else { return this.conn.poll(cx) };
+        loop {
+            lane.drive(cx);
+            if let Poll::Ready(out) = this.conn.as_mut().poll(cx) {
+                return Poll::Ready(out);
+            }
+            if !lane.take_dirty() {
+                return Poll::Pending;
+            }
+        }
     }
 }
 
@@ -369,16 +409,61 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
     TcpListener::bind(addr).await.map_err(|e| StartError(format!("cannot listen on {addr}: {e}")))
 }
 
+/// How long a new connection may take to send its first bytes, and an idle
+/// HTTP/1.1 connection its next request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The protocol builders, shared by a worker's connections.
+struct Builders {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+    auto: auto::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    fn new() -> Self {
+        let mut http1 = http1::Builder::new();
+        http1.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).keep_alive(true);
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2.timer(TokioTimer::new()).keep_alive_interval(Some(Duration::from_secs(30))).max_concurrent_streams(256);
+        let mut auto = auto::Builder::new(TokioExecutor::new());
+        auto.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+        auto.http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Some(Duration::from_secs(30)))
+            .max_concurrent_streams(256);
+        Self { http1, http2, auto }
+    }
+}
+
+/// Which protocol a connection speaks, told from its first bytes (h2 "prior
+/// knowledge" starts with the connection preface) or its ALPN.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Protocol {
+    Http1,
+    Http2,
+    /// Too few bytes yet to tell: hyper-util's auto builder reads on.
+    Unsure,
+}
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+fn sniff(first: &[u8]) -> Protocol {
+    let n = first.len().min(H2_PREFACE.len());
+    if first[..n] != H2_PREFACE[..n] {
+        Protocol::Http1
+    } else if n == H2_PREFACE.len() {
+        Protocol::Http2
+    } else {
+        Protocol::Unsure
+    }
+}
+
 async fn serve(listener: Listener, current: Current, mut stop: watch::Receiver<bool>, grace: Duration) {
-    let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(Duration::from_secs(30)))
-        .max_concurrent_streams(256);
-    let builder = Arc::new(builder);
+    // Every connection holds a receiver: a send asks them to finish, the
+    // channel closing says they all have.
+    let (drain, draining) = watch::channel(false);
+    let builders = Arc::new(Builders::new());
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.tcp.accept() => match accepted {
@@ -394,34 +479,122 @@ async fn serve(listener: Listener, current: Current, mut stop: watch::Receiver<b
         };
         let _ = stream.set_nodelay(true);
         let conn = ClientConn { peer, tls: listener.tls.is_some() };
-        let service = TowerToHyperService::new(AddExtension::new(current.clone(), conn));
-        let builder = builder.clone();
-        match &listener.tls {
-            None => {
-                let fut =
-                    graceful.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned());
-                tokio::spawn(async move {
-                    if let Err(e) = fut.await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                });
-            }
-            Some(acceptor) => {
-                let acceptor = acceptor.clone();
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
+        let current = current.clone();
+        let builders = builders.clone();
+        let draining = draining.clone();
+        let acceptor = listener.tls.clone();
+        tokio::spawn(async move {
+            let result = match acceptor {
+                None => {
+                    let mut first = [0u8; 24];
+                    let protocol = match tokio::time::timeout(HEADER_READ_TIMEOUT, stream.peek(&mut first)).await {
+                        Ok(Ok(n)) if n > 0 => sniff(&first[..n]),
+                        _ => return,
+                    };
+                    serve_io(TokioIo::new(stream), protocol, &builders, draining, current, conn).await
+                }
+                Some(acceptor) => {
                     let Some(tls) = handshake(&acceptor, stream, peer).await else { return };
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).into_owned();
-                    if let Err(e) = watcher.watch(conn).await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                });
+                    let protocol =
+                        if tls.get_ref().1.alpn_protocol() == Some(b"h2") { Protocol::Http2 } else { Protocol::Http1 };
+                    serve_io(TokioIo::new(tls), protocol, &builders, draining, current, conn).await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
-        }
+        });
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    drop(draining);
+    let _ = drain.send(true);
+    if tokio::time::timeout(grace, drain.closed()).await.is_err() {
         tracing::warn!(?grace, "shutdown grace ran out; closing the remaining connections");
+    }
+}
+
+type ConnError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A served connection that can be asked to finish its request in flight and close.
+trait Graceful: Future {
+    fn graceful_shutdown(self: std::pin::Pin<&mut Self>);
+}
+
+impl<I> Graceful for http1::UpgradeableConnection<I, PerConn>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    fn graceful_shutdown(self: std::pin::Pin<&mut Self>) {
+        http1::UpgradeableConnection::graceful_shutdown(self);
+    }
+}
+
+impl<I> Graceful for http2::Connection<I, PerConn, TokioExecutor>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    fn graceful_shutdown(self: std::pin::Pin<&mut Self>) {
+        http2::Connection::graceful_shutdown(self);
+    }
+}
+
+impl<I> Graceful for auto::UpgradeableConnection<'static, I, PerConn, TokioExecutor>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    fn graceful_shutdown(self: std::pin::Pin<&mut Self>) {
+        auto::UpgradeableConnection::graceful_shutdown(self);
+    }
+}
+
+/// Runs `conn` (with its lane) until it ends; once the server drains, asks it
+/// to finish what is in flight.
+async fn until_drained<C, E>(
+    conn: C,
+    lane: Option<Lane<Incoming>>,
+    mut draining: watch::Receiver<bool>,
+) -> Result<(), ConnError>
+where
+    C: Graceful<Output = Result<(), E>>,
+    E: Into<ConnError>,
+{
+    let mut conn = std::pin::pin!(conn);
+    let drained = tokio::select! {
+        res = Driven { conn: conn.as_mut(), lane: lane.clone() } => return res.map_err(Into::into),
+        changed = draining.changed() => changed.is_ok(),
+    };
+    if drained {
+        conn.as_mut().graceful_shutdown();
+    }
+    Driven { conn, lane }.await.map_err(Into::into)
+}
+
+async fn serve_io<I>(
+    io: TokioIo<I>,
+    protocol: Protocol,
+    builders: &Builders,
+    draining: watch::Receiver<bool>,
+    current: Current,
+    conn: ClientConn,
+) -> Result<(), ConnError>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    match protocol {
+        Protocol::Http1 => {
+            // One request at a time: the connection gets an upstream lane of its own.
+            let lane = Lane::new();
+            let service = PerConn { current, conn, lane: Some(lane.clone()) };
+            until_drained(builders.http1.serve_connection(io, service).with_upgrades(), Some(lane), draining).await
+        }
+        Protocol::Http2 => {
+            let service = PerConn { current, conn, lane: None };
+            until_drained(builders.http2.serve_connection(io, service), None, draining).await
+        }
+        Protocol::Unsure => {
+            let service = PerConn { current, conn, lane: None };
+            until_drained(builders.auto.serve_connection_with_upgrades(io, service).into_owned(), None, draining).await
+        }
     }
 }
 
@@ -440,5 +613,22 @@ async fn handshake(
             tracing::debug!(%peer, "TLS handshake timed out");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_bytes_tell_h2_prior_knowledge_from_http1() {
+        assert_eq!(sniff(b"GET / HTTP/1.1\r\n"), Protocol::Http1);
+        assert_eq!(sniff(b"POST /login HTTP/1.1\r\n"), Protocol::Http1);
+        assert_eq!(sniff(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), Protocol::Http2);
+        // A preface cut short by the network: hyper-util's auto builder reads on.
+        assert_eq!(sniff(b"PRI * HTTP/2"), Protocol::Unsure);
+        assert_eq!(sniff(b"P"), Protocol::Unsure);
+        // `PRI` as an HTTP/1.1 method is not the preface.
+        assert_eq!(sniff(b"PRI / HTTP/1.1\r\n"), Protocol::Http1);
     }
 }

@@ -1,0 +1,215 @@
+//! A client connection's own upstream connection ("lane").
+//!
+//! An HTTP/1.1 client connection carries one request at a time, so it can keep
+//! one upstream connection of its own: no pool checkout, no lock held across
+//! requests, and — the point — no second task. The upstream connection's
+//! future is polled by the client connection's task (see [`Lane::drive`]), so a
+//! proxied exchange wakes one task instead of two and hands nothing between
+//! them.
+//!
+//! Bounded: a lane connects on its connection's first proxied request, closes
+//! with its connection (whose idle time the server's header-read timeout
+//! bounds), and at most [`MAX_LANES`] are open per process. Whatever a lane
+//! cannot take — another site than the one it is connected to, a WebSocket
+//! upgrade, an upstream still finishing the previous answer, the cap reached —
+//! goes through the shared pool instead.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+
+use http::{Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, Connection, SendRequest};
+use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioIo;
+use tower::Service;
+
+use crate::{BoxError, Watched};
+
+/// The most lanes open at once in this process; requests beyond use the pool.
+pub const MAX_LANES: usize = 4096;
+
+static OPEN: AtomicUsize = AtomicUsize::new(0);
+
+type Io = MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>;
+
+/// One client connection's upstream connection. Cheap to clone; the server
+/// puts a clone in every request of an HTTP/1.1 connection's extensions and
+/// calls [`Lane::drive`] from that connection's task.
+pub struct Lane<B>
+where
+    B: http_body::Body + 'static,
+    B::Error: Into<BoxError>,
+{
+    state: Arc<Mutex<State<B>>>,
+}
+
+impl<B> Clone for Lane<B>
+where
+    B: http_body::Body + 'static,
+    B::Error: Into<BoxError>,
+{
+    fn clone(&self) -> Self {
+        Self { state: self.state.clone() }
+    }
+}
+
+impl<B> std::fmt::Debug for Lane<B>
+where
+    B: http_body::Body + 'static,
+    B::Error: Into<BoxError>,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lane").finish_non_exhaustive()
+    }
+}
+
+struct Open<B>
+where
+    B: http_body::Body + 'static,
+    B::Error: Into<BoxError>,
+{
+    /// The upstream origin (scheme and authority) this connection goes to.
+    origin: Uri,
+    sender: SendRequest<Watched<B>>,
+    conn: Pin<Box<Connection<Io, Watched<B>>>>,
+}
+
+impl<B> Drop for Open<B>
+where
+    B: http_body::Body + 'static,
+    B::Error: Into<BoxError>,
+{
+    fn drop(&mut self) {
+        OPEN.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+struct State<B>
+where
+    B: http_body::Body + 'static,
+    B::Error: Into<BoxError>,
+{
+    open: Option<Open<B>>,
+    /// Set when the connection has something new to do (a request queued, a
+    /// connection installed): the driving task polls it once more.
+    dirty: bool,
+}
+
+impl<B> Default for Lane<B>
+where
+    B: http_body::Body + 'static,
+    B::Error: Into<BoxError>,
+{
+    fn default() -> Self {
+        Self { state: Arc::new(Mutex::new(State { open: None, dirty: false })) }
+    }
+}
+
+impl<B> Lane<B>
+where
+    B: http_body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    /// A lane with no connection yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State<B>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Polls the upstream connection, if any, with the client connection's
+    /// context, and drops it once it has ended. The client connection's task
+    /// calls this on every wake-up, before polling the client connection.
+    pub fn drive(&self, cx: &mut Context<'_>) {
+        let mut state = self.lock();
+        state.dirty = false;
+        if let Some(open) = &mut state.open {
+            if let Poll::Ready(result) = open.conn.as_mut().poll(cx) {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "upstream connection ended");
+                }
+                state.open = None;
+            }
+        }
+    }
+
+    /// Whether a request was queued (or a connection installed) since the
+    /// last [`Lane::drive`]: then the task drives the lane once more before
+    /// it sleeps, or the request would never be written.
+    pub fn take_dirty(&self) -> bool {
+        std::mem::take(&mut self.lock().dirty)
+    }
+
+    /// Sends `req` (origin-form URI) to `origin` on this lane, connecting
+    /// first if needed. `Err(req)` gives back a request the lane did not take,
+    /// or one its connection closed before writing it: the pool sends it.
+    pub(crate) async fn send(
+        &self,
+        req: Request<Watched<B>>,
+        origin: &Uri,
+        connector: &HttpsConnector<HttpConnector>,
+    ) -> Result<Result<Response<Incoming>, BoxError>, Request<Watched<B>>> {
+        let attempt = {
+            let mut state = self.lock();
+            let attempt = match &mut state.open {
+                Some(open) if open.origin != *origin => return Err(req),
+                Some(open) if open.sender.is_ready() => Ok(open.sender.try_send_request(req)),
+                // Still finishing the previous answer.
+                Some(open) if !open.sender.is_closed() => return Err(req),
+                _ => Err(req),
+            };
+            match attempt {
+                Ok(_) => state.dirty = true,
+                Err(_) => state.open = None,
+            }
+            attempt
+        };
+        let pending = match attempt {
+            Ok(pending) => pending,
+            Err(req) => {
+                if OPEN.fetch_add(1, Ordering::Relaxed) >= MAX_LANES {
+                    OPEN.fetch_sub(1, Ordering::Relaxed);
+                    return Err(req);
+                }
+                // Counted from here: dropping `Open` gives the slot back.
+                let connected = async {
+                    let io = connector.clone().call(origin.clone()).await?;
+                    http1::handshake::<_, Watched<B>>(io).await.map_err(BoxError::from)
+                }
+                .await;
+                let (mut sender, conn) = match connected {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        OPEN.fetch_sub(1, Ordering::Relaxed);
+                        return Ok(Err(e));
+                    }
+                };
+                let pending = sender.try_send_request(req);
+                let mut state = self.lock();
+                state.open = Some(Open { origin: origin.clone(), sender, conn: Box::pin(conn) });
+                state.dirty = true;
+                pending
+            }
+        };
+        match pending.await {
+            Ok(res) => Ok(Ok(res)),
+            Err(mut e) => match e.take_message() {
+                Some(req) => Err(req),
+                None => Ok(Err(e.into_error().into())),
+            },
+        }
+    }
+}
+
+/// Lanes open in this process.
+pub fn open_lanes() -> usize {
+    OPEN.load(Ordering::Relaxed)
+}
