@@ -475,3 +475,33 @@ async fn each_client_connection_has_its_own_upstream_connection_while_it_lasts()
     .await
     .expect("the upstream connections outlived their client connections");
 }
+
+#[tokio::test]
+async fn an_upstream_that_closes_after_each_answer_is_reconnected_on_the_next_request() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|_req: Request<Incoming>| async {
+                    let mut res = Response::new(full("bye"));
+                    res.headers_mut().insert(http::header::CONNECTION, "close".parse().unwrap());
+                    Ok::<_, Infallible>(res)
+                });
+                let _ =
+                    hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            });
+        }
+    });
+    let gw = gateway(&site_config(&format!("http://{addr}"), "", "")).await;
+    let mut client = keep_alive(&gw).await;
+    for _ in 0..3 {
+        assert_eq!(which_connection(&mut client, &gw).await, "bye");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 3, "each request after a close opened a new upstream connection");
+}
