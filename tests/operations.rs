@@ -327,3 +327,25 @@ async fn json_logs_are_one_object_per_line() {
         assert!(v.is_object(), "{line}");
     }
 }
+
+/// A traffic port already taken — by another program, or another copy of
+/// Ferrygate — is an error naming it, never a port silently shared.
+#[tokio::test]
+async fn a_traffic_port_in_use_is_refused_even_by_a_second_ferrygate() {
+    let config = |listen: std::net::SocketAddr| {
+        let toml = qwyk_config("127.0.0.1:9".parse().unwrap(), "127.0.0.1:9".parse().unwrap(), "", "");
+        let toml = format!("[server]\nlisten = [\"{listen}\"]\n{toml}");
+        ferrygate::Config::from_toml(&toml, Path::new(".")).unwrap_or_else(|e| panic!("{e}")).config
+    };
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let gateway = ferrygate::Gateway::from_config(config(addr)).await.unwrap();
+    let err = ferrygate::server::Server::bind(gateway.gateway_layer().clone()).await.unwrap_err();
+    assert!(err.to_string().contains(&format!("cannot listen on {addr}")), "{err}");
+    drop(taken);
+
+    let first = ferrygate::server::Server::bind(gateway.gateway_layer().clone()).await.unwrap();
+    assert_eq!(first.local_addrs(), vec![addr]);
+    let err = ferrygate::server::Server::bind(gateway.gateway_layer().clone()).await.unwrap_err();
+    assert!(err.to_string().contains(&format!("cannot listen on {addr}")), "{err}");
+}
