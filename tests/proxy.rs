@@ -505,3 +505,36 @@ async fn an_upstream_that_closes_after_each_answer_is_reconnected_on_the_next_re
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 3, "each request after a close opened a new upstream connection");
 }
+
+#[tokio::test]
+async fn an_upstream_connection_that_timed_out_is_closed_not_kept() {
+    // The upstream reads the request, never answers, and reports when its
+    // connection is closed.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (closed_tx, mut closed_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else { return };
+            let closed = closed_tx.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stream.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+                let _ = closed.send(());
+            });
+        }
+    });
+    let gw = gateway(&site_config(&format!("http://{addr}"), "upstream_timeout = \"200ms\"", "")).await;
+    let mut client = keep_alive(&gw).await;
+    client.ready().await.unwrap();
+    let req = Request::get("/hang").header(http::header::HOST, gw.addr.to_string()).body(Full::default()).unwrap();
+    let res = tokio::time::timeout(BOUND, client.send_request(req)).await.unwrap().unwrap();
+    assert_eq!(res.status(), StatusCode::GATEWAY_TIMEOUT);
+    // The client connection stays open; the upstream connection it used must not.
+    tokio::time::timeout(BOUND, closed_rx.recv()).await.expect("the timed-out upstream connection was kept open");
+    assert!(!client.is_closed());
+}
