@@ -106,6 +106,17 @@ async fn admin_endpoints_and_metrics() {
     let res = post_form(&format!("http://{}/login", fg.addr), &[("email", "a@b.example"), ("password", "pw")]).await;
     assert_eq!(res.status, StatusCode::SEE_OTHER);
     let _ = get(&format!("http://{}/page", fg.addr)).await;
+    // A keep-alive client connection with a proxied request holds an upstream lane.
+    let mut held = tokio::net::TcpStream::connect(fg.addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut held,
+        format!("GET /held HTTP/1.1\r\nHost: {}\r\n\r\n", fg.addr).as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut head = [0u8; 12];
+    tokio::io::AsyncReadExt::read_exact(&mut held, &mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
     let metrics = get(&admin("/metrics")).await;
     assert!(metrics.header("content-type").starts_with("text/plain"));
     let text = metrics.text();
@@ -119,6 +130,9 @@ async fn admin_endpoints_and_metrics() {
     ] {
         assert!(text.contains(needle), "missing {needle} in:\n{text}");
     }
+    let lanes = text.lines().find_map(|l| l.strip_prefix("ferrygate_upstream_lanes_open ")).expect("lanes gauge");
+    assert!(lanes.parse::<f64>().unwrap() >= 1.0, "open lanes: {lanes}");
+    drop(held);
     // Every line is Prometheus text: a comment or `name{labels} value`.
     for line in text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')) {
         let value = line.rsplit(' ').next().unwrap();

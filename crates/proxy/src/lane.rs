@@ -33,7 +33,32 @@ use crate::{BoxError, Watched};
 /// The most lanes open at once in this process; requests beyond use the pool.
 pub const MAX_LANES: usize = 4096;
 
-static OPEN: AtomicUsize = AtomicUsize::new(0);
+static OPEN: Slots = Slots::new(MAX_LANES);
+
+/// A bounded count of open lanes.
+struct Slots {
+    open: AtomicUsize,
+    max: usize,
+}
+
+impl Slots {
+    const fn new(max: usize) -> Self {
+        Self { open: AtomicUsize::new(0), max }
+    }
+
+    /// Takes a slot, or says there is none left.
+    fn take(&self) -> bool {
+        if self.open.fetch_add(1, Ordering::Relaxed) >= self.max {
+            self.open.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    fn give_back(&self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 type Io = MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>;
 
@@ -85,7 +110,7 @@ where
     B::Error: Into<BoxError>,
 {
     fn drop(&mut self) {
-        OPEN.fetch_sub(1, Ordering::Relaxed);
+        OPEN.give_back();
     }
 }
 
@@ -175,8 +200,7 @@ where
         let pending = match attempt {
             Ok(pending) => pending,
             Err(req) => {
-                if OPEN.fetch_add(1, Ordering::Relaxed) >= MAX_LANES {
-                    OPEN.fetch_sub(1, Ordering::Relaxed);
+                if !OPEN.take() {
                     return Err(req);
                 }
                 // Counted from here: dropping `Open` gives the slot back.
@@ -188,7 +212,7 @@ where
                 let (mut sender, conn) = match connected {
                     Ok(pair) => pair,
                     Err(e) => {
-                        OPEN.fetch_sub(1, Ordering::Relaxed);
+                        OPEN.give_back();
                         return Ok(Err(e));
                     }
                 };
@@ -211,5 +235,21 @@ where
 
 /// Lanes open in this process.
 pub fn open_lanes() -> usize {
-    OPEN.load(Ordering::Relaxed)
+    OPEN.open.load(Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lanes_are_bounded_and_slots_come_back() {
+        let slots = Slots::new(3);
+        assert!((0..3).all(|_| slots.take()));
+        assert!(!slots.take(), "a fourth lane over a cap of three");
+        assert_eq!(slots.open.load(Ordering::Relaxed), 3, "a refused take leaves the count as it was");
+        slots.give_back();
+        assert!(slots.take());
+        assert!(!slots.take());
+    }
 }

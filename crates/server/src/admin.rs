@@ -51,6 +51,7 @@ impl Admin {
                 if let Ok(Some(n)) = tokio::time::timeout(Duration::from_secs(2), store.active()).await {
                     metrics::gauge!("ferrygate_sessions_active").set(n as f64);
                 }
+                metrics::gauge!("ferrygate_upstream_lanes_open").set(ferrygate_proxy::open_lanes() as f64);
                 self.metrics.run_upkeep();
                 let mut r = Response::new(Full::new(Bytes::from(self.metrics.render())));
                 r.headers_mut().insert(
