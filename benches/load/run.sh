@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Loopback load harness: the same wrk load against a tiny upstream directly,
-# nginx (2 workers, keep-alive upstream) in front of it, and Ferrygate in front
-# of it, alternated, medians of $ROUNDS runs; then form logins and
-# returning-user redirects against `ferrygate demo`; peak RSS throughout.
+# Loopback load harness: the same wrk load against a tiny upstream directly (an
+# nginx of its own), nginx (2 workers, keep-alive upstream) in front of it, and
+# Ferrygate in front of it, alternated, medians of $ROUNDS runs, with the CPU each
+# proxy spends per request; then form logins and returning-user redirects against
+# `ferrygate demo`; peak RSS throughout.
 # One command, about 2-3 minutes:   benches/load/run.sh
 # Knobs: DURATION (s per run, default 8), ROUNDS (default 3), CONNS (64), THREADS (2),
 # PASS_ONLY=1 (stop after the pass-through rounds: the quick loop while tuning).
@@ -17,7 +18,7 @@ WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
+  for pid in "$WORK/nginx.pid" "$WORK/upstream.pid"; do [ -f "$pid" ] && kill "$(cat "$pid")" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$WORK"
 }
@@ -38,7 +39,21 @@ FG="$ROOT/target/release/ferrygate"
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 UP=$(port); NG=$(port); FGP=$(port); DEMO=$(port); ADMIN=$(port)
 
-# nginx: the tiny upstream (a 13-byte answer) and the reverse proxy in front of it.
+# The tiny upstream (a 13-byte answer): an nginx of its own, so that each proxy under
+# test is a separate process talking to a separate upstream process, and the CPU each
+# proxy spends per request can be read from its own processes.
+cat > "$WORK/upstream.conf" <<NGINX
+worker_processes 2;
+pid $WORK/upstream.pid;
+error_log $WORK/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 100000;
+  server { listen 127.0.0.1:$UP; location / { return 200 "hello, world\n"; } }
+}
+NGINX
+# nginx as the reverse proxy in front of it: 2 workers, a keep-alive upstream pool.
 cat > "$WORK/nginx.conf" <<NGINX
 worker_processes 2;
 pid $WORK/nginx.pid;
@@ -48,7 +63,6 @@ http {
   access_log off;
   keepalive_requests 100000;
   upstream site { server 127.0.0.1:$UP; keepalive 128; }
-  server { listen 127.0.0.1:$UP; location / { return 200 "hello, world\n"; } }
   server {
     listen 127.0.0.1:$NG;
     location / {
@@ -61,6 +75,7 @@ http {
   }
 }
 NGINX
+"$NGINX" -c "$WORK/upstream.conf" -p "$WORK" -g 'daemon on;' 2>>"$WORK/nginx-error.log"
 "$NGINX" -c "$WORK/nginx.conf" -p "$WORK" -g 'daemon on;' 2>>"$WORK/nginx-error.log"
 
 SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=' | head -c 48)
@@ -116,26 +131,43 @@ load() { # url [lua]
   p50=$(echo "$out" | awk '$1=="50%" {print $2}' | to_ms)
   p99=$(echo "$out" | awk '$1=="99%" {print $2}' | to_ms)
   errs=$(echo "$out" | awk '/Non-2xx or 3xx/ {print $5}')
-  echo "$rps $p50 $p99 ${errs:-0}"
+  echo "$rps $p50 $p99 ${errs:-0} $(echo "$out" | awk '/requests in/ {print $1}')"
 }
+# CPU time (user and system clock ticks) of processes and all their threads.
+HZ=$(getconf CLK_TCK)
+cpu_ticks() { cat /proc/"$1"/task/*/stat 2>/dev/null | awk '{u+=$14; s+=$15} END {print u+0, s+0}'; }
+nginx_workers() { pgrep -P "$(cat "$WORK/nginx.pid")" | tr '\n' ' '; }
+ticks_of() { local u=0 s=0 a b; for p in "$@"; do read -r a b < <(cpu_ticks "$p"); u=$((u+a)); s=$((s+b)); done; echo "$u $s"; }
+# µs of CPU per request from tick deltas: us_per_req TICKS REQUESTS
+us_per_req() { awk -v t="$1" -v n="$2" -v hz="$HZ" 'BEGIN {printf "%.1f", t*1e6/hz/n}'; }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-declare -A RPS P50 P99
-for name in direct nginx ferrygate; do RPS[$name]=""; P50[$name]=""; P99[$name]=""; done
+declare -A RPS P50 P99 CPU_FG CPU_FG_USER CPU_NG CPU_NG_USER
+for name in direct nginx ferrygate; do RPS[$name]=""; P50[$name]=""; P99[$name]=""; CPU_FG[$name]=""; CPU_FG_USER[$name]=""; CPU_NG[$name]=""; CPU_NG_USER[$name]=""; done
 echo "warming up…"
 for url in "http://127.0.0.1:$UP/" "http://127.0.0.1:$NG/" "http://127.0.0.1:$FGP/"; do wrk -t2 -c"$CONNS" -d2s "$url" >/dev/null; done
 for r in $(seq "$ROUNDS"); do
   for target in direct nginx ferrygate; do
     case $target in direct) url="http://127.0.0.1:$UP/";; nginx) url="http://127.0.0.1:$NG/";; ferrygate) url="http://127.0.0.1:$FGP/";; esac
-    read -r rps p50 p99 _ < <(load "$url")
+    read -r fu0 fs0 < <(ticks_of "$FGPID"); read -r nu0 ns0 < <(ticks_of $(nginx_workers))
+    read -r rps p50 p99 _ reqs < <(load "$url")
+    read -r fu1 fs1 < <(ticks_of "$FGPID"); read -r nu1 ns1 < <(ticks_of $(nginx_workers))
     RPS[$target]+="$rps "; P50[$target]+="$p50 "; P99[$target]+="$p99 "
+    CPU_FG[$target]+="$(us_per_req $((fu1-fu0+fs1-fs0)) "$reqs") "; CPU_FG_USER[$target]+="$(us_per_req $((fu1-fu0)) "$reqs") "
+    CPU_NG[$target]+="$(us_per_req $((nu1-nu0+ns1-ns0)) "$reqs") "; CPU_NG_USER[$target]+="$(us_per_req $((nu1-nu0)) "$reqs") "
     echo "  round $r $target: $rps req/s, p50 ${p50} ms, p99 ${p99} ms"
   done
 done
 PASS_RSS=$(rss $FGPID)
 reset_peak $FGPID
+m() { echo "$1" | tr ' ' '\n' | grep -v '^$' | median; }
+# The steadier figure on a shared machine: CPU per proxied request, each proxy's
+# own processes (the upstream is a separate nginx).
+cpu_line() {
+  echo "CPU per proxied request (medians): ferrygate $(m "${CPU_FG[ferrygate]}") us (user $(m "${CPU_FG_USER[ferrygate]}")); nginx $(m "${CPU_NG[nginx]}") us (user $(m "${CPU_NG_USER[nginx]}"))"
+}
 if [ -n "${PASS_ONLY:-}" ]; then
-  m() { echo "$1" | tr ' ' '\n' | grep -v '^$' | median; }
+  cpu_line
   N=$(m "${RPS[nginx]}"); F=$(m "${RPS[ferrygate]}")
   awk -v f="$F" -v n="$N" -v d="$(m "${RPS[direct]}")" -v fp="$(m "${P99[ferrygate]}")" -v np="$(m "${P99[nginx]}")" \
     'BEGIN {printf "pass-through: %.2f x nginx, %.2f x direct; p99 %s ms vs nginx %s ms\n", f/n, f/d, fp, np}'
@@ -185,7 +217,6 @@ SESSIONS_NOW=$(cur_rss $FGPID)
 SESSIONS=$(curl -s "http://127.0.0.1:$ADMIN/metrics" | awk '/^ferrygate_sessions_active / {print $2}')
 PER_100K=$(awk -v a="$SESSIONS_NOW" -v b="$BEFORE_LOGINS" -v n="${SESSIONS:-1}" -v i="$IDLE_RSS" 'BEGIN {printf "%.1f", i + (a-b)*100000/n}')
 
-m() { echo "$1" | tr ' ' '\n' | grep -v '^$' | median; }
 D=$(m "${RPS[direct]}"); N=$(m "${RPS[nginx]}"); F=$(m "${RPS[ferrygate]}")
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
 echo
@@ -196,6 +227,7 @@ printf "%-34s %12s %9s %9s %10s %10s\n" "nginx, 2 workers, keep-alive" "$N" "$(m
 printf "%-34s %12s %9s %9s %10s %10s\n" "ferrygate pass-through" "$F" "$(m "${P50[ferrygate]}")" "$(m "${P99[ferrygate]}")" "$(ratio "$F" "$N")" "$(ratio "$F" "$D")"
 printf "%-34s %12s %9s %9s %10s\n" "ferrygate returning-user 303" "$RET_RPS" "$RET_P50" "$RET_P99" "x$(ratio "$RET_RPS" "$F") pass"
 printf "%-34s %12s %9s %9s %10s\n" "ferrygate form login (demo qwyk)" "$LOGIN_RPS" "$LOGIN_P50" "$LOGIN_P99" "x$(ratio "$LOGIN_RPS" "$F") pass"
+cpu_line
 echo
 echo "ferrygate RSS: idle $IDLE_RSS MiB; peak under pass-through $PASS_RSS MiB; under returning users $RET_RSS MiB; under logins $LOGIN_RSS MiB"
 echo "live sessions after the login run: $SESSIONS, RSS $SESSIONS_NOW MiB; scaled to 100 000 sessions: $PER_100K MiB"
