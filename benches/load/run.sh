@@ -179,7 +179,7 @@ COOKIE=$(curl -s -o /dev/null -D - -X POST -d 'email=alice%40example.com&passwor
 cat > "$WORK/returning.lua" <<LUA
 wrk.headers["Cookie"] = "$COOKIE"
 LUA
-read -r RET_RPS RET_P50 RET_P99 RET_ERR < <(load "http://127.0.0.1:$FGP/login" "$WORK/returning.lua")
+read -r RET_RPS RET_P50 RET_P99 RET_ERR _ < <(load "http://127.0.0.1:$FGP/login" "$WORK/returning.lua")
 RET_RSS=$(rss $FGPID)
 reset_peak $FGPID
 BEFORE_LOGINS=$(cur_rss $FGPID)

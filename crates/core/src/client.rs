@@ -8,8 +8,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
@@ -19,7 +17,7 @@ pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 /// A pooled client for provider calls; cheap to clone.
 #[derive(Clone)]
 pub struct HttpClient {
-    inner: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    inner: Client<crate::tls::Connector, Full<Bytes>>,
 }
 
 impl fmt::Debug for HttpClient {

@@ -20,11 +20,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
+use ferrygate_core::tls::Connector;
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, Connection, SendRequest};
-use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_rustls::MaybeHttpsStream;
 use hyper_util::rt::TokioIo;
 use tower::Service;
 
@@ -180,7 +180,7 @@ where
         &self,
         req: Request<Watched<B>>,
         origin: &Uri,
-        connector: &HttpsConnector<HttpConnector>,
+        connector: &Connector,
     ) -> Result<Result<Response<Incoming>, BoxError>, Request<Watched<B>>> {
         let attempt = {
             let mut state = self.lock();

@@ -27,13 +27,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use ferrygate_core::config::Upstream;
 use ferrygate_core::conn::{canonical, is_trusted, ClientConn};
+use ferrygate_core::tls::Connector;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use ipnet::IpNet;
@@ -49,9 +48,9 @@ pub type ProxyBody = Either<Incoming, Full<Bytes>>;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 struct Inner<B> {
-    client: Client<HttpsConnector<HttpConnector>, Watched<B>>,
+    client: Client<Connector, Watched<B>>,
     /// What lanes connect with (the pool has its own clone).
-    connector: HttpsConnector<HttpConnector>,
+    connector: Connector,
     trusted: Vec<IpNet>,
     timeout: Duration,
     metrics: Metrics,
@@ -132,7 +131,7 @@ where
 {
     /// A proxy over `connector` (HTTP/1.1 to sites); `timeout` bounds the wait
     /// for the upstream's response headers once the request body has been sent.
-    pub fn new(connector: HttpsConnector<HttpConnector>, trusted: Vec<IpNet>, timeout: Duration) -> Self {
+    pub fn new(connector: Connector, trusted: Vec<IpNet>, timeout: Duration) -> Self {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(256)

@@ -18,12 +18,11 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use ferrygate_core::tls::Connector;
 use ferrygate_core::{ClientConn, GatewayLayer, IdentityLayer, SessionStore};
 use ferrygate_proxy::{Lane, Proxy};
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -87,7 +86,7 @@ impl MakeRequestId for RequestIds {
 /// stack (and so its own upstream pool) from `gateway`, once per generation.
 pub(crate) struct Active {
     gateway: GatewayLayer,
-    connector: HttpsConnector<HttpConnector>,
+    connector: Connector,
     store: Arc<dyn SessionStore>,
     generation: u64,
 }
@@ -100,7 +99,7 @@ pub fn stack(gateway: GatewayLayer) -> Result<Stack, StartError> {
 }
 
 /// The stack over an already built connector (each worker makes its own pool).
-fn stack_with(gateway: GatewayLayer, connector: HttpsConnector<HttpConnector>) -> Stack {
+fn stack_with(gateway: GatewayLayer, connector: Connector) -> Stack {
     let config = gateway.config();
     let proxy = Proxy::new(connector, config.server.trusted_proxies.clone(), config.server.upstream_timeout);
     ServiceBuilder::new()
