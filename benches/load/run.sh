@@ -42,39 +42,33 @@ UP=$(port); NG=$(port); FGP=$(port); DEMO=$(port); ADMIN=$(port)
 # The tiny upstream (a 13-byte answer): an nginx of its own, so that each proxy under
 # test is a separate process talking to a separate upstream process, and the CPU each
 # proxy spends per request can be read from its own processes.
-cat > "$WORK/upstream.conf" <<NGINX
+# nginx_conf NAME SERVERS: a 2-worker nginx config around an http block's servers.
+nginx_conf() {
+  cat <<NGINX
 worker_processes 2;
-pid $WORK/upstream.pid;
+pid $WORK/$1.pid;
 error_log $WORK/nginx-error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off;
   keepalive_requests 100000;
-  server { listen 127.0.0.1:$UP; location / { return 200 "hello, world\n"; } }
+$2
 }
 NGINX
+}
+nginx_conf upstream "  server { listen 127.0.0.1:$UP; location / { return 200 \"hello, world\\n\"; } }" > "$WORK/upstream.conf"
 # nginx as the reverse proxy in front of it: 2 workers, a keep-alive upstream pool.
-cat > "$WORK/nginx.conf" <<NGINX
-worker_processes 2;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx-error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 100000;
-  upstream site { server 127.0.0.1:$UP; keepalive 128; }
+nginx_conf nginx "  upstream site { server 127.0.0.1:$UP; keepalive 128; }
   server {
     listen 127.0.0.1:$NG;
     location / {
       proxy_pass http://site;
       proxy_http_version 1.1;
-      proxy_set_header Connection "";
+      proxy_set_header Connection \"\";
       proxy_set_header Host \$host;
       proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
     }
-  }
-}
-NGINX
+  }" > "$WORK/nginx.conf"
 "$NGINX" -c "$WORK/upstream.conf" -p "$WORK" -g 'daemon on;' 2>>"$WORK/nginx-error.log"
 "$NGINX" -c "$WORK/nginx.conf" -p "$WORK" -g 'daemon on;' 2>>"$WORK/nginx-error.log"
 
