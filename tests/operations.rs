@@ -363,3 +363,29 @@ async fn a_traffic_port_in_use_is_refused_even_by_a_second_ferrygate() {
     let err = ferrygate::server::Server::bind(gateway.gateway_layer().clone()).await.unwrap_err();
     assert!(err.to_string().contains(&format!("cannot listen on {addr}")), "{err}");
 }
+
+#[tokio::test]
+async fn a_connection_that_sent_nothing_does_not_hold_up_shutdown() {
+    let toml = qwyk_config("127.0.0.1:9".parse().unwrap(), "127.0.0.1:9".parse().unwrap(), "", "");
+    let toml = format!("[server]\nlisten = [\"127.0.0.1:0\"]\nshutdown_grace = \"20s\"\n{toml}");
+    let config = ferrygate::Config::from_toml(&toml, Path::new(".")).unwrap_or_else(|e| panic!("{e}")).config;
+    let gateway = ferrygate::Gateway::from_config(config).await.unwrap();
+    let server = ferrygate::server::Server::bind(gateway.gateway_layer().clone()).await.unwrap();
+    let addr = server.local_addrs()[0];
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    // A preconnect, say: connected, nothing sent. Then a served request, so the
+    // idle connection has surely been accepted by then.
+    let idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _ = get(&format!("http://{addr}/")).await;
+    let started = Instant::now();
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("shutdown waited for a connection that had sent nothing")
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    drop(idle);
+}

@@ -538,3 +538,41 @@ async fn an_upstream_connection_that_timed_out_is_closed_not_kept() {
     tokio::time::timeout(BOUND, closed_rx.recv()).await.expect("the timed-out upstream connection was kept open");
     assert!(!client.is_closed());
 }
+
+/// Sends `raw` on a new connection to the gateway and reads the answer to its end.
+async fn raw_exchange(gw: &Gateway, raw: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    stream.write_all(raw.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(BOUND, stream.read_to_end(&mut answer)).await.unwrap().unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn an_http10_request_without_host_reaches_the_site_with_one() {
+    let upstream = echo_upstream().await;
+    let gw = gateway(&site_config(&format!("http://{upstream}"), "", "")).await;
+    // Both ways through: the kept-alive connection's own upstream connection, and the pool.
+    let answer =
+        raw_exchange(&gw, "GET /kept HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /last HTTP/1.0\r\n\r\n").await;
+    assert_eq!(answer.matches(" 200 OK\r\n").count(), 2, "{answer}");
+    let host = format!(r#"["host","{upstream}"]"#);
+    assert_eq!(answer.matches(&host).count(), 2, "{answer}");
+}
+
+#[tokio::test]
+async fn last_requests_use_the_shared_pool_not_a_connection_of_their_own() {
+    use std::sync::atomic::Ordering;
+    let upstream = counting_upstream().await;
+    let gw = gateway(&site_config(&format!("http://{}", upstream.addr), "", "")).await;
+    let last_requests =
+        ["GET /a HTTP/1.1\r\nHost: site\r\nConnection: close\r\n\r\n", "GET /b HTTP/1.0\r\nHost: site\r\n\r\n"];
+    for raw in last_requests.iter().cycle().take(8) {
+        let answer = raw_exchange(&gw, raw).await;
+        assert!(answer.contains("200 OK"), "{answer}");
+    }
+    // A lane each would be 8 upstream connections; the pools (one per worker
+    // thread) reuse theirs.
+    let accepted = upstream.accepted.load(Ordering::SeqCst);
+    assert!(accepted <= 4, "{accepted} upstream connections for 8 one-request client connections");
+}

@@ -46,17 +46,24 @@ impl Slots {
         Self { open: AtomicUsize::new(0), max }
     }
 
-    /// Takes a slot, or says there is none left.
-    fn take(&self) -> bool {
+    /// Takes a slot, given back when the returned guard is dropped — however
+    /// the holder ends (a connect that fails, a request given up mid-connect,
+    /// a connection closed); `None` when there is none left.
+    fn take(&'static self) -> Option<Slot> {
         if self.open.fetch_add(1, Ordering::Relaxed) >= self.max {
             self.open.fetch_sub(1, Ordering::Relaxed);
-            return false;
+            return None;
         }
-        true
+        Some(Slot(self))
     }
+}
 
-    fn give_back(&self) {
-        self.open.fetch_sub(1, Ordering::Relaxed);
+/// One taken lane slot.
+struct Slot(&'static Slots);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -102,16 +109,7 @@ where
     origin: Uri,
     sender: SendRequest<Watched<B>>,
     conn: Pin<Box<Connection<Io, Watched<B>>>>,
-}
-
-impl<B> Drop for Open<B>
-where
-    B: http_body::Body + 'static,
-    B::Error: Into<BoxError>,
-{
-    fn drop(&mut self) {
-        OPEN.give_back();
-    }
+    _slot: Slot,
 }
 
 struct State<B>
@@ -200,10 +198,7 @@ where
         let pending = match attempt {
             Ok(pending) => pending,
             Err(req) => {
-                if !OPEN.take() {
-                    return Err(req);
-                }
-                // Counted from here: dropping `Open` gives the slot back.
+                let Some(slot) = OPEN.take() else { return Err(req) };
                 let connected = async {
                     let io = connector.clone().call(origin.clone()).await?;
                     http1::handshake::<_, Watched<B>>(io).await.map_err(BoxError::from)
@@ -211,14 +206,11 @@ where
                 .await;
                 let (mut sender, conn) = match connected {
                     Ok(pair) => pair,
-                    Err(e) => {
-                        OPEN.give_back();
-                        return Ok(Err(e));
-                    }
+                    Err(e) => return Ok(Err(e)),
                 };
                 let pending = sender.try_send_request(req);
                 let mut state = self.lock();
-                state.open = Some(Open { origin: origin.clone(), sender, conn: Box::pin(conn) });
+                state.open = Some(Open { origin: origin.clone(), sender, conn: Box::pin(conn), _slot: slot });
                 state.dirty = true;
                 pending
             }
@@ -244,12 +236,34 @@ mod tests {
 
     #[test]
     fn lanes_are_bounded_and_slots_come_back() {
-        let slots = Slots::new(3);
-        assert!((0..3).all(|_| slots.take()));
-        assert!(!slots.take(), "a fourth lane over a cap of three");
-        assert_eq!(slots.open.load(Ordering::Relaxed), 3, "a refused take leaves the count as it was");
-        slots.give_back();
-        assert!(slots.take());
-        assert!(!slots.take());
+        static SLOTS: Slots = Slots::new(3);
+        let mut taken: Vec<Slot> = (0..3).map_while(|_| SLOTS.take()).collect();
+        assert_eq!(taken.len(), 3);
+        assert!(SLOTS.take().is_none(), "a fourth lane over a cap of three");
+        assert_eq!(SLOTS.open.load(Ordering::Relaxed), 3, "a refused take leaves the count as it was");
+        taken.pop();
+        let again = SLOTS.take();
+        assert!(again.is_some());
+        assert!(SLOTS.take().is_none());
+        drop((taken, again));
+        assert_eq!(SLOTS.open.load(Ordering::Relaxed), 0, "every slot came back");
+    }
+
+    #[tokio::test]
+    async fn a_lane_given_up_while_connecting_gives_its_slot_back() {
+        // The connect is held in name resolution (getaddrinfo runs on the
+        // blocking pool, so the first poll is always pending).
+        let connector = ferrygate_core::tls::https_connector(None, false).unwrap();
+        let lane: Lane<http_body_util::Empty<bytes::Bytes>> = Lane::new();
+        let before = open_lanes();
+        let origin: Uri = "http://lane-test.invalid:80".parse().unwrap();
+        let req = Request::get("/").body(Watched { inner: http_body_util::Empty::new(), progress: None }).unwrap();
+        let send = lane.send(req, &origin, &connector);
+        // Poll once (the slot is taken, the connect starts), then give up.
+        let mut send = Box::pin(send);
+        assert!(futures_util::poll!(send.as_mut()).is_pending());
+        assert_eq!(open_lanes(), before + 1, "the connect holds a slot");
+        drop(send);
+        assert_eq!(open_lanes(), before, "the slot of an abandoned connect was kept");
     }
 }

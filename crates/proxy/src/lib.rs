@@ -166,8 +166,11 @@ where
         let mut req = req;
         let websocket = is_websocket(req.method(), req.headers());
         let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
-        // Upgrades go through the pool, whose connections can be handed over.
-        let lane = req.extensions_mut().remove::<Lane<B>>().filter(|_| !websocket);
+        // A lane is for a client connection that stays: upgrades (handed over)
+        // and last requests (HTTP/1.0, `Connection: close`) use the pool, whose
+        // connections outlive them.
+        let stays = !websocket && keeps_alive(req.version(), req.headers());
+        let lane = req.extensions_mut().remove::<Lane<B>>().filter(|_| stays);
         let (parts, body) = req.into_parts();
         // Bodyless requests (most) need no progress tracking at all.
         let progress = (!body.is_end_stream()).then(|| Arc::new(Progress::new()));
@@ -326,6 +329,20 @@ impl<B: Body> Body for Watched<B> {
     }
 }
 
+/// Whether the client means to send more requests on its connection.
+fn keeps_alive(version: Version, headers: &HeaderMap) -> bool {
+    let mut tokens = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim);
+    match version {
+        Version::HTTP_10 | Version::HTTP_09 => tokens.any(|t| t.eq_ignore_ascii_case("keep-alive")),
+        _ => !tokens.any(|t| t.eq_ignore_ascii_case("close")),
+    }
+}
+
 /// A WebSocket handshake: the only upgrade passed through.
 fn is_websocket(method: &Method, headers: &HeaderMap) -> bool {
     method == Method::GET
@@ -390,8 +407,16 @@ fn prepare<B>(req: &mut Request<B>, upstream: &Upstream, trusted: &[IpNet], webs
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     }
     join_cookies(headers);
-    if let Some(host) = &original_host {
-        headers.insert(header::HOST, host.clone());
+    match &original_host {
+        Some(host) => {
+            headers.insert(header::HOST, host.clone());
+        }
+        // HTTP/1.0 allows a request without one; HTTP/1.1 to the site needs one.
+        None => {
+            if let Some(Ok(host)) = upstream.origin.authority().map(|a| HeaderValue::from_str(a.as_str())) {
+                headers.insert(header::HOST, host);
+            }
+        }
     }
 
     let trusted_peer = conn.filter(|c| is_trusted(c.peer.ip(), trusted));
@@ -519,6 +544,17 @@ mod tests {
         h.append(header::COOKIE, "b=2".parse().unwrap());
         join_cookies(&mut h);
         assert_eq!(h.get_all(header::COOKIE).iter().collect::<Vec<_>>(), vec!["a=1; b=2"]);
+    }
+
+    #[test]
+    fn keep_alive_follows_the_version_and_connection_header() {
+        let mut h = HeaderMap::new();
+        assert!(keeps_alive(Version::HTTP_11, &h));
+        assert!(!keeps_alive(Version::HTTP_10, &h));
+        h.insert(header::CONNECTION, "Keep-Alive".parse().unwrap());
+        assert!(keeps_alive(Version::HTTP_10, &h));
+        h.insert(header::CONNECTION, "x-hop, close".parse().unwrap());
+        assert!(!keeps_alive(Version::HTTP_11, &h));
     }
 
     #[test]

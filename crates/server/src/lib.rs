@@ -408,8 +408,9 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
     TcpListener::bind(addr).await.map_err(|e| StartError(format!("cannot listen on {addr}: {e}")))
 }
 
-/// How long a new connection may take to send its first bytes, and an idle
-/// HTTP/1.1 connection its next request's headers.
+/// How long a new connection may take to send its first bytes, then (hyper's
+/// header-read timeout) to complete a request's headers, and an idle HTTP/1.1
+/// connection to send its next request's.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The protocol builders, shared by a worker's connections.
@@ -483,17 +484,27 @@ async fn serve(listener: Listener, current: Current, mut stop: watch::Receiver<b
         let draining = draining.clone();
         let acceptor = listener.tls.clone();
         tokio::spawn(async move {
+            let mut draining = draining;
             let result = match acceptor {
                 None => {
                     let mut first = [0u8; 24];
-                    let protocol = match tokio::time::timeout(HEADER_READ_TIMEOUT, stream.peek(&mut first)).await {
+                    // A connection that has sent nothing yet is simply closed on drain.
+                    let peeked = tokio::select! {
+                        peeked = tokio::time::timeout(HEADER_READ_TIMEOUT, stream.peek(&mut first)) => peeked,
+                        _ = draining.changed() => return,
+                    };
+                    let protocol = match peeked {
                         Ok(Ok(n)) if n > 0 => sniff(&first[..n]),
                         _ => return,
                     };
                     serve_io(TokioIo::new(stream), protocol, &builders, draining, current, conn).await
                 }
                 Some(acceptor) => {
-                    let Some(tls) = handshake(&acceptor, stream, peer).await else { return };
+                    let tls = tokio::select! {
+                        tls = handshake(&acceptor, stream, peer) => tls,
+                        _ = draining.changed() => return,
+                    };
+                    let Some(tls) = tls else { return };
                     let protocol =
                         if tls.get_ref().1.alpn_protocol() == Some(b"h2") { Protocol::Http2 } else { Protocol::Http1 };
                     serve_io(TokioIo::new(tls), protocol, &builders, draining, current, conn).await
