@@ -11,8 +11,9 @@
 //! with its connection (whose idle time the server's header-read timeout
 //! bounds), and at most [`MAX_LANES`] are open per process. Whatever a lane
 //! cannot take — another site than the one it is connected to, a WebSocket
-//! upgrade, an upstream still finishing the previous answer, the cap reached —
-//! goes through the shared pool instead.
+//! upgrade, a connection's last request (HTTP/1.0, `Connection: close`), an
+//! upstream still finishing the previous answer, the cap reached — goes
+//! through the shared pool instead.
 
 use std::future::Future;
 use std::pin::Pin;
