@@ -426,10 +426,20 @@ fn prepare<B>(req: &mut Request<B>, upstream: &Upstream, trusted: &[IpNet], webs
         }
     }
     let Some(conn) = conn else { return Ok(()) };
-    let peer = canonical(conn.peer.ip()).to_string();
+    let peer = canonical(conn.peer.ip());
     let earlier: Vec<&str> = headers.get_all(&XFF).iter().filter_map(|v| v.to_str().ok()).collect();
-    let xff = if earlier.is_empty() { peer } else { format!("{}, {peer}", earlier.join(", ")) };
-    headers.insert(XFF, HeaderValue::from_str(&xff).map_err(|_| StatusCode::BAD_REQUEST)?);
+    let xff = if earlier.is_empty() {
+        // The usual case, written in place: the header value is the only allocation.
+        use std::io::Write;
+        let mut buf = [0u8; 64];
+        let mut cursor = std::io::Cursor::new(&mut buf[..]);
+        write!(cursor, "{peer}").map_err(|_| StatusCode::BAD_REQUEST)?;
+        let len = cursor.position() as usize;
+        HeaderValue::from_bytes(&buf[..len])
+    } else {
+        HeaderValue::from_str(&format!("{}, {peer}", earlier.join(", ")))
+    };
+    headers.insert(XFF, xff.map_err(|_| StatusCode::BAD_REQUEST)?);
     if !headers.contains_key(XFP) {
         headers.insert(XFP, HeaderValue::from_static(if conn.tls { "https" } else { "http" }));
     }
@@ -473,6 +483,19 @@ fn join_cookies(headers: &mut HeaderMap) {
     }
 }
 
+/// The hop-by-hop headers of RFC 9110 §7.6.1 (and `proxy-connection`).
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// For header names (always lower case).
 fn is_hop_by_hop(name: &str) -> bool {
     matches!(
         name,
@@ -492,15 +515,19 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     if !headers.keys().any(|k| is_hop_by_hop(k.as_str())) {
         return;
     }
+    // Names listed in `Connection` beyond the standard ones (removed below) and
+    // `close`; usually none, so usually no allocation.
     let listed: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("close"))
+        .filter(|t| !HOP_BY_HOP.iter().any(|h| h.as_str().eq_ignore_ascii_case(t)))
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect();
-    let doomed: Vec<HeaderName> = headers.keys().filter(|k| is_hop_by_hop(k.as_str())).cloned().collect();
-    for name in listed.into_iter().chain(doomed) {
+    for name in listed.iter().chain(HOP_BY_HOP.iter()) {
         headers.remove(name);
     }
 }
