@@ -342,18 +342,20 @@ async fn json_logs_are_one_object_per_line() {
     }
 }
 
+/// A site config (provider and upstream never called) with `server` lines in [server].
+fn plain_config(server: &str) -> ferrygate::Config {
+    let toml = qwyk_config("127.0.0.1:9".parse().unwrap(), "127.0.0.1:9".parse().unwrap(), "", "");
+    let toml = format!("[server]\n{server}\n{toml}");
+    ferrygate::Config::from_toml(&toml, Path::new(".")).unwrap_or_else(|e| panic!("{e}")).config
+}
+
 /// A traffic port already taken — by another program, or another copy of
 /// Ferrygate — is an error naming it, never a port silently shared.
 #[tokio::test]
 async fn a_traffic_port_in_use_is_refused_even_by_a_second_ferrygate() {
-    let config = |listen: std::net::SocketAddr| {
-        let toml = qwyk_config("127.0.0.1:9".parse().unwrap(), "127.0.0.1:9".parse().unwrap(), "", "");
-        let toml = format!("[server]\nlisten = [\"{listen}\"]\n{toml}");
-        ferrygate::Config::from_toml(&toml, Path::new(".")).unwrap_or_else(|e| panic!("{e}")).config
-    };
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
-    let gateway = ferrygate::Gateway::from_config(config(addr)).await.unwrap();
+    let gateway = ferrygate::Gateway::from_config(plain_config(&format!("listen = [\"{addr}\"]"))).await.unwrap();
     let err = ferrygate::server::Server::bind(gateway.gateway_layer().clone()).await.unwrap_err();
     assert!(err.to_string().contains(&format!("cannot listen on {addr}")), "{err}");
     drop(taken);
@@ -366,9 +368,7 @@ async fn a_traffic_port_in_use_is_refused_even_by_a_second_ferrygate() {
 
 #[tokio::test]
 async fn a_connection_that_sent_nothing_does_not_hold_up_shutdown() {
-    let toml = qwyk_config("127.0.0.1:9".parse().unwrap(), "127.0.0.1:9".parse().unwrap(), "", "");
-    let toml = format!("[server]\nlisten = [\"127.0.0.1:0\"]\nshutdown_grace = \"20s\"\n{toml}");
-    let config = ferrygate::Config::from_toml(&toml, Path::new(".")).unwrap_or_else(|e| panic!("{e}")).config;
+    let config = plain_config("listen = [\"127.0.0.1:0\"]\nshutdown_grace = \"20s\"");
     let gateway = ferrygate::Gateway::from_config(config).await.unwrap();
     let server = ferrygate::server::Server::bind(gateway.gateway_layer().clone()).await.unwrap();
     let addr = server.local_addrs()[0];
