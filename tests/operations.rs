@@ -5,9 +5,8 @@
 
 mod common;
 
-use std::io::BufRead;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -41,28 +40,7 @@ fn free_port() -> u16 {
 }
 
 fn start(config: &Path) -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferrygate"))
-        .args(["serve", "--log-format", "json", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let addr = loop {
-        let line = rx.recv_timeout(deadline - Instant::now()).expect("ferrygate did not start");
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if v["message"] == "ferrygate listening" {
-            break v["addrs"].as_str().unwrap().split(' ').next().unwrap().parse().unwrap();
-        }
-    };
+    let Logged { child, addr, .. } = start_logged(&["serve", "--log-format", "json", "--config"], config, "info");
     let text = std::fs::read_to_string(config).unwrap();
     let admin = text.lines().find_map(|l| l.strip_prefix("listen = \"127.0.0.1:")).unwrap();
     let admin = format!("127.0.0.1:{}", admin.trim_end_matches('"')).parse().unwrap();
@@ -306,34 +284,14 @@ async fn json_logs_are_one_object_per_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ferrygate.toml");
     std::fs::write(&path, config_text(mock.addr, upstream, free_port(), "")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferrygate"))
-        .args(["--log-format", "json", "serve", "--config"])
-        .arg(&path)
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut lines = Vec::new();
-    let addr: std::net::SocketAddr = loop {
-        let line = rx.recv_timeout(Duration::from_secs(20)).expect("no listening line");
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        lines.push(line);
-        if v["message"] == "ferrygate listening" {
-            break v["addrs"].as_str().unwrap().parse().unwrap();
-        }
-    };
+    // The global flag before the subcommand, as well.
+    let Logged { mut child, addr, early: mut lines, lines: rest } =
+        start_logged(&["--log-format", "json", "serve", "--config"], &path, "debug");
     let _ = post_form(&format!("http://{addr}/login"), &[("email", "a@b.example"), ("password", "pw")]).await;
     let _ = get(&format!("http://{addr}/page")).await;
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let _ = child.wait();
-    lines.extend(rx.try_iter());
+    lines.extend(rest.try_iter());
     assert!(lines.iter().any(|l| l.contains("\"event\":\"login\"")), "the audit event is logged");
     for line in &lines {
         let v: serde_json::Value =

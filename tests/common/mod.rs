@@ -311,34 +311,57 @@ impl Drop for Binary {
     }
 }
 
-/// Starts `ferrygate serve` with `toml` (listen forced to 127.0.0.1:0) and
-/// reads the bound address from its JSON log.
-pub fn spawn_binary(toml: &str) -> Binary {
+/// A `ferrygate` process logging JSON to stdout, read line by line on a thread.
+pub struct Logged {
+    pub child: std::process::Child,
+    /// The first traffic address from the "ferrygate listening" line.
+    pub addr: SocketAddr,
+    /// The lines up to and including that one.
+    pub early: Vec<String>,
+    /// Every line after it.
+    pub lines: std::sync::mpsc::Receiver<String>,
+}
+
+/// Runs `ferrygate ARGS CONFIG` with `RUST_LOG=rust_log` (ARGS must select
+/// JSON logs) and waits for its "ferrygate listening" line.
+pub fn start_logged(args: &[&str], config: &Path, rust_log: &str) -> Logged {
     use std::io::BufRead;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ferrygate.toml");
-    std::fs::write(&path, format!("[server]\nlisten = [\"127.0.0.1:0\"]\n{toml}")).unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ferrygate"))
-        .args(["serve", "--log-format", "json", "--config"])
-        .arg(&path)
-        .env("RUST_LOG", "info")
+        .args(args)
+        .arg(config)
+        .env("RUST_LOG", rust_log)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
+    let (tx, lines) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                if v["message"] == "ferrygate listening" {
-                    let _ = tx.send(v["addrs"].as_str().unwrap_or("").to_owned());
-                }
-            }
+            let _ = tx.send(line);
         }
     });
-    let addrs = rx.recv_timeout(Duration::from_secs(20)).expect("ferrygate did not start");
-    let addr = addrs.split(' ').next().unwrap().parse().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut early = Vec::new();
+    let addr = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = lines.recv_timeout(left).expect("ferrygate did not start");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        early.push(line);
+        if v["message"] == "ferrygate listening" {
+            break v["addrs"].as_str().unwrap().split(' ').next().unwrap().parse().unwrap();
+        }
+    };
+    Logged { child, addr, early, lines }
+}
+
+/// Starts `ferrygate serve` with `toml` (listen forced to 127.0.0.1:0) and
+/// reads the bound address from its JSON log.
+pub fn spawn_binary(toml: &str) -> Binary {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ferrygate.toml");
+    std::fs::write(&path, format!("[server]\nlisten = [\"127.0.0.1:0\"]\n{toml}")).unwrap();
+    let Logged { child, addr, .. } = start_logged(&["serve", "--log-format", "json", "--config"], &path, "info");
     Binary { addr, child, _dir: dir }
 }
 
