@@ -576,3 +576,19 @@ async fn last_requests_use_the_shared_pool_not_a_connection_of_their_own() {
     let accepted = upstream.accepted.load(Ordering::SeqCst);
     assert!(accepted <= 4, "{accepted} upstream connections for 8 one-request client connections");
 }
+
+#[tokio::test]
+async fn the_site_hears_the_host_its_site_was_chosen_by() {
+    // Absolute form: the URI's authority picks the site (RFC 9112 §3.2.2), so
+    // the site must hear that one, not a different Host header.
+    let upstream = echo_upstream().await;
+    let gw = gateway(&site_config(&format!("http://{upstream}"), "", "")).await;
+    let answer = raw_exchange(
+        &gw,
+        "GET http://public.example/x HTTP/1.1\r\nHost: protected.example\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let json: serde_json::Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(echoed(&json, "host"), vec!["public.example"], "{answer}");
+    assert_eq!(echoed(&json, "x-forwarded-host"), vec!["public.example"]);
+}

@@ -20,6 +20,7 @@ use tower::{Layer, Service};
 
 use crate::audit::AccountHasher;
 use crate::config::{Config, OwnedRoute, Site};
+use crate::conn::request_host;
 use crate::csrf;
 use crate::error::LoginError;
 use crate::identity::{CallbackDestination, SignedIn};
@@ -120,12 +121,6 @@ impl<S> std::fmt::Debug for Gateway<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gateway").finish_non_exhaustive()
     }
-}
-
-/// The request's authority: the URI's (HTTP/2 `:authority`, absolute form),
-/// which wins over `Host` (RFC 9112 §3.2.2), else `Host`.
-pub(crate) fn request_host<B>(req: &Request<B>) -> Option<&str> {
-    req.uri().authority().map(|a| a.as_str()).or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()))
 }
 
 /// The CSRF check of an owned route (see [`csrf`]).

@@ -390,9 +390,11 @@ const CLIENT_FORWARDING: [HeaderName; 9] = [
 
 /// Rewrites `req` in place for the upstream.
 fn prepare<B>(req: &mut Request<B>, upstream: &Upstream, trusted: &[IpNet], websocket: bool) -> Result<(), StatusCode> {
-    let original_host = match req.headers().get(header::HOST) {
-        Some(h) => Some(h.clone()),
-        None => req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+    // The host the site was chosen by (`conn::request_host`: the URI's
+    // authority wins over `Host`), passed on as it is.
+    let original_host = match req.uri().authority() {
+        Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+        None => req.headers().get(header::HOST).cloned(),
     };
     if let Some(uri) = origin_form(req.uri(), upstream)? {
         *req.uri_mut() = uri;
