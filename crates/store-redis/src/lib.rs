@@ -8,6 +8,7 @@
 //! answer `session_store_unavailable` within seconds instead of hanging, and
 //! the connection manager reconnects by itself when Redis is back.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use ferrygate_core::config::{Limits, Rate};
@@ -17,10 +18,15 @@ use ferrygate_core::session::{Session, SessionStore, StoreError, StoreKey};
 use ferrygate_core::{ExposeSecret, SecretString};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
+use redis::Script;
 
 const PREFIX: &str = "ferrygate:session:";
 /// Upper bound on one store call, reconnection attempts included.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The scripts, hashed (SHA-1, for EVALSHA) once per process.
+static HIT_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(HIT));
+static PEEK_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(PEEK));
 
 /// A Redis-backed [`SessionStore`] (and [`RateLimiter`]); cheap to clone.
 #[derive(Clone)]
@@ -79,9 +85,8 @@ impl RedisStore {
         self
     }
 
-    async fn window(&self, script: &str, key: String, rate: Rate) -> Result<(u64, Duration), Refusal> {
+    async fn window(&self, script: &Script, key: String, rate: Rate) -> Result<(u64, Duration), Refusal> {
         let mut conn = self.conn.clone();
-        let script = redis::Script::new(script);
         let mut call = script.key(key);
         call.arg(rate.per.as_millis() as u64);
         match self.call(call.invoke_async::<(u64, i64)>(&mut conn)).await {
@@ -116,7 +121,8 @@ impl SessionStore for RedisStore {
                 Ok(s) if s.is_live() => Some(s),
                 Ok(_) => None,
                 Err(e) => {
-                    tracing::warn!(error = %e, "unreadable session entry in redis; ignored");
+                    // serde's message can quote the entry (a token): only where and what kind.
+                    tracing::warn!(kind = ?e.classify(), line = e.line(), column = e.column(), "unreadable session entry in redis; ignored");
                     None
                 }
             }))
@@ -159,7 +165,7 @@ impl RateLimiter for RedisStore {
     fn hit_ip<'a>(&'a self, ip: &'a str) -> BoxFuture<'a, Result<(), Refusal>> {
         Box::pin(async move {
             let Some(rate) = self.per_ip else { return Ok(()) };
-            let (n, ttl) = self.window(HIT, format!("ferrygate:ratelimit:ip:{ip}"), rate).await?;
+            let (n, ttl) = self.window(&HIT_SCRIPT, format!("ferrygate:ratelimit:ip:{ip}"), rate).await?;
             if n > u64::from(rate.count) {
                 return Err(Refusal::Over(ttl.max(Duration::from_secs(1))));
             }
@@ -170,7 +176,7 @@ impl RateLimiter for RedisStore {
     fn account_open<'a>(&'a self, account: &'a str) -> BoxFuture<'a, Result<(), Refusal>> {
         Box::pin(async move {
             let Some(rate) = self.per_account else { return Ok(()) };
-            let (n, ttl) = self.window(PEEK, format!("ferrygate:ratelimit:account:{account}"), rate).await?;
+            let (n, ttl) = self.window(&PEEK_SCRIPT, format!("ferrygate:ratelimit:account:{account}"), rate).await?;
             if n >= u64::from(rate.count) {
                 return Err(Refusal::Over(ttl.max(Duration::from_secs(1))));
             }
@@ -181,7 +187,7 @@ impl RateLimiter for RedisStore {
     fn account_failed<'a>(&'a self, account: &'a str) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             if let Some(rate) = self.per_account {
-                let _ = self.window(HIT, format!("ferrygate:ratelimit:account:{account}"), rate).await;
+                let _ = self.window(&HIT_SCRIPT, format!("ferrygate:ratelimit:account:{account}"), rate).await;
             }
         })
     }
