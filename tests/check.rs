@@ -266,6 +266,11 @@ fn values_are_checked_and_named() {
     let (code, stderr) = check("[server\nlisten = 1");
     assert_eq!(code, 1);
     assert!(stderr.contains("invalid TOML") && stderr.contains("line 1"), "{stderr}");
+    // A malformed line holding a secret: the error says where, never what.
+    let (code, stderr) = check("[sessions]\nsecret = \"s3cret-value\\q-not-an-escape\"\n");
+    assert_eq!(code, 1);
+    assert!(stderr.contains("invalid TOML") && stderr.contains("line 2"), "{stderr}");
+    assert!(!stderr.contains("s3cret-value"), "{stderr}");
 }
 
 #[test]

@@ -23,7 +23,13 @@ type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 pub(super) fn load(text: &str, base: &Path, env: Env<'_>) -> Result<Loaded, ConfigErrors> {
     let one = |key: String, message: String| ConfigErrors(vec![ConfigError { key, message }]);
-    let mut table: toml::Table = toml::from_str(text).map_err(|e| one(String::new(), format!("invalid TOML: {e}")))?;
+    // toml's Display quotes the offending line, which may hold a secret: the
+    // message and the line number only.
+    let mut table: toml::Table = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+        let at = line.map(|n| format!(" (line {n})")).unwrap_or_default();
+        one(String::new(), format!("invalid TOML{at}: {}", e.message().trim_end()))
+    })?;
     let mut check = Check { errors: Vec::new(), warnings: Vec::new(), base };
     for (key, value) in table.iter_mut() {
         substitute(value, key.clone(), env, &mut check);
