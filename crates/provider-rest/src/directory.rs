@@ -8,7 +8,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 /// One registered user.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct User {
     pub email: String,
     pub user_id: String,

@@ -152,13 +152,19 @@ impl Inner {
     }
 
     async fn login(&self, attempt: &LoginAttempt<'_>) -> Result<Grant, LoginError> {
-        let Some(user) = self.directory.get(attempt.username) else {
-            self.pretend().await;
-            return Err(LoginError::InvalidCredentials);
-        };
         let password = attempt.password.expose_secret();
         let ip = attempt.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
         let name = device::name(attempt.user_agent);
+        let Some(user) = self.directory.get(attempt.username) else {
+            // Rendered all the same, and thrown away: a password that cannot be
+            // sent (`invalid_input`) is refused alike for unknown accounts, or
+            // that refusal would tell which accounts exist.
+            let nobody = User::default();
+            let basic = (self.config.auth == RestAuth::Basic).then_some(("", password));
+            self.request(&self.values(&nobody, password, attempt.user_agent, &ip, &name), basic)?;
+            self.pretend().await;
+            return Err(LoginError::InvalidCredentials);
+        };
         let values = self.values(user, password, attempt.user_agent, &ip, &name);
         let basic = (self.config.auth == RestAuth::Basic).then_some((user.email.as_str(), password));
         let req = self.request(&values, basic)?;
