@@ -17,7 +17,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
@@ -27,6 +26,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, Connection, SendRequest};
 use hyper_rustls::MaybeHttpsStream;
 use hyper_util::rt::TokioIo;
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tower::Service;
 
 use crate::{BoxError, Watched};
@@ -34,39 +34,12 @@ use crate::{BoxError, Watched};
 /// The most lanes open at once in this process; requests beyond use the pool.
 pub const MAX_LANES: usize = 4096;
 
-static OPEN: Slots = Slots::new(MAX_LANES);
+/// One permit per open lane; a permit is given back when dropped — however
+/// its holder ends (a connect that fails, a request given up mid-connect, a
+/// connection closed).
+static OPEN: Semaphore = Semaphore::const_new(MAX_LANES);
 
-/// A bounded count of open lanes.
-struct Slots {
-    open: AtomicUsize,
-    max: usize,
-}
-
-impl Slots {
-    const fn new(max: usize) -> Self {
-        Self { open: AtomicUsize::new(0), max }
-    }
-
-    /// Takes a slot, given back when the returned guard is dropped — however
-    /// the holder ends (a connect that fails, a request given up mid-connect,
-    /// a connection closed); `None` when there is none left.
-    fn take(&'static self) -> Option<Slot> {
-        if self.open.fetch_add(1, Ordering::Relaxed) >= self.max {
-            self.open.fetch_sub(1, Ordering::Relaxed);
-            return None;
-        }
-        Some(Slot(self))
-    }
-}
-
-/// One taken lane slot.
-struct Slot(&'static Slots);
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::Relaxed);
-    }
-}
+type Slot = SemaphorePermit<'static>;
 
 type Io = MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>;
 
@@ -199,7 +172,7 @@ where
         let pending = match attempt {
             Ok(pending) => pending,
             Err(req) => {
-                let Some(slot) = OPEN.take() else { return Err(req) };
+                let Ok(slot) = OPEN.try_acquire() else { return Err(req) };
                 let connected = async {
                     let io = connector.clone().call(origin.clone()).await?;
                     http1::handshake::<_, Watched<B>>(io).await.map_err(BoxError::from)
@@ -228,7 +201,7 @@ where
 
 /// Lanes open in this process.
 pub fn open_lanes() -> usize {
-    OPEN.open.load(Ordering::Relaxed)
+    MAX_LANES - OPEN.available_permits()
 }
 
 #[cfg(test)]
@@ -237,17 +210,18 @@ mod tests {
 
     #[test]
     fn lanes_are_bounded_and_slots_come_back() {
-        static SLOTS: Slots = Slots::new(3);
-        let mut taken: Vec<Slot> = (0..3).map_while(|_| SLOTS.take()).collect();
+        // The same kind of counter as OPEN, with a cap of three.
+        static SLOTS: Semaphore = Semaphore::const_new(3);
+        let mut taken: Vec<Slot> = (0..3).map_while(|_| SLOTS.try_acquire().ok()).collect();
         assert_eq!(taken.len(), 3);
-        assert!(SLOTS.take().is_none(), "a fourth lane over a cap of three");
-        assert_eq!(SLOTS.open.load(Ordering::Relaxed), 3, "a refused take leaves the count as it was");
+        assert!(SLOTS.try_acquire().is_err(), "a fourth lane over a cap of three");
+        assert_eq!(SLOTS.available_permits(), 0, "a refused take leaves the count as it was");
         taken.pop();
-        let again = SLOTS.take();
-        assert!(again.is_some());
-        assert!(SLOTS.take().is_none());
+        let again = SLOTS.try_acquire();
+        assert!(again.is_ok());
+        assert!(SLOTS.try_acquire().is_err());
         drop((taken, again));
-        assert_eq!(SLOTS.open.load(Ordering::Relaxed), 0, "every slot came back");
+        assert_eq!(SLOTS.available_permits(), 3, "every slot came back");
     }
 
     #[tokio::test]

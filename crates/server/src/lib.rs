@@ -97,13 +97,6 @@ pub(crate) struct Active {
     generation: u64,
 }
 
-/// Builds the request stack around `gateway`: its layers, then the proxy.
-pub fn stack(gateway: GatewayLayer) -> Result<Stack, StartError> {
-    let connector = ferrygate_core::tls::https_connector(gateway.config().upstream_tls.ca_file.as_deref(), false)
-        .map_err(StartError)?;
-    Ok(stack_with(gateway, connector))
-}
-
 /// The stack over an already built connector (each worker makes its own pool).
 fn stack_with(gateway: GatewayLayer, connector: Connector) -> Stack {
     let config = gateway.config();
@@ -187,6 +180,8 @@ pub struct Server {
     certs: Option<Arc<CertSwap>>,
     draining: Arc<AtomicBool>,
     grace: Duration,
+    /// Shared by every [`Reloader`]: one reload at a time across all of them.
+    reload_lock: Arc<std::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -234,6 +229,7 @@ impl Server {
             certs,
             draining: Arc::new(AtomicBool::new(false)),
             grace: config.server.shutdown_grace,
+            reload_lock: Arc::default(),
         })
     }
 
@@ -249,7 +245,7 @@ impl Server {
 
     /// A handle that swaps in new configurations.
     pub fn reloader(&self) -> Reloader {
-        Reloader { active: self.active.clone(), certs: self.certs.clone(), lock: Arc::default() }
+        Reloader { active: self.active.clone(), certs: self.certs.clone(), lock: self.reload_lock.clone() }
     }
 
     /// Serves until `shutdown` resolves; then `/readyz` turns 503, listeners
