@@ -91,6 +91,10 @@ async fn destinations_keep_their_query_and_refused_ones_fall_back_to_the_default
     let next = format!("/login?next={}", "%2Fmy-portal%2Fshipments");
     let res = post_form(&gw.url(&next), &[("email", "a@b.example"), ("password", "x")]).await;
     assert_eq!(param(&res.location(), "destination").as_deref(), Some("/my-portal/shipments"));
+    // Both in the query: `destination` wins, here as for a returning user.
+    let both = "/login?next=%2Fmy-portal%2Fa&destination=%2Fmy-portal%2Fb";
+    let res = post_form(&gw.url(both), &[("email", "a@b.example"), ("password", "x")]).await;
+    assert_eq!(param(&res.location(), "destination").as_deref(), Some("/my-portal/b"));
 
     for evil in ["https://evil.example/", "//evil.example", "/my-portalx", "/my-portal/../admin", "/\\evil"] {
         let res =

@@ -111,6 +111,11 @@ async fn returning_users_get_the_remaining_lifetime() {
     let remaining: u64 = param(&back.location(), "expires_in").unwrap().parse().unwrap();
     assert!((7190..7200).contains(&remaining), "{remaining}");
     assert_eq!(param(&back.location(), "destination").as_deref(), Some("/my-portal"));
+    // The query's destination as for a fresh login (`destination` before `next`), refused ones not.
+    let both = get_with_cookie(&gw.url("/login?next=%2Fmy-portal%2Fa&destination=%2Fmy-portal%2Fb"), &cookie).await;
+    assert_eq!(param(&both.location(), "destination").as_deref(), Some("/my-portal/b"));
+    let evil = get_with_cookie(&gw.url("/login?destination=https%3A%2F%2Fevil.example%2F"), &cookie).await;
+    assert_eq!(param(&evil.location(), "destination").as_deref(), Some("/my-portal"));
     // HEAD too, and the wizard route builds its destination from the query.
     let head = send(Request::head(gw.url("/login")).header("cookie", &cookie).body(Full::default()).unwrap()).await;
     assert_eq!(head.status, StatusCode::SEE_OTHER);

@@ -359,7 +359,7 @@ fn resume(shared: &Shared, site: &Site, session: &Session, route: OwnedRoute, qu
     let fields = crate::login::Fields::from_query(query.unwrap_or(""));
     let destination = match route {
         OwnedRoute::Wizard => crate::login::wizard_destination(site, &fields),
-        _ => crate::login::allowed_destination(site, fields.get("destination").or_else(|| fields.get("next"))),
+        _ => crate::login::allowed_destination(site, crate::login::asked_in_query(&fields)),
     };
     let target = shared.providers.get(&site.provider)?.resume(site, session, &destination)?;
     metrics::counter!("ferrygate_returning_user_redirects_total").increment(1);

@@ -176,14 +176,9 @@ where
     let destination = match route {
         OwnedRoute::Wizard => wizard_destination(site, &fields),
         _ => {
-            let query = parts.uri.query().unwrap_or("");
-            let asked =
-                fields.get(&login.destination_field).filter(|d| !d.is_empty()).map(str::to_owned).or_else(|| {
-                    form_urlencoded::parse(query.as_bytes())
-                        .find(|(k, _)| k == "destination" || k == "next")
-                        .map(|(_, v)| v.into_owned())
-                });
-            allowed_destination(site, asked.as_deref())
+            let query = Fields::from_query(parts.uri.query().unwrap_or(""));
+            let asked = fields.get(&login.destination_field).filter(|d| !d.is_empty());
+            allowed_destination(site, asked.or_else(|| asked_in_query(&query)))
         }
     };
 
@@ -264,6 +259,11 @@ fn provider_timeout(provider: Option<&ProviderConfig>) -> Duration {
         Some(ProviderConfig::Rest(r)) => r.timeout,
         None => Duration::from_secs(5),
     }
+}
+
+/// The destination asked for in a login page's query: `destination`, else `next`.
+pub(crate) fn asked_in_query(query: &Fields) -> Option<&str> {
+    query.get("destination").or_else(|| query.get("next"))
 }
 
 /// The asked destination when it passes validation, else the site's default.
