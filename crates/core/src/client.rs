@@ -77,3 +77,23 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     }
     out
 }
+
+/// A header value that carries a credential (a service token, a password):
+/// marked sensitive, so `Debug` shows no more than "Sensitive" and HTTP/2
+/// never keeps it in a compression table. `None` if it is no valid header value.
+pub fn credential_header(value: &str) -> Option<http::HeaderValue> {
+    let mut header = http::HeaderValue::from_str(value).ok()?;
+    header.set_sensitive(true);
+    Some(header)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn credential_headers_are_sensitive() {
+        let header = super::credential_header("OAuth s3cret-token").unwrap();
+        assert!(header.is_sensitive());
+        assert!(!format!("{header:?}").contains("s3cret"));
+        assert!(super::credential_header("bad\r\nvalue").is_none());
+    }
+}

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ferrygate_core::client::{Answer, ClientError};
+use ferrygate_core::client::{credential_header, Answer, ClientError};
 use ferrygate_core::config::PaywayConfig;
 use ferrygate_core::provider::{BoxFuture, Grant, LoginAttempt, Provider};
 use ferrygate_core::{query, ExposeSecret, HttpClient, LoginError, SecretString};
@@ -158,7 +158,11 @@ impl Payway {
             .uri(&self.login_url)
             .header(CONTENT_TYPE, FORM)
             .header(ACCEPT, "application/json")
-            .header(AUTHORIZATION, format!("OAuth {}", token.expose_secret()))
+            .header(
+                AUTHORIZATION,
+                credential_header(&format!("OAuth {}", token.expose_secret()))
+                    .ok_or(LoginError::ProviderUnavailable)?,
+            )
             .body(Full::new(Bytes::from(body)))
             .map_err(|_| LoginError::ProviderUnavailable)?;
         let answer = self.send(req, "login request").await?;

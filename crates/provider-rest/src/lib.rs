@@ -17,9 +17,10 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use bytes::Bytes;
-use ferrygate_core::client::ClientError;
+use ferrygate_core::client::{credential_header, ClientError};
 use ferrygate_core::config::{BodyFormat, RestAuth, RestConfig};
 use ferrygate_core::provider::{BoxFuture, ForgotPassword, Grant, LoginAttempt, Provider, UserInfo};
+use ferrygate_core::template::Placeholder;
 use ferrygate_core::{ExposeSecret, HttpClient, LoginError};
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{Method, Request, StatusCode};
@@ -124,7 +125,9 @@ impl Inner {
         let url = render::url(&c.url, v);
         let mut req = Request::builder().method(c.method.clone()).uri(url.as_str());
         for (name, template) in &c.headers {
-            req = req.header(name, render::header(template, v)?);
+            let mut value = render::header(template, v)?;
+            value.set_sensitive(template.uses(Placeholder::UserPassword));
+            req = req.header(name, value);
         }
         if let Some((user, password)) = basic {
             // RFC 7617: the user-id cannot hold a colon; base64 makes anything else safe.
@@ -132,7 +135,8 @@ impl Inner {
                 return Err(LoginError::InvalidInput);
             }
             let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-            req = req.header(AUTHORIZATION, format!("Basic {encoded}"));
+            req = req
+                .header(AUTHORIZATION, credential_header(&format!("Basic {encoded}")).ok_or(LoginError::InvalidInput)?);
         }
         let body = if c.method == Method::GET || c.body.is_empty() {
             Bytes::new()
