@@ -35,7 +35,7 @@ impl AccountHasher {
         let mut mac = self.key.clone();
         mac.update(Self::normalise(account).as_bytes());
         let digest = mac.finalize().into_bytes();
-        digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+        crate::session::hex(&digest[..8])
     }
 }
 

@@ -4,35 +4,31 @@
 use http::StatusCode;
 
 /// Every refusal of the login path, by its wire code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoginError {
-    #[error("missing_credentials")]
     MissingCredentials,
-    #[error("invalid_input")]
     InvalidInput,
-    #[error("invalid_credentials")]
     InvalidCredentials,
-    #[error("provider_rejected")]
     ProviderRejected,
-    #[error("origin_rejected")]
     OriginRejected,
-    #[error("https_required")]
     HttpsRequired,
-    #[error("state_mismatch")]
     StateMismatch,
-    #[error("payload_too_large")]
     PayloadTooLarge,
-    #[error("unsupported_media_type")]
     UnsupportedMediaType,
-    #[error("rate_limited")]
     RateLimited { retry_after_secs: u64 },
-    #[error("provider_unavailable")]
     ProviderUnavailable,
-    #[error("session_store_unavailable")]
     SessionStoreUnavailable,
-    #[error("provider_timeout")]
     ProviderTimeout,
 }
+
+/// Shown as its wire code.
+impl std::fmt::Display for LoginError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl std::error::Error for LoginError {}
 
 impl LoginError {
     /// The wire code, e.g. `invalid_credentials`.

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use ferrygate_core::audit::AccountHasher;
 use serde::Deserialize;
 
 /// One registered user.
@@ -23,10 +24,6 @@ pub struct Directory {
 }
 
 const HEADER: [&str; 4] = ["email", "user_id", "external_id", "org_id"];
-
-fn normalise(email: &str) -> String {
-    email.trim().to_lowercase()
-}
 
 impl Directory {
     /// Reads the CSV at `path`; errors name the line.
@@ -51,13 +48,13 @@ impl Directory {
             if user.email.is_empty() {
                 return Err("a row has an empty email".to_owned());
             }
-            users.insert(normalise(&user.email), user);
+            users.insert(AccountHasher::normalise(&user.email), user);
         }
         Ok(Self { users })
     }
 
     pub fn get(&self, email: &str) -> Option<&User> {
-        self.users.get(&normalise(email))
+        self.users.get(&AccountHasher::normalise(email))
     }
 
     pub fn len(&self) -> usize {
