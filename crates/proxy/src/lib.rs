@@ -329,14 +329,25 @@ impl<B: Body> Body for Watched<B> {
     }
 }
 
+/// A header value of at most 64 bytes, formatted in place: the value is the
+/// only allocation. `None` if longer, or not a valid header value.
+pub fn short_header(args: std::fmt::Arguments<'_>) -> Option<HeaderValue> {
+    use std::io::Write;
+    let mut buf = [0u8; 64];
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    cursor.write_fmt(args).ok()?;
+    let len = cursor.position() as usize;
+    HeaderValue::from_bytes(&buf[..len]).ok()
+}
+
+/// The tokens of every `Connection` header, trimmed.
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers.get_all(header::CONNECTION).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).map(str::trim)
+}
+
 /// Whether the client means to send more requests on its connection.
 fn keeps_alive(version: Version, headers: &HeaderMap) -> bool {
-    let mut tokens = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim);
+    let mut tokens = connection_tokens(headers);
     match version {
         Version::HTTP_10 | Version::HTTP_09 => tokens.any(|t| t.eq_ignore_ascii_case("keep-alive")),
         _ => !tokens.any(|t| t.eq_ignore_ascii_case("close")),
@@ -346,12 +357,7 @@ fn keeps_alive(version: Version, headers: &HeaderMap) -> bool {
 /// A WebSocket handshake: the only upgrade passed through.
 fn is_websocket(method: &Method, headers: &HeaderMap) -> bool {
     method == Method::GET
-        && headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        && connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"))
         && headers
             .get(header::UPGRADE)
             .and_then(|v| v.to_str().ok())
@@ -431,17 +437,11 @@ fn prepare<B>(req: &mut Request<B>, upstream: &Upstream, trusted: &[IpNet], webs
     let peer = canonical(conn.peer.ip());
     let earlier: Vec<&str> = headers.get_all(&XFF).iter().filter_map(|v| v.to_str().ok()).collect();
     let xff = if earlier.is_empty() {
-        // The usual case, written in place: the header value is the only allocation.
-        use std::io::Write;
-        let mut buf = [0u8; 64];
-        let mut cursor = std::io::Cursor::new(&mut buf[..]);
-        write!(cursor, "{peer}").map_err(|_| StatusCode::BAD_REQUEST)?;
-        let len = cursor.position() as usize;
-        HeaderValue::from_bytes(&buf[..len])
+        short_header(format_args!("{peer}"))
     } else {
-        HeaderValue::from_str(&format!("{}, {peer}", earlier.join(", ")))
+        HeaderValue::from_str(&format!("{}, {peer}", earlier.join(", "))).ok()
     };
-    headers.insert(XFF, xff.map_err(|_| StatusCode::BAD_REQUEST)?);
+    headers.insert(XFF, xff.ok_or(StatusCode::BAD_REQUEST)?);
     if !headers.contains_key(XFP) {
         headers.insert(XFP, HeaderValue::from_static(if conn.tls { "https" } else { "http" }));
     }
@@ -519,12 +519,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
     // Names listed in `Connection` beyond the standard ones (removed below) and
     // `close`; usually none, so usually no allocation.
-    let listed: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
+    let listed: Vec<HeaderName> = connection_tokens(headers)
         .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("close"))
         .filter(|t| !HOP_BY_HOP.iter().any(|h| h.as_str().eq_ignore_ascii_case(t)))
         .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
@@ -573,6 +568,15 @@ mod tests {
         h.append(header::COOKIE, "b=2".parse().unwrap());
         join_cookies(&mut h);
         assert_eq!(h.get_all(header::COOKIE).iter().collect::<Vec<_>>(), vec!["a=1; b=2"]);
+    }
+
+    #[test]
+    fn short_headers_are_formatted_in_place_and_bounded() {
+        assert_eq!(short_header(format_args!("{}-{:04x}", "abc", 10)).unwrap(), "abc-000a");
+        let ip: std::net::IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(short_header(format_args!("{ip}")).unwrap(), "2001:db8::1");
+        assert!(short_header(format_args!("{}", "x".repeat(65))).is_none());
+        assert!(short_header(format_args!("a\nb")).is_none());
     }
 
     #[test]

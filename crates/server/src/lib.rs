@@ -77,14 +77,8 @@ impl std::fmt::Debug for RequestIds {
 
 impl MakeRequestId for RequestIds {
     fn make_request_id<B>(&mut self, _request: &http::Request<B>) -> Option<RequestId> {
-        use std::io::Write;
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        // Written in place: the header value is the only allocation.
-        let mut buf = [0u8; 64];
-        let mut cursor = std::io::Cursor::new(&mut buf[..]);
-        write!(cursor, "{}-{n:012x}", self.prefix).ok()?;
-        let len = cursor.position() as usize;
-        http::HeaderValue::from_bytes(&buf[..len]).ok().map(RequestId::new)
+        ferrygate_proxy::short_header(format_args!("{}-{n:012x}", self.prefix)).map(RequestId::new)
     }
 }
 
