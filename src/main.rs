@@ -155,7 +155,7 @@ async fn watch_config(
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
     loop {
         let why = tokio::select! {
-            _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending().await } } => "SIGHUP",
+            () = next_signal(&mut hup) => "SIGHUP",
             _ = tick.tick() => {
                 let now = fingerprint(&path);
                 if now == seen || now.is_none() {
@@ -295,18 +295,20 @@ impl Signals {
 
     /// The next SIGTERM or SIGINT.
     async fn stop(&mut self) {
-        async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
-            match s {
-                Some(s) => {
-                    s.recv().await;
-                }
-                None => std::future::pending().await,
-            }
-        }
         tokio::select! {
-            _ = next(&mut self.term) => {}
-            _ = next(&mut self.int) => {}
+            () = next_signal(&mut self.term) => {}
+            () = next_signal(&mut self.int) => {}
         }
+    }
+}
+
+/// The next delivery of a signal, or never when it could not be registered.
+async fn next_signal(signal: &mut Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
     }
 }
 
