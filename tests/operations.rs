@@ -105,6 +105,10 @@ async fn admin_endpoints_and_metrics() {
     let res = post_form(&format!("http://{}/login", fg.addr), &[("email", "a@b.example"), ("password", "pw")]).await;
     assert_eq!(res.status, StatusCode::SEE_OTHER);
     let _ = get(&format!("http://{}/page", fg.addr)).await;
+    // A returning user is a token-cache hit; a forged cookie a miss.
+    let back = get_with_cookie(&format!("http://{}/login", fg.addr), &cookie_pair(&res)).await;
+    assert_eq!(back.status, StatusCode::SEE_OTHER);
+    let _ = get_with_cookie(&format!("http://{}/page", fg.addr), "ferrygate_session=forged").await;
     // A keep-alive client connection with a proxied request holds an upstream lane.
     let mut held = tokio::net::TcpStream::connect(fg.addr).await.unwrap();
     tokio::io::AsyncWriteExt::write_all(
@@ -121,11 +125,14 @@ async fn admin_endpoints_and_metrics() {
     let text = metrics.text();
     for needle in [
         r#"ferrygate_login_attempts_total{site="acme",provider="acme-qwyk",outcome="success"} 1"#,
-        r#"ferrygate_requests_total{site="acme",route="login",status="303"} 1"#,
+        // The login POST and the returning user.
+        r#"ferrygate_requests_total{site="acme",route="login",status="303"} 2"#,
         r#"ferrygate_requests_total{site="acme",route="proxy",status="200"}"#,
         "ferrygate_provider_request_duration_seconds_bucket{provider=\"acme-qwyk\",le=",
         "ferrygate_upstream_request_duration_seconds_count{site=\"acme\"}",
         "ferrygate_sessions_active 1",
+        "ferrygate_token_cache_hits_total 1",
+        "ferrygate_token_cache_misses_total 1",
     ] {
         assert!(text.contains(needle), "missing {needle} in:\n{text}");
     }
