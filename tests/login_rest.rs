@@ -260,6 +260,28 @@ async fn only_exactly_200_authenticates() {
 }
 
 #[tokio::test]
+async fn a_redirect_from_the_identity_service_is_not_followed() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // /auth redirects to /ok, which would answer 200: following it would log the user in.
+    let calls = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let service = serve(move |req: Request<hyper::body::Incoming>| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async move {
+            match req.uri().path() {
+                "/auth" => http::Response::builder().status(302).header("location", "/ok").body(full("")).unwrap(),
+                _ => http::Response::new(full("welcome")),
+            }
+        }
+    })
+    .await;
+    let s = setup_with(200, |_| format!("url = \"http://{service}/auth\"")).await;
+    let res = post_json(&s.gw.url("/login"), serde_json::json!({"email": EMAIL, "password": "pw"})).await;
+    assert_eq!((res.status, res.json()["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_credentials")));
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "the redirect was followed");
+}
+
+#[tokio::test]
 async fn an_unknown_email_looks_exactly_like_a_wrong_password() {
     let s = setup_with(401, |m| with_url(m, "/auth")).await;
     let wrong = login_as(&s.gw, EMAIL, "wrong").await;
