@@ -40,6 +40,8 @@ pub(crate) struct Shared {
     pub(crate) limiter: Arc<dyn RateLimiter>,
     /// Accounts with a login attempt in progress.
     pub(crate) in_flight: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// `Strict-Transport-Security` for our own HTTPS answers, made once (`None` when off).
+    hsts: Option<http::HeaderValue>,
 }
 
 /// Builds [`Gateway`] services around an inner service (the proxy, or an app).
@@ -83,7 +85,11 @@ impl GatewayLayer {
         let accounts = AccountHasher::new(&config.sessions.secret);
         let sessions = SessionManager::new(&config.sessions, store);
         let in_flight = std::sync::Mutex::default();
-        Ok(Self { shared: Arc::new(Shared { config, providers, accounts, sessions, limiter, in_flight }) })
+        let max_age = config.server.hsts_max_age;
+        let hsts = (!max_age.is_zero())
+            .then(|| http::HeaderValue::from_str(&format!("max-age={}", max_age.as_secs())).ok())
+            .flatten();
+        Ok(Self { shared: Arc::new(Shared { config, providers, accounts, sessions, limiter, in_flight, hsts }) })
     }
 
     /// The configuration this layer serves.
@@ -227,9 +233,9 @@ where
 {
     let hsts = hsts_value(&shared, req.headers(), req.extensions());
     let label = route.map_or("protected", route_label);
-    let site_name = site.name.clone();
+    let counted = site.clone();
     let own = |mut r: Response<Full<Bytes>>| {
-        count(&site_name, label, &r);
+        count(&counted.name, label, &r);
         if let Some(v) = &hsts {
             r.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, v.clone());
         }
@@ -331,12 +337,9 @@ fn count(site: &str, route: &'static str, response: &Response<Full<Bytes>>) {
 
 /// `Strict-Transport-Security` for an answer of ours to an HTTPS request.
 fn hsts_value(shared: &Shared, headers: &http::HeaderMap, ext: &http::Extensions) -> Option<http::HeaderValue> {
-    let max_age = shared.config.server.hsts_max_age;
+    let hsts = shared.hsts.as_ref()?;
     let conn = ext.get::<crate::conn::ClientConn>();
-    if max_age.is_zero() || !crate::conn::is_https(conn, headers, &shared.config.server.trusted_proxies) {
-        return None;
-    }
-    http::HeaderValue::from_str(&format!("max-age={}", max_age.as_secs())).ok()
+    crate::conn::is_https(conn, headers, &shared.config.server.trusted_proxies).then(|| hsts.clone())
 }
 
 fn with_hsts(
