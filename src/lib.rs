@@ -148,9 +148,9 @@ impl Gateway {
         let config = Arc::new(config);
         let providers = build_providers(&config)?;
         let (old, new) = (&self.config().sessions, &config.sessions);
+        // Compared in place: no copy of a URL that may hold a password.
         let same_store = old.store == new.store
-            && old.redis_url.as_ref().map(|u| u.expose_secret().to_owned())
-                == new.redis_url.as_ref().map(|u| u.expose_secret().to_owned());
+            && old.redis_url.as_ref().map(|u| u.expose_secret()) == new.redis_url.as_ref().map(|u| u.expose_secret());
         let (store, limiter) = if same_store && self.config().limits == config.limits {
             (self.layer.store().clone(), self.layer.limiter().clone())
         } else if same_store {
