@@ -24,6 +24,9 @@ struct Payway {
     token_down: std::sync::atomic::AtomicBool,
     token_delay_ms: AtomicUsize,
     expires_in: AtomicUsize,
+    /// The n-th rejection of a token is answered after n times this.
+    reject_step_ms: AtomicUsize,
+    rejections: AtomicUsize,
 }
 
 async fn mock() -> (std::net::SocketAddr, Arc<Payway>) {
@@ -60,6 +63,9 @@ async fn mock() -> (std::net::SocketAddr, Arc<Payway>) {
                     let auth = parts.headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
                     let n: usize = auth.strip_prefix("OAuth svc-").and_then(|n| n.parse().ok()).unwrap_or(0);
                     if n == 0 || n < s.reject_below.load(Ordering::SeqCst) {
+                        let k = s.rejections.fetch_add(1, Ordering::SeqCst);
+                        let step = s.reject_step_ms.load(Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis((k * step) as u64)).await;
                         return json(401, serde_json::json!({"error": "invalid_token"}));
                     }
                     let form: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
@@ -261,6 +267,27 @@ async fn a_rejected_token_is_replaced_once_and_never_in_a_loop() {
     assert_eq!(res.json()["error"], "provider_unavailable");
     assert_eq!(state.token_requests.load(Ordering::SeqCst), 2);
     assert_eq!(state.login_requests.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn concurrent_logins_replace_a_revoked_token_once() {
+    let (state, gw) = setup().await;
+    assert_eq!(login(&gw, "right").await.status, StatusCode::SEE_OTHER); // svc-1 cached
+                                                                         // svc-1 is revoked; six logins in flight with it hear so one after another,
+                                                                         // the later ones after the first has already fetched svc-2.
+    state.reject_below.store(2, Ordering::SeqCst);
+    state.reject_step_ms.store(30, Ordering::SeqCst);
+    let gw = Arc::new(gw);
+    let logins: Vec<_> = (0..6)
+        .map(|i| {
+            let gw = gw.clone();
+            tokio::spawn(async move { login_as(&gw, &format!("reader{i}@news.example"), "right").await.status })
+        })
+        .collect();
+    for login in logins {
+        assert_eq!(login.await.unwrap(), StatusCode::SEE_OTHER);
+    }
+    assert_eq!(state.token_requests.load(Ordering::SeqCst), 2, "a fresh token was dropped for a stale rejection");
 }
 
 #[tokio::test]

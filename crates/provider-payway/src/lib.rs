@@ -21,6 +21,7 @@ use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use http::{Method, Request, StatusCode};
 use http_body_util::Full;
 use moka::future::Cache;
+use moka::ops::compute::Op;
 use moka::Expiry;
 use serde::Deserialize;
 
@@ -200,7 +201,15 @@ impl Payway {
                 Outcome::Refused(e) => return Err(e),
                 Outcome::TokenRejected if !retried => {
                     tracing::info!(provider = %self.name, "service token rejected; fetching a new one");
-                    self.token.invalidate(&()).await;
+                    // Only the rejected token: another login may already hold a fresh one.
+                    let _ = self
+                        .token
+                        .entry(())
+                        .and_compute_with(|cached| {
+                            let rejected = cached.is_some_and(|c| Arc::ptr_eq(&c.value().value, &token));
+                            std::future::ready(if rejected { Op::Remove } else { Op::Nop })
+                        })
+                        .await;
                     retried = true;
                 }
                 Outcome::TokenRejected => {
