@@ -217,7 +217,11 @@ async fn oversized_bodies_are_413_and_other_types_415() {
 }
 
 async fn post_with(gw: &Gateway, headers: &[(&str, &str)]) -> Answer {
-    let mut req = Request::post(gw.url("/login")).header("content-type", "application/x-www-form-urlencoded");
+    post_to(gw, "/login", headers).await
+}
+
+async fn post_to(gw: &Gateway, path: &str, headers: &[(&str, &str)]) -> Answer {
+    let mut req = Request::post(gw.url(path)).header("content-type", "application/x-www-form-urlencoded");
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
@@ -236,9 +240,12 @@ async fn cross_site_posts_are_refused() {
         vec![("origin", own.as_str()), ("sec-fetch-site", "cross-site")],
         vec![("origin", "http://127.0.0.1:1")],
     ] {
-        let res = post_with(&gw, &headers).await;
-        assert_eq!(res.status, StatusCode::FORBIDDEN, "{headers:?}");
-        assert_eq!(res.text().trim(), "origin_rejected");
+        // The login form and the booking wizard alike.
+        for path in ["/login", "/book"] {
+            let res = post_to(&gw, path, &headers).await;
+            assert_eq!(res.status, StatusCode::FORBIDDEN, "{path} {headers:?}");
+            assert_eq!(res.text().trim(), "origin_rejected");
+        }
     }
     assert!(mock.requests().is_empty());
     let own_referer = format!("{own}/login");

@@ -325,6 +325,16 @@ async fn success_goes_to_the_site_with_the_directory_identity() {
 #[tokio::test]
 async fn forgot_password_answers_the_same_for_everyone() {
     let s = setup_with(200, |m| with_url(m, "/auth")).await;
+    // A cross-site POST is refused like any owned route's (and sends nothing: counted below).
+    let hostile = send(
+        Request::post(s.gw.url("/forgot-password"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("origin", "https://evil.example")
+            .body(Full::new(Bytes::from("email=bob%40corp.example")))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((hostile.status, hostile.text().trim()), (StatusCode::FORBIDDEN, "origin_rejected"));
     let known = post_form(&s.gw.url("/forgot-password"), &[("email", "bob@corp.example")]).await;
     let unknown = post_form(&s.gw.url("/forgot-password"), &[("email", "nobody@corp.example")]).await;
     for a in [&known, &unknown] {
