@@ -41,6 +41,7 @@ redirect = "/"
 
 fn session() -> Session {
     Session {
+        site: "acme".into(),
         provider: "p".into(),
         user: "alice@example.com".into(),
         user_id: Some("1234".into()),

@@ -23,6 +23,7 @@ fn main() {
     rt.block_on(async {
         for i in 0..100_000u32 {
             let session = Session {
+                site: "acme".into(),
                 provider: "acme-qwyk".into(),
                 user: format!("user{i}@customer-{}.example", i % 997),
                 user_id: Some(format!("{}", 100_000 + i)),

@@ -361,3 +361,33 @@ fn every_deploy_example_passes_check() {
     }
     assert!(checked >= 2, "no examples found");
 }
+
+#[test]
+fn no_refusal_quotes_a_secret_value_or_a_files_content() {
+    // A secret typed as a number: serde's type error would quote it.
+    let stderr = refused(
+        |c| c.replace("client_secret = \"${PAYWAY_CLIENT_SECRET}\"", "client_secret = 123456789"),
+        // serde names the provider's table here (an internally tagged enum hides the field).
+        "providers.news-payway",
+    );
+    assert!(!stderr.contains("123456789"), "the value was quoted: {stderr}");
+    assert!(stderr.contains("invalid type: integer, expected"), "{stderr}");
+    // `users` naming a secret file by mistake: its first line is never printed.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secret.txt"), "hunter2-very-secret\n").unwrap();
+    let config = spec_example(dir.path()).replace("users = \"users.csv\"", "users = \"secret.txt\"");
+    let out = run(&["check"], dir.path(), &config);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("error: providers.corp-rest.users:"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "the file's content was printed: {stderr}");
+}
+
+#[test]
+fn a_host_with_a_port_or_a_bad_character_is_refused() {
+    refused(
+        |c| c.replace("hosts = [\"www.acme.example\"]", "hosts = [\"www.acme.example:8080\"]"),
+        "sites[0].hosts[0]",
+    );
+    refused(|c| c.replace("hosts = [\"www.acme.example\"]", "hosts = [\"www..acme.example\"]"), "sites[0].hosts[0]");
+}

@@ -192,11 +192,18 @@ async fn forwarded_headers_are_extended_for_trusted_peers() {
     assert_eq!(echoed(&echo, "x-forwarded-host"), vec!["www.acme.example"]);
 }
 
+/// RFC 6455 §1.3's example handshake: the key and the accept that answers it.
+const WS_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+const WS_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
 #[tokio::test]
 async fn upgrades_are_spliced_through() {
     let upstream = serve(|mut req: Request<Incoming>| async move {
         if req.headers().get("upgrade").map(|v| v.as_bytes()) != Some(b"websocket") {
             return Response::builder().status(400).body(full("no upgrade")).unwrap();
+        }
+        if req.headers().get("sec-websocket-key").map(|v| v.as_bytes()) != Some(WS_KEY.as_bytes()) {
+            return Response::builder().status(400).body(full("no key")).unwrap();
         }
         let upgrade = hyper::upgrade::on(&mut req);
         tokio::spawn(async move {
@@ -213,6 +220,7 @@ async fn upgrades_are_spliced_through() {
             .status(StatusCode::SWITCHING_PROTOCOLS)
             .header("connection", "upgrade")
             .header("upgrade", "websocket")
+            .header("sec-websocket-accept", WS_ACCEPT)
             .header("keep-alive", "timeout=5")
             .body(full(""))
             .unwrap()
@@ -220,7 +228,10 @@ async fn upgrades_are_spliced_through() {
     .await;
     let gw = gateway(&site_config(&format!("http://{upstream}"), "", "")).await;
     let mut tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    tcp.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n").await.unwrap();
+    let handshake = format!(
+        "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: {WS_KEY}\r\n\r\n"
+    );
+    tcp.write_all(handshake.as_bytes()).await.unwrap();
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -235,6 +246,60 @@ async fn upgrades_are_spliced_through() {
     let mut pong = [0u8; 4];
     tokio::time::timeout(BOUND, tcp.read_exact(&mut pong)).await.expect("no echo").unwrap();
     assert_eq!(&pong, b"ping");
+}
+
+/// An upstream that answers every request on a connection with `answer`,
+/// then records whatever else arrives on it.
+async fn raw_upstream(answer: &'static str) -> (std::net::SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let record = record.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let mut answered = false;
+                loop {
+                    let n = conn.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    record.lock().unwrap().extend_from_slice(&buf[..n]);
+                    if !answered {
+                        answered = true;
+                        let _ = conn.write_all(answer.as_bytes()).await;
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn a_101_that_does_not_answer_the_handshake_is_not_spliced() {
+    for accept in ["", "Sec-WebSocket-Accept: c29tZXRoaW5nIGVsc2U=\r\n"] {
+        let answer: &'static str = Box::leak(
+            format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n{accept}\r\n")
+                .into_boxed_str(),
+        );
+        let (upstream, seen) = raw_upstream(answer).await;
+        let gw = gateway(&site_config(&format!("http://{upstream}"), "", "")).await;
+        let mut tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        let handshake = format!(
+            "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: {WS_KEY}\r\n\r\n"
+        );
+        tcp.write_all(handshake.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        // The gateway answers 502 and closes: read to the end, bounded.
+        tokio::time::timeout(BOUND, tcp.read_to_end(&mut answer)).await.expect("the connection was left open").unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 502"), "{accept:?}: {answer}");
+        // The upstream did get the handshake (so the 101 was its answer to it).
+        assert!(String::from_utf8_lossy(&seen.lock().unwrap()).contains("GET /ws"), "{accept:?}");
+    }
 }
 
 #[tokio::test]

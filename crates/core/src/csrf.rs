@@ -10,7 +10,7 @@
 
 use http::{header, HeaderMap, Uri};
 
-use crate::config::{strip_port, Site};
+use crate::config::Site;
 
 /// The authorities a request was addressed to: the URI's (HTTP/2, absolute
 /// form) and `Host`, plus `X-Forwarded-Host` when a trusted proxy relayed it.
@@ -66,7 +66,7 @@ pub fn origin_allowed(headers: &HeaderMap, authorities: &[&str], site: &Site, ht
 /// `Host: example.com:443` against an `https://example.com` origin.
 fn same_default_port(host: &str, authority: &str, scheme: &str) -> bool {
     let default = if scheme == "https" { "443" } else { "80" };
-    host.strip_suffix(default)
-        .and_then(|h| h.strip_suffix(':'))
-        .is_some_and(|h| h.eq_ignore_ascii_case(authority) && strip_port(h) == h)
+    host.strip_suffix(default).and_then(|h| h.strip_suffix(':')).is_some_and(|h| {
+        h.eq_ignore_ascii_case(authority) && crate::authority::parse(h).is_ok_and(|a| a.host() == a.full)
+    })
 }

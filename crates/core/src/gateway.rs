@@ -19,8 +19,8 @@ use http_body_util::{Either, Full};
 use tower::{Layer, Service};
 
 use crate::audit::AccountHasher;
+use crate::authority;
 use crate::config::{Config, OwnedRoute, Site};
-use crate::conn::request_host;
 use crate::csrf;
 use crate::error::LoginError;
 use crate::identity::{CallbackDestination, SignedIn};
@@ -165,53 +165,77 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        let ready = |shared: &Shared, req: &Request<B>, response: Response<Full<Bytes>>| -> Self::Future {
-            count(shared.config.site_for_host(request_host(req)).map_or("", |s| s.name.as_str()), "home", &response);
-            ResponseFuture::ready(with_hsts(shared, req.headers(), req.extensions(), response))
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        // The site is chosen by the request's authority, parsed once, and the
+        // site hears that same authority (see `authority`).
+        let (site, rewrite) = match authority::of_request(&req) {
+            Ok(a) => {
+                let site = self.shared.config.site_for_host(a.as_ref().map(|a| a.host()));
+                let rewrite = a.filter(|a| a.changed() || req.uri().authority().is_some()).map(|a| a.header_value());
+                (site, rewrite)
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "request refused");
+                return ResponseFuture::ready(respond::text(StatusCode::BAD_REQUEST, "malformed host\n"));
+            }
         };
-        let Some(site) = self.shared.config.site_for_host(request_host(&req)) else {
+        if let Some(v) = rewrite {
+            req.headers_mut().insert(header::HOST, v);
+        }
+        let Some(site) = site else {
             return ResponseFuture::ready(respond::text(
                 StatusCode::MISDIRECTED_REQUEST,
                 "no site is configured for this host\n",
             ));
         };
-        let route = site.route(req.uri().path());
-        let with_cookie = self.shared.sessions.has_cookie(req.headers());
+        let (route, protected) = {
+            let path = crate::path::canonical(req.uri().path());
+            let route = site.route(&path);
+            (route, route.is_none() && site.is_protected(&path))
+        };
+        let cookies = self.shared.sessions.our_cookies(req.headers());
         // The fast paths: nothing to look up, nothing to wait for.
         match route {
-            None if !with_cookie && !site.is_protected(req.uri().path()) => return pass(&mut self.inner, site, req),
+            None if !cookies.session && !protected => return pass(&self.shared, &mut self.inner, site, req),
             Some(OwnedRoute::Home) => {
-                if req.method() == Method::POST
+                let response = if req.method() == Method::POST
                     && !same_origin(&self.shared, site, req.uri(), req.headers(), req.extensions())
                 {
-                    let mode = AnswerMode::of(req.headers());
-                    return ready(&self.shared, &req, respond::login_failure(LoginError::OriginRejected, mode, "/"));
-                }
-                let target = site.home.as_ref().map_or("/", |h| h.redirect.as_str());
-                return ready(&self.shared, &req, respond::see_other(target, &[]));
+                    respond::login_failure(LoginError::OriginRejected, AnswerMode::of(req.headers()), "/")
+                } else {
+                    respond::see_other(site.home.as_ref().map_or("/", |h| h.redirect.as_str()), &[])
+                };
+                count(&site.name, "home", &response);
+                return ResponseFuture::ready(with_hsts(&self.shared, req.headers(), req.extensions(), response));
             }
-            Some(OwnedRoute::Login | OwnedRoute::Wizard) if !with_cookie && req.method() != Method::POST => {
-                return pass(&mut self.inner, site, req)
+            Some(OwnedRoute::Login | OwnedRoute::Wizard) if !cookies.session && req.method() != Method::POST => {
+                return pass(&self.shared, &mut self.inner, site, req)
             }
             Some(OwnedRoute::ForgotPassword) if req.method() != Method::POST => {
-                return pass(&mut self.inner, site, req)
+                return pass(&self.shared, &mut self.inner, site, req)
             }
             _ => {}
         }
         // Take the inner service that was driven to readiness; leave a clone.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        let fut = owned(self.shared.clone(), site.clone(), route, with_cookie, req, inner);
+        let fut = owned(self.shared.clone(), site.clone(), route, protected, cookies.session, req, inner);
         ResponseFuture::boxed(Box::pin(fut))
     }
 }
 
-/// Hands the request to the inner service, tagged with its upstream.
-fn pass<S, B, ResBody>(inner: &mut S, site: &Site, mut req: Request<B>) -> ResponseFuture<S::Future, ResBody, S::Error>
+/// Hands the request to the inner service, tagged with its upstream, without
+/// Ferrygate's own cookies (the site never sees a session id or a state).
+fn pass<S, B, ResBody>(
+    shared: &Shared,
+    inner: &mut S,
+    site: &Site,
+    mut req: Request<B>,
+) -> ResponseFuture<S::Future, ResBody, S::Error>
 where
     S: Service<Request<B>, Response = Response<ResBody>>,
 {
+    shared.sessions.strip_cookies(req.headers_mut());
     req.extensions_mut().insert(site.upstream.clone());
     ResponseFuture::inner(inner.call(req))
 }
@@ -221,6 +245,7 @@ async fn owned<S, B, ResBody>(
     shared: Arc<Shared>,
     site: Arc<Site>,
     route: Option<OwnedRoute>,
+    protected: bool,
     with_cookie: bool,
     mut req: Request<B>,
     mut inner: S,
@@ -270,9 +295,8 @@ where
             }
         }
     }
-    let protected = route.is_none() && site.is_protected(req.uri().path());
     let session = if with_cookie {
-        match shared.sessions.lookup(req.headers()).await {
+        match shared.sessions.lookup(req.headers(), &site.name).await {
             Ok(found) => found.map(|(_, s)| s),
             Err(e) => {
                 tracing::warn!(site = %site.name, error = %e, "session lookup failed");
@@ -299,18 +323,14 @@ where
         }
         _ => {}
     }
-    req.extensions_mut().insert(site.upstream.clone());
-    if with_cookie {
-        shared.sessions.strip_cookie(req.headers_mut());
-    }
     if let Some(s) = session {
         req.extensions_mut().insert(SignedIn::from(s));
     }
-    let mut res = inner.call(req).await?;
+    let mut res = pass(&shared, &mut inner, &site, req).await?;
     for cookie in set_cookies {
         res.headers_mut().append(header::SET_COOKIE, cookie);
     }
-    Ok(res.map(Either::Left))
+    Ok(res)
 }
 
 fn route_label(route: OwnedRoute) -> &'static str {

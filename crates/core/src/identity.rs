@@ -1,7 +1,8 @@
 //! The identity layer: no client can claim an identity. Every request that
 //! passes through loses any `X-Ferrygate-*` header it brought, in any case and
 //! with `_` for `-`; then, when the gateway found a live session ([`SignedIn`]
-//! extension), the identity headers are set from it.
+//! extension), the identity headers are set from it — after the names a
+//! client listed in `Connection` are gone, so it cannot remove them.
 
 use std::task::{Context, Poll};
 
@@ -42,6 +43,8 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        // First, so no `Connection` header can name what is written below.
+        crate::hop::strip_connection_listed(req.headers_mut());
         strip_identity_headers(req.headers_mut());
         if let Some(user) = req.extensions().get::<SignedIn>().cloned() {
             user.write_headers(req.headers_mut());

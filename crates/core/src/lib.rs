@@ -6,6 +6,7 @@
 //! the server build on it.
 
 pub mod audit;
+pub mod authority;
 pub mod client;
 pub mod config;
 pub mod conn;
@@ -13,8 +14,10 @@ pub mod csrf;
 pub mod destination;
 pub mod error;
 pub mod gateway;
+pub mod hop;
 pub mod identity;
 mod login;
+pub mod path;
 pub mod provider;
 pub mod query;
 pub mod ratelimit;

@@ -111,6 +111,7 @@ fn new_session(shared: &Shared, site: &Site, account: &str, grant: &Grant) -> Se
     let max = shared.sessions.max_ttl();
     let ttl = grant.token.as_ref().map(|t| t.expires_in).or(grant.session_ttl).unwrap_or(max).min(max);
     Session {
+        site: site.name.clone(),
         provider: site.provider.clone(),
         user: grant.user.email.clone().unwrap_or_else(|| account.to_owned()),
         user_id: grant.user.user_id.clone(),

@@ -37,7 +37,11 @@ impl Directory {
         let header: Vec<String> =
             reader.headers().map_err(|e| format!("line 1: {e}"))?.iter().map(str::to_ascii_lowercase).collect();
         if header != HEADER {
-            return Err(format!("line 1: the header must be {}, found {}", HEADER.join(","), header.join(",")));
+            // What the file holds is never quoted: `users` may name the wrong file, a secret one.
+            return Err(format!(
+                "line 1: the header row must be {} (the file's content is not shown)",
+                HEADER.join(",")
+            ));
         }
         let mut users = HashMap::new();
         for row in reader.deserialize::<User>() {
@@ -77,7 +81,10 @@ impl KindMessage for csv::Error {
             csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
                 format!("{len} fields where the header has {expected_len}")
             }
-            csv::ErrorKind::Deserialize { err, .. } => err.to_string(),
+            csv::ErrorKind::Deserialize { err, .. } => match err.field() {
+                Some(n) => format!("field {} cannot be read", n + 1),
+                None => "a field cannot be read".to_owned(),
+            },
             csv::ErrorKind::Utf8 { .. } => "not valid UTF-8".to_owned(),
             _ => self.to_string(),
         }
@@ -107,5 +114,8 @@ mod tests {
         assert!(err.starts_with("line 3:"), "{err}");
         let err = Directory::read("mail,id\n".as_bytes()).unwrap_err();
         assert!(err.starts_with("line 1:"), "{err}");
+        // A secret file named by mistake: its first line is never quoted.
+        let err = Directory::read("hunter2-the-secret\n".as_bytes()).unwrap_err();
+        assert!(!err.contains("hunter2"), "{err}");
     }
 }

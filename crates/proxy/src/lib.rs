@@ -27,6 +27,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use ferrygate_core::config::Upstream;
 use ferrygate_core::conn::{canonical, is_trusted, ClientConn};
+use ferrygate_core::hop::connection_tokens;
+pub use ferrygate_core::hop::remove_hop_by_hop;
+use ferrygate_core::identity::strip_identity_headers;
 use ferrygate_core::tls::Connector;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
@@ -165,7 +168,9 @@ where
         }
         let mut req = req;
         let websocket = is_websocket(req.method(), req.headers());
-        let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
+        // The client's side of the upgrade, and the `Sec-WebSocket-Accept` the
+        // site must answer with for it to be spliced.
+        let client_upgrade = websocket.then(|| (hyper::upgrade::on(&mut req), websocket_accept(req.headers())));
         // A lane is for a client connection that stays: upgrades (handed over)
         // and last requests (HTTP/1.0, `Connection: close`) use the pool, whose
         // connections outlive them.
@@ -193,7 +198,7 @@ async fn forward<B>(
     req: Request<Watched<B>>,
     upstream: &Upstream,
     progress: Option<Arc<Progress>>,
-    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    client_upgrade: Option<(hyper::upgrade::OnUpgrade, Option<HeaderValue>)>,
     lane: Option<Lane<B>>,
 ) -> Response<ProxyBody>
 where
@@ -246,15 +251,21 @@ where
         let protocol = res.headers().get(header::UPGRADE).cloned();
         remove_hop_by_hop(res.headers_mut());
         match (client_upgrade, upgraded, protocol) {
-            (Some(client_side), true, Some(protocol)) => {
+            (Some((client_side, Some(expected))), true, Some(protocol))
+                if res.headers().get(SEC_WEBSOCKET_ACCEPT) == Some(&expected) =>
+            {
                 res.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
                 res.headers_mut().insert(header::UPGRADE, protocol);
                 let upstream_side = hyper::upgrade::on(&mut res);
                 tokio::spawn(splice(client_side, upstream_side));
             }
             (_, true, _) => {
-                tracing::warn!(upstream = %upstream.origin, "101 to a request that did not ask for a WebSocket");
-                return error(StatusCode::BAD_GATEWAY, "bad gateway\n");
+                // A 101 that is not the answer to this handshake would turn the
+                // connection into a raw tunnel past everything the gateway does.
+                tracing::warn!(upstream = %upstream.origin, "101 that does not complete the client's WebSocket handshake");
+                let mut res = error(StatusCode::BAD_GATEWAY, "bad gateway\n");
+                res.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+                return res;
             }
             _ => {}
         }
@@ -288,7 +299,8 @@ impl Progress {
 }
 
 pin_project_lite::pin_project! {
-    /// A request body that reports its progress and when it has been sent in full.
+    /// A request body that reports its progress and when it has been sent in
+    /// full, and passes trailers on without client-sent `X-Ferrygate-*`.
     struct Watched<B> {
         #[pin]
         inner: B,
@@ -310,7 +322,14 @@ impl<B: Body> Body for Watched<B> {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
-        let polled = this.inner.poll_frame(cx);
+        let mut polled = this.inner.poll_frame(cx);
+        // Trailers are headers too: no client-sent identity in them either
+        // (some upstreams merge trailers into headers).
+        if let Poll::Ready(Some(Ok(frame))) = &mut polled {
+            if let Some(trailers) = frame.trailers_mut() {
+                strip_identity_headers(trailers);
+            }
+        }
         if let (Poll::Ready(frame), Some(p)) = (&polled, this.progress.as_ref()) {
             match frame {
                 Some(Ok(_)) => p.last_ms.store(p.started.elapsed().as_millis() as u64, Ordering::Release),
@@ -340,11 +359,6 @@ pub fn short_header(args: std::fmt::Arguments<'_>) -> Option<HeaderValue> {
     HeaderValue::from_bytes(&buf[..len]).ok()
 }
 
-/// The tokens of every `Connection` header, trimmed.
-fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
-    headers.get_all(header::CONNECTION).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).map(str::trim)
-}
-
 /// Whether the client means to send more requests on its connection.
 fn keeps_alive(version: Version, headers: &HeaderMap) -> bool {
     let mut tokens = connection_tokens(headers);
@@ -362,6 +376,20 @@ fn is_websocket(method: &Method, headers: &HeaderMap) -> bool {
             .get(header::UPGRADE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"))
+}
+
+const SEC_WEBSOCKET_ACCEPT: HeaderName = HeaderName::from_static("sec-websocket-accept");
+
+/// The `Sec-WebSocket-Accept` that answers the request's `Sec-WebSocket-Key`
+/// (RFC 6455 §4.2.2): base64 of SHA-1 of the key and the protocol's GUID.
+fn websocket_accept(headers: &HeaderMap) -> Option<HeaderValue> {
+    use base64::Engine;
+    const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    let key = headers.get("sec-websocket-key")?.as_bytes().trim_ascii();
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
+    ctx.update(key);
+    ctx.update(GUID);
+    HeaderValue::from_str(&base64::engine::general_purpose::STANDARD.encode(ctx.finish())).ok()
 }
 
 async fn splice(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
@@ -396,11 +424,11 @@ const CLIENT_FORWARDING: [HeaderName; 9] = [
 
 /// Rewrites `req` in place for the upstream.
 fn prepare<B>(req: &mut Request<B>, upstream: &Upstream, trusted: &[IpNet], websocket: bool) -> Result<(), StatusCode> {
-    // The host the site was chosen by (`conn::request_host`: the URI's
-    // authority wins over `Host`), passed on as it is.
-    let original_host = match req.uri().authority() {
-        Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
-        None => req.headers().get(header::HOST).cloned(),
+    // The host the site was chosen by: the gateway wrote the request's
+    // canonical authority into `Host` (`ferrygate_core::authority`).
+    let original_host = match req.headers().get(header::HOST) {
+        Some(host) => Some(host.clone()),
+        None => req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
     };
     if let Some(uri) = origin_form(req.uri(), upstream)? {
         *req.uri_mut() = uri;
@@ -485,50 +513,6 @@ fn join_cookies(headers: &mut HeaderMap) {
     }
 }
 
-/// The hop-by-hop headers of RFC 9110 §7.6.1 (and `proxy-connection`).
-const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
-
-/// For header names (always lower case).
-fn is_hop_by_hop(name: &str) -> bool {
-    matches!(
-        name,
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "transfer-encoding"
-            | "upgrade"
-    )
-}
-
-/// Removes the hop-by-hop headers of RFC 9110 §7.6.1 and those `Connection` names.
-pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    if !headers.keys().any(|k| is_hop_by_hop(k.as_str())) {
-        return;
-    }
-    // Names listed in `Connection` beyond the standard ones (removed below) and
-    // `close`; usually none, so usually no allocation.
-    let listed: Vec<HeaderName> = connection_tokens(headers)
-        .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("close"))
-        .filter(|t| !HOP_BY_HOP.iter().any(|h| h.as_str().eq_ignore_ascii_case(t)))
-        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-        .collect();
-    for name in listed.iter().chain(HOP_BY_HOP.iter()) {
-        headers.remove(name);
-    }
-}
-
 /// Applies the first matching `rewrite_location` rule (prefix match).
 fn rewrite_location(headers: &mut HeaderMap, upstream: &Upstream) {
     if upstream.rewrite_location.is_empty() {
@@ -537,6 +521,12 @@ fn rewrite_location(headers: &mut HeaderMap, upstream: &Upstream) {
     let Some(location) = headers.get(header::LOCATION).and_then(|v| v.to_str().ok()) else { return };
     let Some(rule) = upstream.rewrite_location.iter().find(|r| location.starts_with(&r.from)) else { return };
     let rewritten = format!("{}{}", rule.to, &location[rule.from.len()..]);
+    // `//host` and `/\host` are other hosts to a browser: a rule that maps to
+    // a path must never turn an upstream's Location into one.
+    if rewritten.starts_with("//") || rewritten.starts_with("/\\") {
+        tracing::warn!(upstream = %upstream.origin, "a rewrite_location result would leave the site; Location passed unchanged");
+        return;
+    }
     if let Ok(v) = HeaderValue::from_str(&rewritten) {
         headers.insert(header::LOCATION, v);
     }
@@ -545,21 +535,6 @@ fn rewrite_location(headers: &mut HeaderMap, upstream: &Upstream) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn removes_standard_and_listed_hop_by_hop_headers() {
-        let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, "keep-alive, X-Secret-Hop".parse().unwrap());
-        h.insert("keep-alive", "timeout=5".parse().unwrap());
-        h.insert("x-secret-hop", "1".parse().unwrap());
-        h.insert(header::TE, "trailers".parse().unwrap());
-        h.insert(header::TRAILER, "x-checksum".parse().unwrap());
-        h.insert("x-end-to-end", "1".parse().unwrap());
-        remove_hop_by_hop(&mut h);
-        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
-        left.sort_unstable();
-        assert_eq!(left, vec!["trailer", "x-end-to-end"]);
-    }
 
     #[test]
     fn joins_split_cookies() {
@@ -591,6 +566,15 @@ mod tests {
     }
 
     #[test]
+    fn the_websocket_accept_is_rfc_6455s() {
+        let mut h = HeaderMap::new();
+        assert_eq!(websocket_accept(&h), None);
+        // RFC 6455 §1.3's own example.
+        h.insert("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==".parse().unwrap());
+        assert_eq!(websocket_accept(&h).unwrap(), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    }
+
+    #[test]
     fn only_websocket_upgrades_are_recognised() {
         let mut h = HeaderMap::new();
         h.insert(header::CONNECTION, "Upgrade, HTTP2-Settings".parse().unwrap());
@@ -619,5 +603,28 @@ mod tests {
         h.insert(header::LOCATION, "https://elsewhere.example/login".parse().unwrap());
         rewrite_location(&mut h, &upstream);
         assert_eq!(h[header::LOCATION], "https://elsewhere.example/login");
+    }
+
+    #[test]
+    fn a_rewrite_never_makes_a_scheme_relative_location() {
+        let upstream = Upstream {
+            site: "s".into(),
+            origin: "http://127.0.0.1:1".parse().unwrap(),
+            base_path: String::new(),
+            rewrite_location: vec![ferrygate_core::config::Rewrite {
+                from: "https://old.example/".into(),
+                to: "/".into(),
+            }],
+        };
+        for evil in ["https://old.example//evil.example/", "https://old.example/\\evil.example/"] {
+            let mut h = HeaderMap::new();
+            h.insert(header::LOCATION, evil.parse().unwrap());
+            rewrite_location(&mut h, &upstream);
+            assert_eq!(h[header::LOCATION], evil, "rewritten into another host");
+        }
+        let mut h = HeaderMap::new();
+        h.insert(header::LOCATION, "https://old.example/account".parse().unwrap());
+        rewrite_location(&mut h, &upstream);
+        assert_eq!(h[header::LOCATION], "/account");
     }
 }

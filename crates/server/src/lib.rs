@@ -362,6 +362,9 @@ impl hyper::service::Service<http::Request<Incoming>> for PerConn {
     type Future = Oneshot;
 
     fn call(&self, mut req: http::Request<Incoming>) -> Self::Future {
+        // Before the request id and the identity are written: a client's
+        // `Connection` header cannot name them (see `ferrygate_core::hop`).
+        ferrygate_core::hop::strip_connection_listed(req.headers_mut());
         let extensions = req.extensions_mut();
         extensions.insert(self.conn);
         if let Some(lane) = &self.lane {

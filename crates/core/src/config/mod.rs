@@ -31,7 +31,7 @@ pub struct Config {
     pub limits: Limits,
     pub providers: BTreeMap<String, ProviderConfig>,
     pub sites: Vec<Arc<Site>>,
-    /// Lower-cased host (or host:port) to index in `sites`.
+    /// Lower-cased host (no port, no trailing dot) to index in `sites`.
     host_index: HashMap<String, usize>,
     default_site: Option<usize>,
 }
@@ -248,7 +248,7 @@ pub enum OwnedRoute {
 }
 
 impl Site {
-    /// The owned route at `path`, if any: one hash lookup.
+    /// The owned route at `path`, a [canonical](crate::path::canonical) path: one hash lookup.
     #[inline]
     pub fn route(&self, path: &str) -> Option<OwnedRoute> {
         if self.routes.is_empty() {
@@ -257,23 +257,10 @@ impl Site {
         self.routes.get(path).copied()
     }
 
-    /// Whether `path` lies in one of `protected_paths` (whole segments), seen
-    /// the way an upstream would normalise it (`//x`, `/./x`, `%78`, `;p`, case).
+    /// Whether `path`, a [canonical](crate::path::canonical) path, lies in one
+    /// of `protected_paths` (whole segments).
     pub fn is_protected(&self, path: &str) -> bool {
-        if self.protected_paths.is_empty() {
-            return false;
-        }
-        // Most paths are already canonical: match them as they are, no allocation.
-        let plain = !path.bytes().any(|b| matches!(b, b'%' | b';' | b'\\' | b'A'..=b'Z'))
-            && !path.contains("//")
-            && !path.contains("/.");
-        if plain {
-            let trimmed = path.trim_end_matches('/');
-            let trimmed = if trimmed.is_empty() { "/" } else { trimmed };
-            return self.protected_paths.iter().any(|p| crate::destination::within(trimmed, p));
-        }
-        let canonical = crate::destination::canonical_for_matching(path);
-        self.protected_paths.iter().any(|p| crate::destination::within(&canonical, p))
+        self.protected_paths.iter().any(|p| crate::destination::within(path, p))
     }
 }
 
@@ -380,30 +367,9 @@ impl Config {
         validate::load(text, base_dir, &|name| std::env::var(name).ok())
     }
 
-    /// The site for a request's Host (`authority`, possibly with a port), or the default site.
-    pub fn site_for_host(&self, authority: Option<&str>) -> Option<&Arc<Site>> {
-        let found = authority.and_then(|authority| {
-            let authority = authority.trim_end_matches('.');
-            let lookup = |key: &str| {
-                if key.bytes().any(|b| b.is_ascii_uppercase()) {
-                    self.host_index.get(&key.to_ascii_lowercase()).copied()
-                } else {
-                    self.host_index.get(key).copied()
-                }
-            };
-            lookup(authority).or_else(|| lookup(strip_port(authority)))
-        });
-        found.or(self.default_site).map(|i| &self.sites[i])
-    }
-}
-
-/// `host` of `host[:port]`, IPv6 literals included.
-pub(crate) fn strip_port(authority: &str) -> &str {
-    if authority.starts_with('[') {
-        return authority.find(']').map_or(authority, |i| &authority[..=i]);
-    }
-    match authority.rsplit_once(':') {
-        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
-        _ => authority,
+    /// The site for a request's host (an [`Authority`](crate::authority::Authority)'s
+    /// `host()`: lower-cased, no port, no trailing dot), or the default site.
+    pub fn site_for_host(&self, host: Option<&str>) -> Option<&Arc<Site>> {
+        host.and_then(|h| self.host_index.get(h).copied()).or(self.default_site).map(|i| &self.sites[i])
     }
 }

@@ -40,7 +40,7 @@ pub(super) fn load(text: &str, base: &Path, env: Env<'_>) -> Result<Loaded, Conf
     let raw: RawConfig = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };
-        let message = e.inner().message().trim().to_owned();
+        let message = without_values(e.inner().message().trim());
         // Name the unknown key itself, not only the table it is in.
         let unknown = message.strip_prefix("unknown field `").and_then(|m| m.split_once('`')).map(|(k, _)| k);
         let key = match unknown {
@@ -55,6 +55,22 @@ pub(super) fn load(text: &str, base: &Path, env: Env<'_>) -> Result<Loaded, Conf
         Some(config) if check.errors.is_empty() => Ok(Loaded { config, warnings: check.warnings }),
         _ => Err(ConfigErrors(check.errors)),
     }
+}
+
+/// serde's message without the value it quotes: `invalid type: integer
+/// `123456789`, expected a string` names a key whose value may be a secret
+/// (`client_secret = 123456789`). Keys and expected variants stay.
+fn without_values(message: &str) -> String {
+    for prefix in ["invalid type: ", "invalid value: ", "invalid length "] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            let (found, expected) = rest.split_once(", expected").unwrap_or((rest, ""));
+            let kind: Vec<&str> = found.split(' ').take_while(|w| !w.starts_with(['`', '"', '\''])).collect();
+            let kind = if kind.is_empty() { "value".to_owned() } else { kind.join(" ") };
+            let expected = if expected.is_empty() { String::new() } else { format!(", expected{expected}") };
+            return format!("{prefix}{kind}{expected}");
+        }
+    }
+    message.to_owned()
 }
 
 /// Replaces `${NAME}` in every string value by the environment variable NAME.
@@ -602,11 +618,22 @@ impl Check<'_> {
             .iter()
             .enumerate()
             .map(|(j, h)| {
-                let h = h.trim().trim_end_matches('.').to_ascii_lowercase();
-                if h.is_empty() || h.contains('/') || h.chars().any(char::is_whitespace) {
-                    self.err(&format!("{key}.hosts[{j}]"), format!("{h:?} is not a host name"));
+                // The parser requests are routed by: a host that parses to
+                // something else would never be matched.
+                match crate::authority::parse(h.trim()) {
+                    Ok(a) if a.host() == a.full => a.host().to_owned(),
+                    Ok(_) => {
+                        self.err(
+                            &format!("{key}.hosts[{j}]"),
+                            "a host name without a port: sites are matched by host alone",
+                        );
+                        String::new()
+                    }
+                    Err(e) => {
+                        self.err(&format!("{key}.hosts[{j}]"), format!("{h:?} is not a host name ({})", e.0));
+                        String::new()
+                    }
                 }
-                h
             })
             .collect();
         let upstream_uri = self.http_url(&format!("{key}.upstream"), &raw.upstream).and_then(|u| {
@@ -645,7 +672,7 @@ impl Check<'_> {
             .enumerate()
             .map(|(j, p)| {
                 self.route_path(&format!("{key}.protected_paths[{j}]"), p);
-                crate::destination::canonical_for_matching(p)
+                crate::path::canonical(p).into_owned()
             })
             .collect();
 
@@ -740,9 +767,10 @@ impl Check<'_> {
         if provider_kind == ProviderKind::Payway {
             owned.extend(callback.iter().map(|c| (c.path.clone(), "callback.path", OwnedRoute::Callback)));
         }
+        // Keyed by the canonical path, as requests are matched.
         let mut routes = HashMap::new();
         for (path, name, route) in owned {
-            if routes.insert(path.clone(), route).is_some() {
+            if routes.insert(crate::path::canonical(&path).into_owned(), route).is_some() {
                 self.err(&format!("{key}.{name}"), format!("path {path:?} is owned by two routes"));
             }
         }

@@ -40,6 +40,7 @@ fn short(key: &StoreKey) -> u128 {
 /// (0 for none) and its bytes.
 fn encode(s: &Session) -> Result<Vec<u8>, StoreError> {
     let fields = [
+        Some(s.site.as_str()),
         Some(s.provider.as_str()),
         Some(s.user.as_str()),
         s.user_id.as_deref(),
@@ -75,6 +76,7 @@ fn decode(bytes: &[u8]) -> Option<Session> {
         Some(Some(String::from_utf8(value.to_vec()).ok()?))
     };
     Some(Session {
+        site: next()??,
         provider: next()??,
         user: next()??,
         user_id: next()?,
@@ -168,6 +170,7 @@ mod tests {
 
     fn session(ttl: Duration) -> Session {
         Session {
+            site: "s".into(),
             provider: "p".into(),
             user: "u".into(),
             user_id: None,

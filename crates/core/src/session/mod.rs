@@ -29,6 +29,11 @@ use crate::provider::BoxFuture;
 /// is serialized into Redis.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Session {
+    /// The site (`sites.name`) the session was created on: on any other site it
+    /// is no session. Entries written before sessions were bound to a site
+    /// have none (empty), and so count nowhere.
+    #[serde(rename = "s", default)]
+    pub site: String,
     /// The provider's name in `[providers]`.
     #[serde(rename = "p")]
     pub provider: String,
@@ -55,6 +60,7 @@ pub struct Session {
 impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Session")
+            .field("site", &self.site)
             .field("provider", &self.provider)
             .field("user_id", &self.user_id)
             .field("org_id", &self.org_id)
@@ -72,6 +78,11 @@ impl Session {
 
     pub fn is_live(&self) -> bool {
         self.expires_at_ms > now_ms()
+    }
+
+    /// Whether this session counts on `site`: it was created there and lives.
+    pub fn is_live_on(&self, site: &str) -> bool {
+        !self.site.is_empty() && self.site == site && self.is_live()
     }
 }
 
@@ -123,6 +134,30 @@ pub trait SessionStore: Send + Sync + 'static {
     }
 }
 
+/// Which of Ferrygate's cookies a request carries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OurCookies {
+    pub session: bool,
+    pub state: bool,
+}
+
+impl OurCookies {
+    pub fn any(self) -> bool {
+        self.session || self.state
+    }
+}
+
+enum Ours {
+    Session,
+    State,
+}
+
+/// The name of one `name=value` pair of a `Cookie` header.
+fn cookie_name(pair: &[u8]) -> &[u8] {
+    let pair = pair.trim_ascii_start();
+    pair.iter().position(|&b| b == b'=').map_or(pair, |i| pair[..i].trim_ascii_end())
+}
+
 /// A session id as the cookie carries it (256 random bits, hex).
 #[derive(Clone, PartialEq, Eq)]
 pub struct SessionId(String);
@@ -167,6 +202,8 @@ pub struct SessionManager {
     cookie_key: Key,
     store_key: Hmac<Sha256>,
     cookie_name: String,
+    /// `{cookie_name}_state`: the OAuth2 state cookie.
+    state_cookie_name: String,
     secure: bool,
     max_ttl: Duration,
 }
@@ -191,6 +228,7 @@ impl SessionManager {
             cookie_key,
             store_key,
             cookie_name: config.cookie_name.clone(),
+            state_cookie_name: format!("{}_state", config.cookie_name),
             secure: config.cookie_secure,
             max_ttl: config.max_ttl,
         }
@@ -204,32 +242,59 @@ impl SessionManager {
         self.max_ttl
     }
 
-    /// Whether the request carries our cookie at all (a cheap scan, no crypto).
+    /// Which of our cookies the request carries (a cheap scan, no crypto).
     #[inline]
-    pub fn has_cookie(&self, headers: &HeaderMap) -> bool {
-        headers.get_all(COOKIE).iter().any(|v| {
-            v.as_bytes().split(|&b| b == b';').any(|c| {
-                let c = c.trim_ascii_start();
-                c.len() > self.cookie_name.len()
-                    && c.starts_with(self.cookie_name.as_bytes())
-                    && c[self.cookie_name.len()] == b'='
-            })
-        })
+    pub fn our_cookies(&self, headers: &HeaderMap) -> OurCookies {
+        let mut found = OurCookies::default();
+        for value in headers.get_all(COOKIE) {
+            for pair in value.as_bytes().split(|&b| b == b';') {
+                match self.ours(cookie_name(pair)) {
+                    Some(Ours::Session) => found.session = true,
+                    Some(Ours::State) => found.state = true,
+                    None => {}
+                }
+            }
+        }
+        found
     }
 
-    /// Removes our cookie from the request: the site never sees the session id.
-    pub fn strip_cookie(&self, headers: &mut HeaderMap) {
-        let kept: Vec<String> = headers
-            .get_all(COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .map(str::trim)
-            .filter(|c| !c.is_empty() && c.split('=').next() != Some(self.cookie_name.as_str()))
-            .map(str::to_owned)
-            .collect();
+    /// Whether the request carries our session cookie at all.
+    #[inline]
+    pub fn has_cookie(&self, headers: &HeaderMap) -> bool {
+        self.our_cookies(headers).session
+    }
+
+    fn ours(&self, name: &[u8]) -> Option<Ours> {
+        if name == self.cookie_name.as_bytes() {
+            Some(Ours::Session)
+        } else if name == self.state_cookie_name.as_bytes() {
+            Some(Ours::State)
+        } else {
+            None
+        }
+    }
+
+    /// Removes our cookies (session and state) from a request: the site never
+    /// sees a session id or a state. Other cookies are kept, in order.
+    pub fn strip_cookies(&self, headers: &mut HeaderMap) {
+        if !self.our_cookies(headers).any() {
+            return;
+        }
+        let mut kept: Vec<u8> = Vec::new();
+        for value in headers.get_all(COOKIE) {
+            for pair in value.as_bytes().split(|&b| b == b';') {
+                let pair = pair.trim_ascii();
+                if pair.is_empty() || self.ours(cookie_name(pair)).is_some() {
+                    continue;
+                }
+                if !kept.is_empty() {
+                    kept.extend_from_slice(b"; ");
+                }
+                kept.extend_from_slice(pair);
+            }
+        }
         headers.remove(COOKIE);
-        if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
+        if let Ok(v) = HeaderValue::from_bytes(&kept) {
             if !kept.is_empty() {
                 headers.insert(COOKIE, v);
             }
@@ -264,13 +329,15 @@ impl SessionManager {
         StoreKey(mac.finalize().into_bytes().into())
     }
 
-    /// The live session of the request's cookie, with its id.
-    pub async fn lookup(&self, headers: &HeaderMap) -> Result<Option<(SessionId, Session)>, StoreError> {
+    /// The live session of the request's cookie on `site`, with its id. A
+    /// session created on another site is none here (a session belongs to
+    /// the site it was created on).
+    pub async fn lookup(&self, headers: &HeaderMap, site: &str) -> Result<Option<(SessionId, Session)>, StoreError> {
         let Some(id) = self.session_id(headers) else {
             metrics::counter!("ferrygate_token_cache_misses_total").increment(1);
             return Ok(None);
         };
-        let found = self.store.get(&self.store_key(&id)).await?.filter(Session::is_live);
+        let found = self.store.get(&self.store_key(&id)).await?.filter(|s| s.is_live_on(site));
         let outcome =
             if found.is_some() { "ferrygate_token_cache_hits_total" } else { "ferrygate_token_cache_misses_total" };
         metrics::counter!(outcome).increment(1);
@@ -317,16 +384,12 @@ impl SessionManager {
         HeaderValue::from_str(&cookie.to_string()).unwrap_or_else(|_| unreachable!("cookie names are checked at load"))
     }
 
-    fn state_cookie_name(&self) -> String {
-        format!("{}_state", self.cookie_name)
-    }
-
     /// A signed, short-lived cookie binding `state` (and the destination it
     /// carries) to this browser.
     pub fn state_cookie(&self, state: &str, destination: &str) -> HeaderValue {
         let value = format!("{state}.{}", crate::query::component(destination));
         let mut cookie = self.cookie(value);
-        cookie.set_name(self.state_cookie_name());
+        cookie.set_name(self.state_cookie_name.clone());
         cookie.set_max_age(cookie::time::Duration::seconds(STATE_TTL.as_secs() as i64));
         let mut jar = CookieJar::new();
         jar.signed_mut(&self.cookie_key).add(cookie);
@@ -338,17 +401,17 @@ impl SessionManager {
     /// consumes it: the destination it was bound to, or why it is refused.
     pub fn take_state(&self, headers: &HeaderMap, offered: Option<&str>) -> Result<String, StateRefused> {
         let offered = offered.filter(|s| !s.is_empty()).ok_or(StateRefused::Missing)?;
-        let name = self.state_cookie_name();
+        let name = &self.state_cookie_name;
         let bound = headers
             .get_all(COOKIE)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| Cookie::split_parse(v).flatten())
-            .filter(|c| c.name() == name)
+            .filter(|c| c.name() == name.as_str())
             .find_map(|c| {
                 let mut jar = CookieJar::new();
                 jar.add_original(c.into_owned());
-                jar.signed(&self.cookie_key).get(&name).map(|c| c.value().to_owned())
+                jar.signed(&self.cookie_key).get(name).map(|c| c.value().to_owned())
             })
             .ok_or(StateRefused::Missing)?;
         let (state, destination) = bound.split_once('.').ok_or(StateRefused::Mismatch)?;
@@ -366,7 +429,7 @@ impl SessionManager {
     /// A `Set-Cookie` value that removes the state cookie.
     pub fn clear_state_cookie(&self) -> HeaderValue {
         let mut cookie = self.cookie(String::new());
-        cookie.set_name(self.state_cookie_name());
+        cookie.set_name(self.state_cookie_name.clone());
         cookie.make_removal();
         HeaderValue::from_str(&cookie.to_string()).unwrap_or_else(|_| unreachable!("cookie names are checked at load"))
     }
@@ -414,6 +477,7 @@ mod tests {
 
     fn session(ttl: Duration) -> Session {
         Session {
+            site: "s".into(),
             provider: "p".into(),
             user: "a@b.example".into(),
             user_id: None,
@@ -441,7 +505,7 @@ mod tests {
         assert!(attrs.contains("Secure") && !attrs.contains("Max-Age"), "{attrs}");
         let headers = cookie_header(&set);
         assert!(m.has_cookie(&headers));
-        let (_, found) = m.lookup(&headers).await.unwrap().unwrap();
+        let (_, found) = m.lookup(&headers, "s").await.unwrap().unwrap();
         assert_eq!(found.user, "a@b.example");
 
         // Flip one character of the signed value.
@@ -450,21 +514,50 @@ mod tests {
         let flipped = format!("{}{}", &text[..text.len() - 1], if last == '0' { '1' } else { '0' });
         let mut forged = HeaderMap::new();
         forged.insert(COOKIE, HeaderValue::from_str(&flipped).unwrap());
-        assert!(m.lookup(&forged).await.unwrap().is_none());
+        assert!(m.lookup(&forged, "s").await.unwrap().is_none());
         // An unsigned id is refused too.
         let mut bare = HeaderMap::new();
         bare.insert(COOKIE, HeaderValue::from_str(&format!("fg={}", "a".repeat(64))).unwrap());
         assert!(m.session_id(&bare).is_none());
     }
 
+    #[test]
+    fn our_cookies_are_stripped_and_the_others_kept_in_order() {
+        let m = manager();
+        let mut h = HeaderMap::new();
+        h.append(COOKIE, HeaderValue::from_static("a=1; fg=signed; fg_state=s.x"));
+        h.append(COOKIE, HeaderValue::from_static("fgx=2;b=3"));
+        assert_eq!(m.our_cookies(&h), OurCookies { session: true, state: true });
+        m.strip_cookies(&mut h);
+        assert_eq!(h.get_all(COOKIE).iter().collect::<Vec<_>>(), vec!["a=1; fgx=2; b=3"]);
+        let mut only_ours = HeaderMap::new();
+        only_ours.insert(COOKIE, HeaderValue::from_static("fg_state=1"));
+        assert!(!m.our_cookies(&only_ours).session);
+        m.strip_cookies(&mut only_ours);
+        assert!(only_ours.get(COOKIE).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_session_counts_only_on_the_site_it_was_created_on() {
+        let m = manager();
+        let headers = cookie_header(&m.create(&session(Duration::from_secs(60)), None, false).await.unwrap());
+        assert!(m.lookup(&headers, "s").await.unwrap().is_some());
+        assert!(m.lookup(&headers, "other").await.unwrap().is_none(), "a session of site s counted on another site");
+        // An entry written before sessions were bound to a site counts nowhere.
+        let unbound = Session { site: String::new(), ..session(Duration::from_secs(60)) };
+        let headers = cookie_header(&m.create(&unbound, None, false).await.unwrap());
+        assert!(m.lookup(&headers, "s").await.unwrap().is_none());
+        assert!(m.lookup(&headers, "").await.unwrap().is_none());
+    }
+
     #[tokio::test]
     async fn a_new_login_replaces_the_old_session() {
         let m = manager();
         let first = cookie_header(&m.create(&session(Duration::from_secs(60)), None, true).await.unwrap());
-        let (old_id, _) = m.lookup(&first).await.unwrap().unwrap();
+        let (old_id, _) = m.lookup(&first, "s").await.unwrap().unwrap();
         let second = cookie_header(&m.create(&session(Duration::from_secs(60)), Some(&old_id), true).await.unwrap());
-        assert!(m.lookup(&first).await.unwrap().is_none(), "the old session must be gone");
-        let (new_id, _) = m.lookup(&second).await.unwrap().unwrap();
+        assert!(m.lookup(&first, "s").await.unwrap().is_none(), "the old session must be gone");
+        let (new_id, _) = m.lookup(&second, "s").await.unwrap().unwrap();
         assert_ne!(old_id, new_id);
     }
 
