@@ -27,6 +27,8 @@ struct Payway {
     /// The n-th rejection of a token is answered after n times this.
     reject_step_ms: AtomicUsize,
     rejections: AtomicUsize,
+    /// Rejections come in Payway's own error shape (`{"status": "error", "code": "invalid_token"}`).
+    reject_in_error_shape: std::sync::atomic::AtomicBool,
 }
 
 async fn mock() -> (std::net::SocketAddr, Arc<Payway>) {
@@ -66,6 +68,9 @@ async fn mock() -> (std::net::SocketAddr, Arc<Payway>) {
                         let k = s.rejections.fetch_add(1, Ordering::SeqCst);
                         let step = s.reject_step_ms.load(Ordering::SeqCst);
                         tokio::time::sleep(Duration::from_millis((k * step) as u64)).await;
+                        if s.reject_in_error_shape.load(Ordering::SeqCst) {
+                            return json(401, serde_json::json!({"status": "error", "code": "invalid_token", "message": "Token revoked"}));
+                        }
                         return json(401, serde_json::json!({"error": "invalid_token"}));
                     }
                     let form: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
@@ -267,6 +272,21 @@ async fn a_rejected_token_is_replaced_once_and_never_in_a_loop() {
     assert_eq!(res.json()["error"], "provider_unavailable");
     assert_eq!(state.token_requests.load(Ordering::SeqCst), 2);
     assert_eq!(state.login_requests.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_401_in_the_error_shape_is_a_token_problem_unless_it_is_a_wrong_password() {
+    let (state, gw) = setup().await;
+    state.reject_in_error_shape.store(true, Ordering::SeqCst);
+    state.reject_below.store(2, Ordering::SeqCst); // svc-1 revoked early, svc-2 accepted
+    assert_eq!(login(&gw, "right").await.status, StatusCode::SEE_OTHER, "a revoked token must be replaced");
+    assert_eq!(state.token_requests.load(Ordering::SeqCst), 2);
+    assert_eq!(state.login_requests.load(Ordering::SeqCst), 2);
+    // A wrong password answered 401 in the error shape is the user's, not the token's.
+    let res = post_json(&gw.url("/login"), serde_json::json!({"email": "r@news.example", "password": "wrong"})).await;
+    assert_eq!(res.json()["error"], "invalid_credentials");
+    assert_eq!(state.token_requests.load(Ordering::SeqCst), 2, "no token was fetched for a wrong password");
+    assert_eq!(state.login_requests.load(Ordering::SeqCst), 3);
 }
 
 #[tokio::test]

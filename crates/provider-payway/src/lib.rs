@@ -170,9 +170,19 @@ impl Payway {
         Ok(self.outcome(&answer))
     }
 
-    /// The error shape counts whatever the status; a bare 401 is a token problem.
+    /// The error shape counts whatever the status, except that a 401 is a
+    /// token problem unless it says `invalid_username_or_password` (an OAuth2
+    /// resource server answers a revoked or expired token with 401 and a body
+    /// of its own, possibly in the error shape: `invalid_token`).
     fn outcome(&self, answer: &Answer) -> Outcome {
-        match serde_json::from_slice::<LoginAnswer>(&answer.body) {
+        let parsed = serde_json::from_slice::<LoginAnswer>(&answer.body);
+        let wrong_password = parsed
+            .as_ref()
+            .is_ok_and(|a| a.status == "error" && a.code.as_deref() == Some("invalid_username_or_password"));
+        if answer.status == StatusCode::UNAUTHORIZED && !wrong_password {
+            return Outcome::TokenRejected;
+        }
+        match parsed {
             Ok(a) if a.status == "ok" && answer.status.is_success() => match a.result.filter(|r| !r.is_empty()) {
                 Some(handle) => Outcome::Handle(handle),
                 None => Outcome::Refused(LoginError::ProviderUnavailable),
@@ -184,7 +194,6 @@ impl Payway {
                     Outcome::Refused(LoginError::ProviderRejected)
                 }
             },
-            _ if answer.status == StatusCode::UNAUTHORIZED => Outcome::TokenRejected,
             _ => {
                 tracing::warn!(provider = %self.name, status = answer.status.as_u16(), "unexpected login answer");
                 Outcome::Refused(LoginError::ProviderUnavailable)
