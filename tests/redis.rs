@@ -1,8 +1,8 @@
 //! Two Ferrygate instances sharing one real Redis (on a Unix socket in a temp
 //! dir): a login on one is honoured by the other, a logout on either ends it
 //! everywhere, nothing in Redis is a usable cookie, and an outage is a clear
-//! 503 that heals by itself. Skipped, loudly, when `redis-server` is missing,
-//! except under `CI=true`, where that is a failure.
+//! 503 that heals by itself. Needs `redis-server`: without it these tests
+//! fail with a message saying so (`scripts/test` installs it).
 
 mod common;
 
@@ -56,14 +56,14 @@ impl Drop for Redis {
     }
 }
 
-/// Whether to run: redis-server present, or fail under CI.
-fn redis_available() -> bool {
+/// redis-server must be here: a missing one fails the test
+/// with a message rather than passing it unrun (`scripts/test` installs it).
+fn require_redis() {
     let found = Command::new("redis-server").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true but redis-server is not installed");
-        eprintln!("SKIPPED: redis-server is not installed (apt-get install -y redis-server); Redis tests did not run");
-    }
-    found
+    assert!(
+        found,
+        "redis-server is not installed: run scripts/test (it installs it), or apt-get install -y redis-server"
+    );
 }
 
 fn config(provider: std::net::SocketAddr, upstream: std::net::SocketAddr, redis_url: &str) -> String {
@@ -77,9 +77,7 @@ const TOKEN: &str = r#"{"access_token":"tok-shared","token_type":"bearer","expir
 
 #[tokio::test]
 async fn replicas_share_sessions_and_survive_an_outage() {
-    if !redis_available() {
-        return;
-    }
+    require_redis();
     let dir = tempfile::tempdir().unwrap();
     let mut redis = Redis::start(dir.path());
     let mock = Mock::start(200, TOKEN, Duration::ZERO).await;
@@ -149,9 +147,7 @@ async fn replicas_share_sessions_and_survive_an_outage() {
 
 #[tokio::test]
 async fn replicas_count_brute_force_limits_together() {
-    if !redis_available() {
-        return;
-    }
+    require_redis();
     let dir = tempfile::tempdir().unwrap();
     let redis = Redis::start(dir.path());
     let mock = Mock::start(401, "{}", Duration::ZERO).await;
@@ -180,9 +176,7 @@ async fn replicas_count_brute_force_limits_together() {
 
 #[tokio::test]
 async fn readiness_follows_the_store() {
-    if !redis_available() {
-        return;
-    }
+    require_redis();
     let dir = tempfile::tempdir().unwrap();
     let mut redis = Redis::start(dir.path());
     let upstream = echo_upstream().await;
@@ -209,4 +203,87 @@ async fn readiness_follows_the_store() {
         assert!(Instant::now() < deadline, "readiness did not recover");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// A Payway that grants every login (token and login endpoints only).
+async fn payway() -> std::net::SocketAddr {
+    serve(|req: Request<hyper::body::Incoming>| async move {
+        let body = match req.uri().path() {
+            "/oauth2/token" => r#"{"access_token":"svc","expires_in":3600}"#,
+            "/oauth2/login" => r#"{"status":"ok","result":"login-handle"}"#,
+            _ => "{}",
+        };
+        http::Response::builder().header("content-type", "application/json").body(full(body)).unwrap()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_payway_state_is_single_use_across_replicas() {
+    require_redis();
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(dir.path());
+    let upstream = echo_upstream().await;
+    let cfg = format!(
+        r#"
+[sessions]
+secret = "{SECRET}"
+cookie_secure = false
+store = "redis"
+redis_url = "{url}"
+
+[providers.news]
+kind = "payway"
+server = "http://{payway}"
+client_id = "id"
+client_secret = "payway-client-secret"
+oid = "o"
+redirect_uri = "https://news.example/landing"
+
+[[sites]]
+name = "news"
+upstream = "http://{upstream}"
+provider = "news"
+[sites.login]
+path = "/login"
+[sites.portal]
+default_destination = "/"
+allowed_destinations = ["/"]
+[sites.callback]
+path = "/landing"
+"#,
+        url = redis.url(),
+        payway = payway().await,
+    );
+    let (a, b) = (gateway(&cfg).await, gateway(&cfg).await);
+    let login = post_form(&a.url("/login"), &[("email", "r@news.example"), ("password", "pw")]).await;
+    assert_eq!(login.status, StatusCode::SEE_OTHER);
+    let state = param(&login.location(), "state").unwrap();
+    let state_cookie = login
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .find(|c| c.starts_with("ferrygate_session_state="))
+        .unwrap();
+    let callback = |gw: &Gateway| {
+        Request::get(gw.url(&format!("/landing?code=c&state={state}")))
+            .header("cookie", &state_cookie)
+            .body(Full::default())
+            .unwrap()
+    };
+    // The state is accepted once, on B …
+    assert_eq!(send(callback(&b)).await.status, StatusCode::OK);
+    // … and replayed on A (a stolen cookie, another replica) it is refused.
+    let replay = send(callback(&a)).await;
+    assert_eq!(replay.status, StatusCode::FORBIDDEN, "a used state was accepted by another replica");
+    assert_eq!(replay.text().trim(), "state_mismatch");
+    // Recorded under a keyed hash, for the state cookie's lifetime.
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("ferrygate:used-state:*").query_async(&mut conn).await.unwrap();
+    assert_eq!(keys.len(), 1);
+    assert!(!keys[0].contains(&state), "the state itself is a key");
+    let ttl_ms: i64 = redis::cmd("PTTL").arg(&keys[0]).query_async(&mut conn).await.unwrap();
+    assert!((590_000..=600_000).contains(&ttl_ms), "{ttl_ms}");
 }

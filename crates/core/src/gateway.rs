@@ -27,7 +27,7 @@ use crate::identity::{CallbackDestination, SignedIn};
 use crate::provider::{BoxFuture, Providers};
 use crate::ratelimit::{MemoryLimiter, RateLimiter};
 use crate::respond::{self, AnswerMode};
-use crate::session::{Session, SessionManager, SessionStore};
+use crate::session::{Session, SessionManager, SessionStore, StateRefused};
 
 /// A boxed error, as bodies and services report them.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -283,10 +283,17 @@ where
     let mut set_cookies = Vec::new();
     if route == Some(OwnedRoute::Callback) {
         let offered = crate::login::Fields::from_query(req.uri().query().unwrap_or(""));
-        match shared.sessions.take_state(req.headers(), offered.get("state")) {
+        match shared.sessions.take_state(req.headers(), offered.get("state")).await {
             Ok(destination) => {
                 req.extensions_mut().insert(CallbackDestination(destination));
                 set_cookies.push(shared.sessions.clear_state_cookie());
+            }
+            Err(StateRefused::StoreUnavailable) => {
+                return own(respond::login_failure(
+                    LoginError::SessionStoreUnavailable,
+                    AnswerMode::of(req.headers()),
+                    &site.login.failure_redirect,
+                ));
             }
             Err(why) => {
                 tracing::warn!(site = %site.name, reason = ?why, "callback refused: state_mismatch");

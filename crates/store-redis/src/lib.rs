@@ -21,6 +21,8 @@ use redis::AsyncCommands;
 use redis::Script;
 
 const PREFIX: &str = "ferrygate:session:";
+/// Used OAuth2 states: `ferrygate:used-state:<hex>`, each for the state cookie's lifetime.
+const USED_PREFIX: &str = "ferrygate:used-state:";
 /// Upper bound on one store call, reconnection attempts included.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -157,6 +159,21 @@ impl SessionStore for RedisStore {
             let mut conn = self.conn.clone();
             let ping = redis::cmd("PING");
             self.call(ping.query_async::<()>(&mut conn)).await
+        })
+    }
+
+    fn use_once<'a>(&'a self, k: &'a StoreKey, ttl: Duration) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let mut set = redis::cmd("SET");
+            set.arg(format!("{USED_PREFIX}{}", k.to_hex()))
+                .arg(1)
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl.as_millis().max(1) as u64);
+            // `OK` when set, nil when the key was already there.
+            let set: Option<String> = self.call(set.query_async(&mut conn)).await?;
+            Ok(set.is_some())
         })
     }
 }

@@ -29,6 +29,12 @@ impl Expiry<u128, Entry> for PerEntry {
     }
 }
 
+impl Expiry<u128, Duration> for PerEntry {
+    fn expire_after_create(&self, _key: &u128, ttl: &Duration, _now: Instant) -> Option<Duration> {
+        Some(*ttl)
+    }
+}
+
 /// 128 bits of an HMAC output: collisions are out of reach (birthday bound 2^64).
 fn short(key: &StoreKey) -> u128 {
     let mut half = [0u8; 16];
@@ -92,6 +98,8 @@ fn decode(bytes: &[u8]) -> Option<Session> {
 #[derive(Clone)]
 pub struct MemoryStore {
     cache: Cache<u128, Entry>,
+    /// Keys marked by [`SessionStore::use_once`], each for its own TTL.
+    used: Cache<u128, Duration>,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -103,7 +111,10 @@ impl std::fmt::Debug for MemoryStore {
 impl MemoryStore {
     /// A store holding at most `max_entries` sessions (least recently used go first).
     pub fn new(max_entries: u64) -> Self {
-        Self { cache: Cache::builder().max_capacity(max_entries).expire_after(PerEntry).build() }
+        Self {
+            cache: Cache::builder().max_capacity(max_entries).expire_after(PerEntry).build(),
+            used: Cache::builder().max_capacity(max_entries).expire_after(PerEntry).build(),
+        }
     }
 
     /// Sessions currently held (approximate until pending work runs).
@@ -152,6 +163,11 @@ impl SessionStore for MemoryStore {
 
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async { Ok(()) })
+    }
+
+    fn use_once<'a>(&'a self, key: &'a StoreKey, ttl: Duration) -> BoxFuture<'a, Result<bool, StoreError>> {
+        // moka's entry API inserts at most once per key: of concurrent callers, one is fresh.
+        Box::pin(async move { Ok(self.used.entry(short(key)).or_insert(ttl).await.is_fresh()) })
     }
 
     fn active(&self) -> BoxFuture<'_, Option<u64>> {

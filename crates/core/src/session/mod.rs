@@ -128,6 +128,10 @@ pub trait SessionStore: Send + Sync + 'static {
     fn remove<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<(), StoreError>>;
     /// Whether the store answers (readiness).
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Marks `key` as used for `ttl`: `true` the first time, `false` while it
+    /// is marked (single-use OAuth2 states; a shared store makes them single
+    /// use across every replica).
+    fn use_once<'a>(&'a self, key: &'a StoreKey, ttl: Duration) -> BoxFuture<'a, Result<bool, StoreError>>;
     /// Live sessions, when the store can count them cheaply (for `ferrygate_sessions_active`).
     fn active(&self) -> BoxFuture<'_, Option<u64>> {
         Box::pin(async { None })
@@ -185,6 +189,8 @@ pub enum StateRefused {
     Missing,
     Mismatch,
     Replayed,
+    /// The store could not say whether the state was used (fail closed).
+    StoreUnavailable,
 }
 
 /// A fresh OAuth2 `state`: 128 random bits, hex.
@@ -197,8 +203,6 @@ pub fn new_state() -> String {
 /// Cookie handling and store access, configured once.
 pub struct SessionManager {
     store: Arc<dyn SessionStore>,
-    /// States already accepted (single use), per replica, for as long as a state cookie lives.
-    used_states: moka::sync::Cache<String, ()>,
     cookie_key: Key,
     store_key: Hmac<Sha256>,
     cookie_name: String,
@@ -224,7 +228,6 @@ impl SessionManager {
         store_key.update(b"ferrygate session-store-key v1\0");
         Self {
             store,
-            used_states: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(STATE_TTL).build(),
             cookie_key,
             store_key,
             cookie_name: config.cookie_name.clone(),
@@ -329,6 +332,15 @@ impl SessionManager {
         StoreKey(mac.finalize().into_bytes().into())
     }
 
+    /// The key a used state is recorded under: an HMAC of the state in a
+    /// domain of its own (never equal to a session's key).
+    fn state_key(&self, state: &str) -> StoreKey {
+        let mut mac = self.store_key.clone();
+        mac.update(b"\0used-state\0");
+        mac.update(state.as_bytes());
+        StoreKey(mac.finalize().into_bytes().into())
+    }
+
     /// The live session of the request's cookie on `site`, with its id. A
     /// session created on another site is none here (a session belongs to
     /// the site it was created on).
@@ -398,8 +410,9 @@ impl SessionManager {
     }
 
     /// Checks a callback's `state` against the browser's state cookie and
-    /// consumes it: the destination it was bound to, or why it is refused.
-    pub fn take_state(&self, headers: &HeaderMap, offered: Option<&str>) -> Result<String, StateRefused> {
+    /// consumes it in the store (single use, across replicas when the store is
+    /// shared): the destination it was bound to, or why it is refused.
+    pub async fn take_state(&self, headers: &HeaderMap, offered: Option<&str>) -> Result<String, StateRefused> {
         let offered = offered.filter(|s| !s.is_empty()).ok_or(StateRefused::Missing)?;
         let name = &self.state_cookie_name;
         let bound = headers
@@ -418,10 +431,15 @@ impl SessionManager {
         if !constant_time_eq(state.as_bytes(), offered.as_bytes()) {
             return Err(StateRefused::Mismatch);
         }
-        if self.used_states.contains_key(state) {
-            return Err(StateRefused::Replayed);
+        let key = self.state_key(state);
+        match self.store.use_once(&key, STATE_TTL).await {
+            Ok(true) => {}
+            Ok(false) => return Err(StateRefused::Replayed),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot record a used state");
+                return Err(StateRefused::StoreUnavailable);
+            }
         }
-        self.used_states.insert(state.to_owned(), ());
         let destination = percent_encoding::percent_decode_str(destination).decode_utf8_lossy().into_owned();
         Ok(destination)
     }
@@ -572,17 +590,17 @@ mod tests {
         assert!(got.is_none(), "an entry past its own expiry must not be served");
     }
 
-    #[test]
-    fn a_state_is_checked_against_its_cookie_and_used_once() {
+    #[tokio::test]
+    async fn a_state_is_checked_against_its_cookie_and_used_once() {
         let m = manager();
         let state = new_state();
         assert_eq!(state.len(), 32);
         let headers = cookie_header(&m.state_cookie(&state, "/my-portal/x?a=1&b=2"));
-        assert_eq!(m.take_state(&headers, None), Err(StateRefused::Missing));
-        assert_eq!(m.take_state(&headers, Some(&new_state())), Err(StateRefused::Mismatch));
-        assert_eq!(m.take_state(&HeaderMap::new(), Some(&state)), Err(StateRefused::Missing));
-        assert_eq!(m.take_state(&headers, Some(&state)).as_deref(), Ok("/my-portal/x?a=1&b=2"));
-        assert_eq!(m.take_state(&headers, Some(&state)), Err(StateRefused::Replayed));
+        assert_eq!(m.take_state(&headers, None).await, Err(StateRefused::Missing));
+        assert_eq!(m.take_state(&headers, Some(&new_state())).await, Err(StateRefused::Mismatch));
+        assert_eq!(m.take_state(&HeaderMap::new(), Some(&state)).await, Err(StateRefused::Missing));
+        assert_eq!(m.take_state(&headers, Some(&state)).await.as_deref(), Ok("/my-portal/x?a=1&b=2"));
+        assert_eq!(m.take_state(&headers, Some(&state)).await, Err(StateRefused::Replayed));
         assert!(m.clear_state_cookie().to_str().unwrap().starts_with("fg_state=;"));
     }
 
@@ -594,7 +612,8 @@ mod tests {
             if let Ok(v) = HeaderValue::from_str(&format!("fg={value}; fg_state={value}")) {
                 h.insert(COOKIE, v);
                 proptest::prop_assert!(m.session_id(&h).is_none());
-                proptest::prop_assert!(m.take_state(&h, Some(&value)).is_err());
+                let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+                proptest::prop_assert!(rt.block_on(m.take_state(&h, Some(&value))).is_err());
             }
         }
     }
