@@ -45,6 +45,26 @@ async fn every_login_post_counts_against_the_client_address() {
 }
 
 #[tokio::test]
+async fn unicode_spellings_share_one_account_bucket_and_invisible_characters_are_refused() {
+    let (mock, gw) = limited(401, "1000/min", "3/min").await;
+    for email in ["\u{ff56}ictim@x.example", "VICTIM@x.example.", "victim@x.example"] {
+        let res = post_json(&gw.url("/login"), serde_json::json!({"email": email, "password": "wrong"})).await;
+        assert_eq!(res.json()["error"], "invalid_credentials", "{email}");
+    }
+    let res =
+        post_json(&gw.url("/login"), serde_json::json!({"email": "\u{FF56}ictim@x.example", "password": "x"})).await;
+    assert_eq!(res.status, StatusCode::TOO_MANY_REQUESTS, "a fullwidth spelling got a fresh bucket");
+    assert_eq!(mock.requests().len(), 3);
+    // Control and format characters: refused, nothing sent.
+    for email in ["victim@x.example\u{200b}", "\u{200b}bob@x.example", "bob\u{202e}@x.example", "bob\u{7}@x.example"] {
+        let res = post_json(&gw.url("/login"), serde_json::json!({"email": email, "password": "pw"})).await;
+        assert_eq!(res.status, StatusCode::BAD_REQUEST, "{email:?}");
+        assert_eq!(res.json()["error"], "invalid_input", "{email:?}");
+    }
+    assert_eq!(mock.requests().len(), 3, "a refused name reached the provider");
+}
+
+#[tokio::test]
 async fn failed_attempts_count_against_the_normalised_account() {
     let (mock, gw) = limited(401, "1000/min", "3/min").await;
     for email in ["Alice@X.example", " alice@x.example ", "ALICE@x.EXAMPLE"] {

@@ -25,9 +25,26 @@ impl AccountHasher {
         Self { key }
     }
 
-    /// The account as it is counted and logged: trimmed, lower-cased.
+    /// The account as it is counted and logged: Unicode NFKC (fullwidth
+    /// and other compatibility forms folded), invisible format characters
+    /// (general category Cf: zero-width spaces and joiners, direction marks)
+    /// removed, trimmed, lower-cased, and one trailing dot of an email's
+    /// domain removed. Spellings a provider treats as one account are one
+    /// account to the brute-force limit and the audit log.
     pub fn normalise(account: &str) -> String {
-        account.trim().to_lowercase()
+        use unicode_normalization::UnicodeNormalization;
+        let folded: String = account.nfkc().filter(|&c| !is_format(c)).collect();
+        let mut normal = folded.trim().to_lowercase();
+        if normal.contains('@') && normal.ends_with('.') {
+            normal.pop();
+        }
+        normal
+    }
+
+    /// Whether a typed account holds control or format characters: such a
+    /// name is refused (`invalid_input`) before anything is sent.
+    pub fn has_invisible(account: &str) -> bool {
+        account.chars().any(|c| c.is_control() || is_format(c))
     }
 
     /// 16 hex characters identifying the normalised account.
@@ -37,6 +54,12 @@ impl AccountHasher {
         let digest = mac.finalize().into_bytes();
         crate::session::hex(&digest[..8])
     }
+}
+
+/// Unicode general category Cf (format characters).
+fn is_format(c: char) -> bool {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    c.general_category() == GeneralCategory::Format
 }
 
 #[cfg(test)]
@@ -51,5 +74,26 @@ mod tests {
         assert!(!h.hash("alice@x.example").contains("alice"));
         let other = AccountHasher::new(&SecretString::from("j".repeat(32)));
         assert_ne!(h.hash("alice@x.example"), other.hash("alice@x.example"));
+    }
+
+    #[test]
+    fn spellings_of_one_account_are_one_account() {
+        for spelling in [
+            "victim@x.example",
+            " Victim@X.example ",
+            "victim@x.example\u{200b}",
+            "\u{200b}victim@x.example",
+            "vic\u{200d}tim@x.example",
+            "\u{ff56}ictim@x.example",
+            "\u{FF36}ICTIM@x.example",
+            "victim@x.example.",
+        ] {
+            assert_eq!(AccountHasher::normalise(spelling), "victim@x.example", "{spelling:?}");
+        }
+        assert_eq!(AccountHasher::normalise("alice."), "alice.", "only an email's domain loses its dot");
+        assert!(AccountHasher::has_invisible("victim@x\u{200b}"));
+        assert!(AccountHasher::has_invisible("victim\u{202e}@x"));
+        assert!(AccountHasher::has_invisible("a\tb"));
+        assert!(!AccountHasher::has_invisible("\u{ff56}ictim@x.example"));
     }
 }

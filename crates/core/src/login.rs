@@ -158,7 +158,7 @@ where
     }
     if username.len() > MAX_FIELD_BYTES
         || password.len() > MAX_FIELD_BYTES
-        || username.contains('\0')
+        || crate::audit::AccountHasher::has_invisible(username)
         || password.contains('\0')
     {
         return Err(LoginError::InvalidInput);
