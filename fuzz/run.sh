@@ -26,7 +26,7 @@ case "$FUZZ_SECONDS" in
 esac
 export RUSTC_BOOTSTRAP=1
 
-ALL_TARGETS=(destination template login_body cookie)
+ALL_TARGETS=(destination template login_body cookie request_target)
 if [ "$#" -gt 0 ]; then TARGETS=("$@"); else TARGETS=("${ALL_TARGETS[@]}"); fi
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
