@@ -378,10 +378,8 @@ fn chunked_end(got: &[u8]) -> bool {
     })
 }
 
-#[tokio::test]
-async fn client_trailers_named_x_ferrygate_are_removed() {
-    let (upstream, seen) = recording_upstream().await;
-    let bin = spawn_binary(&format!(
+fn plain_site(upstream: SocketAddr) -> String {
+    format!(
         r#"
 [sessions]
 secret = "{SECRET}"
@@ -401,7 +399,13 @@ url = "https://portal.example/auth"
 default_destination = "/p"
 allowed_destinations = ["/p"]
 "#
-    ));
+    )
+}
+
+#[tokio::test]
+async fn client_trailers_named_x_ferrygate_are_removed() {
+    let (upstream, seen) = recording_upstream().await;
+    let bin = spawn_binary(&plain_site(upstream));
     let (status, head, _) = raw(
         bin.addr,
         "POST /upload HTTP/1.1\r\nHost: s.example\r\nTransfer-Encoding: chunked\r\nTE: trailers\r\nTrailer: X-Ferrygate-User, X-Checksum\r\n\r\n\
@@ -413,4 +417,35 @@ allowed_destinations = ["/p"]
     assert!(got.contains("hello"), "{got}");
     assert!(got.contains("x-checksum: abc"), "trailers must still be forwarded: {got}");
     assert!(!got.contains("mallory") && !got.contains("admins"), "a client trailer claimed an identity: {got}");
+}
+
+#[tokio::test]
+async fn h2_trailers_named_x_ferrygate_are_removed() {
+    use http_body_util::StreamBody;
+    let (upstream, seen) = recording_upstream().await;
+    let bin = spawn_binary(&plain_site(upstream));
+    let tcp = TcpStream::connect(bin.addr).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("x-ferrygate-user", "mallory".parse().unwrap());
+    trailers.insert("x-checksum", "abc".parse().unwrap());
+    let frames: Vec<Result<hyper::body::Frame<bytes::Bytes>, std::convert::Infallible>> = vec![
+        Ok(hyper::body::Frame::data(bytes::Bytes::from_static(b"hello"))),
+        Ok(hyper::body::Frame::trailers(trailers)),
+    ];
+    let req = http::Request::post("http://s.example/upload")
+        .header("te", "trailers")
+        // hyper's HTTP/1.1 client sends only the trailers the request declares.
+        .header("trailer", "x-ferrygate-user, x-checksum")
+        .body(StreamBody::new(futures_util::stream::iter(frames)))
+        .unwrap();
+    let res = tokio::time::timeout(BOUND, send.send_request(req)).await.unwrap().unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let got = String::from_utf8_lossy(&seen.lock().unwrap()).to_lowercase();
+    assert!(got.contains("hello") && got.contains("x-checksum: abc"), "trailers must still be forwarded: {got}");
+    assert!(!got.contains("mallory"), "an h2 trailer claimed an identity: {got}");
 }
