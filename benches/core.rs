@@ -55,9 +55,8 @@ fn session() -> Session {
 
 fn routing(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let config = Config::from_toml(CONFIG, ".".as_ref()).unwrap().config;
-    let providers = ferrygate::build_providers(&config).unwrap();
-    let layer = GatewayLayer::new(Arc::new(config), providers, Arc::new(MemoryStore::new(10))).unwrap();
+    let config = ferrygate::from_toml(CONFIG, ".".as_ref()).unwrap().config;
+    let layer = GatewayLayer::new(Arc::new(config), Arc::new(MemoryStore::new(10)));
     let inner = tower::service_fn(|_req: Request<String>| async { Ok::<_, Infallible>(Response::new(String::new())) });
     let mut svc = layer.layer(inner);
     c.bench_function("gateway: pass-through decision (not intercepted)", |b| {
@@ -123,9 +122,9 @@ fn sessions(c: &mut Criterion) {
 }
 
 fn redirects_and_templates(c: &mut Criterion) {
-    use ferrygate::core::template::Template;
     use ferrygate::rest::render::{self, Values};
-    let config = Config::from_toml(CONFIG, ".".as_ref()).unwrap().config;
+    use ferrygate::rest::template::Template;
+    let config = ferrygate::from_toml(CONFIG, ".".as_ref()).unwrap().config;
     let site = config.sites[0].clone();
     c.bench_function("qwyk: portal redirect building", |b| {
         b.iter(|| {
@@ -171,17 +170,38 @@ impl ferrygate::core::Provider for Instant {
     }
 }
 
+struct InstantKind;
+
+impl ferrygate::ProviderKind for InstantKind {
+    fn name(&self) -> &'static str {
+        "qwyk"
+    }
+
+    fn site_rules(&self) -> ferrygate::core::SiteRules {
+        ferrygate::qwyk::QwykKind.site_rules()
+    }
+
+    fn build(
+        &self,
+        _table: ferrygate::core::toml::Table,
+        _build: &mut ferrygate::core::Build<'_, '_>,
+    ) -> Option<Arc<dyn ferrygate::core::Provider>> {
+        Some(Arc::new(Instant))
+    }
+}
+
 fn login_post(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    // The qwyk table, built into an instant provider instead.
+    let kinds = ferrygate::kinds().with(InstantKind);
     let config = Config::from_toml(
         &CONFIG.replace("[sessions]", "[limits]\nlogin_per_ip = \"100000000/sec\"\n[sessions]"),
         ".".as_ref(),
+        &kinds,
     )
     .unwrap()
     .config;
-    let mut providers = ferrygate::core::Providers::new();
-    providers.insert("p".to_owned(), Arc::new(Instant) as Arc<dyn ferrygate::core::Provider>);
-    let layer = GatewayLayer::new(Arc::new(config), providers, Arc::new(MemoryStore::new(1_000_000))).unwrap();
+    let layer = GatewayLayer::new(Arc::new(config), Arc::new(MemoryStore::new(1_000_000)));
     let inner = tower::service_fn(|_req: Request<String>| async { Ok::<_, Infallible>(Response::new(String::new())) });
     let mut svc = layer.layer(inner);
     c.bench_function("login POST: body parsing, checks, session (instant provider)", |b| {

@@ -16,7 +16,7 @@ use ferrygate::core::SignedIn;
 
 /// The application: its own routes, wrapped in Ferrygate's layers.
 pub async fn app(config_toml: &str) -> Result<Router, String> {
-    let loaded = ferrygate::Config::from_toml(config_toml, ".".as_ref()).map_err(|e| e.to_string())?;
+    let loaded = ferrygate::from_toml(config_toml, ".".as_ref()).map_err(|e| e.to_string())?;
     let gateway = ferrygate::Gateway::from_config(loaded.config).await?;
     Ok(Router::new()
         .route("/", get(|| async { "Welcome. Sign in at /login." }))
@@ -35,7 +35,7 @@ async fn account(user: Option<Extension<SignedIn>>) -> String {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::var("FERRYGATE_CONFIG").unwrap_or_else(|_| "ferrygate.toml".to_owned());
-    let loaded = ferrygate::Config::load(path.as_ref())?;
+    let loaded = ferrygate::load(path.as_ref())?;
     let gateway = ferrygate::Gateway::from_config(loaded.config).await?;
     let app = Router::new().route("/account", get(account)).layer(gateway.layer());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;

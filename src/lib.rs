@@ -31,7 +31,7 @@
 //!     paths = ["/portal-home"]
 //!     redirect = "https://shop.example/"
 //! "#;
-//! let loaded = ferrygate::Config::from_toml(config, ".".as_ref())?;
+//! let loaded = ferrygate::from_toml(config, ".".as_ref())?;
 //! let gateway = ferrygate::Gateway::from_config(loaded.config).await?;
 //!
 //! let app = ServiceBuilder::new().layer(gateway.layer()).service(tower::service_fn(
@@ -50,7 +50,9 @@
 use std::sync::Arc;
 
 pub use ferrygate_core as core;
-pub use ferrygate_core::{Config, ConfigError, ConfigErrors, GatewayLayer, IdentityLayer, Loaded, Provider, Providers};
+pub use ferrygate_core::{
+    Config, ConfigError, ConfigErrors, GatewayLayer, IdentityLayer, Kinds, Loaded, Provider, ProviderKind,
+};
 #[cfg(feature = "payway")]
 pub use ferrygate_provider_payway as payway;
 #[cfg(feature = "qwyk")]
@@ -62,35 +64,36 @@ pub use ferrygate_store_redis as store_redis;
 #[cfg(feature = "server")]
 pub use {ferrygate_demo as demo, ferrygate_proxy as proxy, ferrygate_server as server};
 
-use ferrygate_core::config::{ProviderConfig, StoreKind};
-use ferrygate_core::{ExposeSecret, HttpClient, MemoryLimiter, MemoryStore, RateLimiter, SessionStore};
+use ferrygate_core::config::StoreKind;
+use ferrygate_core::{ExposeSecret, MemoryLimiter, MemoryStore, RateLimiter, SessionStore};
 
 /// The layers a Rust service wraps around itself: login routes, then identity.
 pub type Layer = tower::layer::util::Stack<IdentityLayer, GatewayLayer>;
 
-/// Builds one provider per `[providers]` entry this build supports (the
-/// `qwyk`, `payway` and `rest` features); a site whose provider is missing is
-/// refused by [`GatewayLayer::new`].
-pub fn build_providers(config: &Config) -> Result<Providers, String> {
-    let client = HttpClient::new(config.upstream_tls.ca_file.as_deref())?;
-    let mut providers = Providers::new();
-    for (name, provider) in &config.providers {
-        let built: Option<Arc<dyn Provider>> = match provider {
-            #[cfg(feature = "qwyk")]
-            ProviderConfig::Qwyk(q) => Some(Arc::new(qwyk::Qwyk::new(q, client.clone()))),
-            #[cfg(feature = "payway")]
-            ProviderConfig::Payway(p) => Some(Arc::new(payway::Payway::new(name, p, client.clone()))),
-            #[cfg(feature = "rest")]
-            ProviderConfig::Rest(r) => Some(Arc::new(rest::Rest::new(name, r, client.clone())?)),
-            // Reached only when a provider's feature is off; GatewayLayer::new names the gap.
-            #[allow(unreachable_patterns)]
-            _ => None,
-        };
-        if let Some(p) = built {
-            providers.insert(name.clone(), p);
-        }
-    }
-    Ok(providers)
+/// The provider kinds this build registers: `qwyk`, `payway` and `rest`,
+/// each behind its feature. Add a kind of your own with
+/// [`Kinds::with`](ferrygate_core::Kinds::with) and load the configuration
+/// with [`Config::from_toml`] or [`Config::load`].
+pub fn kinds() -> Kinds {
+    let kinds = Kinds::new();
+    #[cfg(feature = "qwyk")]
+    let kinds = kinds.with(qwyk::QwykKind);
+    #[cfg(feature = "payway")]
+    let kinds = kinds.with(payway::PaywayKind);
+    #[cfg(feature = "rest")]
+    let kinds = kinds.with(rest::RestKind);
+    kinds
+}
+
+/// Parses and validates TOML text with the built-in [`kinds`]; relative
+/// paths are relative to `base_dir`.
+pub fn from_toml(text: &str, base_dir: &std::path::Path) -> Result<Loaded, ConfigErrors> {
+    Config::from_toml(text, base_dir, &kinds())
+}
+
+/// Reads and validates the file at `path` with the built-in [`kinds`].
+pub fn load(path: &std::path::Path) -> Result<Loaded, ConfigErrors> {
+    Config::load(path, &kinds())
 }
 
 /// Where sessions live and where brute-force attempts are counted.
@@ -123,12 +126,12 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Builds the providers and the layers for `config`.
+    /// The layers for `config` (its providers already built by their kinds),
+    /// with the session store and limiter it names.
     pub async fn from_config(config: Config) -> Result<Self, String> {
         let config = Arc::new(config);
-        let providers = build_providers(&config)?;
         let (store, limiter) = build_store(&config)?;
-        Ok(Self { layer: GatewayLayer::with_limiter(config, providers, store, limiter)? })
+        Ok(Self { layer: GatewayLayer::with_limiter(config, store, limiter) })
     }
 
     /// The Tower layer: owned login routes, then identity-header hygiene.
@@ -146,7 +149,6 @@ impl Gateway {
     /// different store.
     pub async fn reload(&self, config: Config) -> Result<Self, String> {
         let config = Arc::new(config);
-        let providers = build_providers(&config)?;
         let (old, new) = (&self.config().sessions, &config.sessions);
         // Compared in place: no copy of a URL that may hold a password.
         let same_store = old.store == new.store
@@ -161,7 +163,7 @@ impl Gateway {
             tracing::warn!("[sessions] names another store: sessions of the old one are not carried over");
             build_store(&config)?
         };
-        Ok(Self { layer: GatewayLayer::with_limiter(config, providers, store, limiter)? })
+        Ok(Self { layer: GatewayLayer::with_limiter(config, store, limiter) })
     }
 
     /// The gateway layer alone (the server stacks identity and the proxy itself).

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use ferrygate::server::Server;
-use ferrygate::{Config, Loaded};
+use ferrygate::Loaded;
 
 #[derive(Parser)]
 #[command(name = "ferrygate", version, about = "A login gateway for hosted portals' external authentication")]
@@ -87,7 +87,7 @@ fn init_logging(format: LogFormat) {
 
 /// Loads and validates `path`, printing what `check` prints; `None` when invalid.
 async fn load(path: &Path) -> Option<(Vec<ferrygate::ConfigError>, ferrygate::Gateway)> {
-    let Loaded { config, warnings } = match Config::load(path) {
+    let Loaded { config, warnings } = match ferrygate::load(path) {
         Ok(l) => l,
         Err(errors) => {
             eprintln!("{errors}");
@@ -166,7 +166,7 @@ async fn watch_config(
         };
         // Whatever triggered it, this version of the file has now been tried.
         seen = fingerprint(&path);
-        let result = match Config::load(&path) {
+        let result = match ferrygate::load(&path) {
             Err(errors) => Err(errors.to_string()),
             Ok(loaded) => match gateway.reload(loaded.config).await {
                 Err(e) => Err(e),
@@ -205,7 +205,7 @@ async fn demo(listen: SocketAddr) -> ExitCode {
         }
     };
     let addr = listener.local_addr().unwrap_or(listen);
-    let config = match Config::from_toml(&demo.config_toml(addr), Path::new(".")) {
+    let config = match ferrygate::from_toml(&demo.config_toml(addr), Path::new(".")) {
         Ok(l) => l.config,
         Err(e) => {
             eprintln!("error: the demo configuration is invalid (a bug):\n{e}");

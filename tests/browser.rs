@@ -41,7 +41,7 @@ async fn the_three_flows_in_a_real_browser() {
     let demo = Demo::start().await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let config = ferrygate::Config::from_toml(&demo.config_toml(addr), ".".as_ref()).unwrap().config;
+    let config = ferrygate::from_toml(&demo.config_toml(addr), ".".as_ref()).unwrap().config;
     let gateway = ferrygate::Gateway::from_config(config).await.unwrap();
     let server =
         ferrygate::server::Server::with_listeners(gateway.gateway_layer().clone(), vec![listener]).await.unwrap();

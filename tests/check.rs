@@ -258,7 +258,7 @@ fn values_are_checked_and_named() {
         |c| c.replace("trusted_proxies = [\"127.0.0.1/32\"]", "trusted_proxies = [\"10.0.0.0/33\"]"),
         "server.trusted_proxies[0]",
     );
-    refused(|c| c.replace("organization_id = 12", "organization_id = \"12\""), "providers.acme-qwyk");
+    refused(|c| c.replace("organization_id = 12", "organization_id = \"12\""), "providers.acme-qwyk.organization_id");
     refused(|c| c.replace("${PAYWAY_CLIENT_SECRET}", "${NOT_SET_ANYWHERE_XYZ}"), "providers.news-payway.client_secret");
     refused(|c| c.replace("[\"/portal-logout\"]", "[\"/login\"]"), "sites[0].logout.paths");
     refused(|c| c.replace("upstream = \"http://127.0.0.1:3000\"", "upstream = \"ftp://x\""), "sites[0].upstream");
@@ -367,8 +367,7 @@ fn no_refusal_quotes_a_secret_value_or_a_files_content() {
     // A secret typed as a number: serde's type error would quote it.
     let stderr = refused(
         |c| c.replace("client_secret = \"${PAYWAY_CLIENT_SECRET}\"", "client_secret = 123456789"),
-        // serde names the provider's table here (an internally tagged enum hides the field).
-        "providers.news-payway",
+        "providers.news-payway.client_secret",
     );
     assert!(!stderr.contains("123456789"), "the value was quoted: {stderr}");
     assert!(stderr.contains("invalid type: integer, expected"), "{stderr}");

@@ -9,7 +9,7 @@ async fn start() -> (Demo, String) {
     let demo = Demo::start().await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let config = demo.config_toml(listener.local_addr().unwrap());
-    let config = ferrygate::Config::from_toml(&config, ".".as_ref()).unwrap().config;
+    let config = ferrygate::from_toml(&config, ".".as_ref()).unwrap().config;
     let gateway = ferrygate::Gateway::from_config(config).await.unwrap();
     let server =
         ferrygate::server::Server::with_listeners(gateway.gateway_layer().clone(), vec![listener]).await.unwrap();

@@ -35,7 +35,7 @@ fn check_config(toml: &str, secrets: &HashMap<String, String>) -> ferrygate::Con
         std::fs::write(&file, value).unwrap();
         text = text.replace(&format!("/etc/ferrygate/secrets/{name}"), file.to_str().unwrap());
     }
-    ferrygate::Config::from_toml(&text, dir.path()).unwrap_or_else(|e| panic!("embedded config refused:\n{e}")).config
+    ferrygate::from_toml(&text, dir.path()).unwrap_or_else(|e| panic!("embedded config refused:\n{e}")).config
 }
 
 fn port_of(addr: &std::net::SocketAddr) -> i64 {
@@ -176,7 +176,7 @@ fn the_healthcheck_subcommand_tells_up_from_down() {
              [[sites]]\nname = \"s\"\nupstream = \"http://127.0.0.1:9\"\nprovider = \"p\"\n[sites.login]\npath = \"/login\"\n[sites.portal]\nurl = \"https://p.example/\"\n"
         );
         drop(listener);
-        let config = ferrygate::Config::from_toml(&config, ".".as_ref()).unwrap().config;
+        let config = ferrygate::from_toml(&config, ".".as_ref()).unwrap().config;
         let gateway = ferrygate::Gateway::from_config(config).await.unwrap();
         let server = ferrygate::server::Server::bind(gateway.gateway_layer().clone()).await.unwrap();
         let admin = server.admin_addr().unwrap();

@@ -1,13 +1,15 @@
 //! The gateway as a Tower layer around an ordinary service (no proxy, no
-//! server): `ServiceBuilder` + `service_fn`, with a mock provider.
+//! server): `ServiceBuilder` + `service_fn`, with a provider kind of the
+//! test's own (`kind = "mock"`), registered as a library user would.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use ferrygate::core::config::Upstream;
-use ferrygate::core::{BoxFuture, ClientConn, Grant, LoginAttempt, LoginError, Provider, Providers};
-use ferrygate::{Config, GatewayLayer, IdentityLayer};
+use ferrygate::core::kind::{Build, SiteRules};
+use ferrygate::core::{BoxFuture, ClientConn, Grant, LoginAttempt, LoginError, Provider, SignedIn};
+use ferrygate::{Config, GatewayLayer, IdentityLayer, ProviderKind};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use tower::{ServiceBuilder, ServiceExt};
@@ -15,6 +17,8 @@ use tower::{ServiceBuilder, ServiceExt};
 #[derive(Default)]
 struct MockProvider {
     seen: Mutex<Vec<String>>,
+    /// From the provider's table.
+    portal: Mutex<String>,
 }
 
 impl Provider for MockProvider {
@@ -31,10 +35,10 @@ impl Provider for MockProvider {
         );
         self.seen.lock().unwrap().push(line);
         let ok = a.password.expose_secret() == "right";
-        let destination = a.destination.to_owned();
+        let to = format!("{}?d={}", self.portal.lock().unwrap(), a.destination);
         Box::pin(async move {
             if ok {
-                Ok(Grant::redirect(format!("https://portal.example/in?d={destination}")))
+                Ok(Grant::redirect(to))
             } else {
                 Err(LoginError::InvalidCredentials)
             }
@@ -42,14 +46,39 @@ impl Provider for MockProvider {
     }
 }
 
+/// The test's own provider kind: its table has one key, `portal`, the
+/// address its grants redirect to.
+struct MockKind(Arc<MockProvider>);
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MockTable {
+    portal: String,
+}
+
+impl ProviderKind for MockKind {
+    fn name(&self) -> &'static str {
+        "mock"
+    }
+
+    fn site_rules(&self) -> SiteRules {
+        SiteRules { portal_url: true, default_destination: "/my-portal", ..SiteRules::default() }
+    }
+
+    fn build(&self, table: toml::Table, build: &mut Build<'_, '_>) -> Option<Arc<dyn Provider>> {
+        let t: MockTable = build.parse(table)?;
+        build.http_url("portal", &t.portal)?;
+        *self.0.portal.lock().unwrap() = t.portal;
+        Some(self.0.clone())
+    }
+}
+
 const CONFIG: &str = r#"
 [sessions]
 secret = "0123456789abcdef0123456789abcdef"
 [providers.p]
-kind = "qwyk"
-server = "http://127.0.0.1:9"
-organization_id = 1
-site_id = 2
+kind = "mock"
+portal = "https://portal.example/in"
 [[sites]]
 name = "app"
 upstream = "http://127.0.0.1:9"
@@ -65,10 +94,9 @@ redirect = "/"
 "#;
 
 fn layer(provider: Arc<MockProvider>) -> GatewayLayer {
-    let config = Config::from_toml(CONFIG, ".".as_ref()).unwrap().config;
-    let mut providers = Providers::new();
-    providers.insert("p".to_owned(), provider as Arc<dyn Provider>);
-    GatewayLayer::new(Arc::new(config), providers, Arc::new(ferrygate::core::MemoryStore::new(100))).unwrap()
+    let kinds = ferrygate::kinds().with(MockKind(provider));
+    let config = Config::from_toml(CONFIG, ".".as_ref(), &kinds).unwrap().config;
+    GatewayLayer::new(Arc::new(config), Arc::new(ferrygate::core::MemoryStore::new(100)))
 }
 
 #[tokio::test]
@@ -146,9 +174,38 @@ async fn answers_logins_itself_without_calling_the_inner_service() {
 }
 
 #[test]
-fn refuses_a_config_whose_provider_is_missing() {
-    let config = Config::from_toml(CONFIG, ".".as_ref()).unwrap().config;
-    let err = GatewayLayer::new(Arc::new(config), Providers::new(), Arc::new(ferrygate::core::MemoryStore::new(1)))
-        .unwrap_err();
-    assert!(err.contains("\"p\""), "{err}");
+fn refuses_a_provider_of_a_kind_that_is_not_registered() {
+    // The built-in kinds alone do not know "mock": refused, naming the key and the kinds known.
+    let err = ferrygate::from_toml(CONFIG, ".".as_ref()).unwrap_err().to_string();
+    assert!(err.contains("providers.p.kind: unknown provider kind \"mock\""), "{err}");
+    assert!(err.contains("payway, qwyk, rest"), "{err}");
+    // A registered kind's own table is checked by the kind, keys named in full.
+    let kinds = ferrygate::kinds().with(MockKind(Arc::default()));
+    let bad = CONFIG.replace("portal = \"https://portal.example/in\"", "portal = \"ftp://x\"\ncolour = 1");
+    let err = Config::from_toml(&bad, ".".as_ref(), &kinds).unwrap_err().to_string();
+    assert!(err.contains("error: providers.p.colour:"), "{err}");
+    let bad = CONFIG.replace("portal = \"https://portal.example/in\"", "portal = \"ftp://x\"");
+    let err = Config::from_toml(&bad, ".".as_ref(), &kinds).unwrap_err().to_string();
+    assert!(err.contains("error: providers.p.portal:"), "{err}");
+}
+
+#[tokio::test]
+async fn a_user_signed_in_through_a_kind_of_ones_own_is_the_inner_services_signed_in() {
+    let provider = Arc::new(MockProvider::default());
+    let svc = ServiceBuilder::new().layer(layer(provider)).layer(IdentityLayer).service(tower::service_fn(
+        |req: Request<String>| async move {
+            let user = req.extensions().get::<SignedIn>().map(|s| s.user.clone()).unwrap_or_default();
+            Ok::<_, Infallible>(Response::new(user))
+        },
+    ));
+    let login = Request::post("/login")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(String::from("email=al%40x.example&password=right"))
+        .unwrap();
+    let res = svc.clone().oneshot(login).await.unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let cookie = res.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let page = Request::get("/anything").header("cookie", cookie).body(String::new()).unwrap();
+    let res = svc.oneshot(page).await.unwrap();
+    assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "al@x.example");
 }

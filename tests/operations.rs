@@ -252,7 +252,7 @@ async fn tls_serves_h2_and_http1_and_reloads_its_certificate() {
             qwyk_config("127.0.0.1:9".parse().unwrap(), upstream, "", "")
         )
     };
-    let loaded = ferrygate::Config::from_toml(&config("one"), dir.path()).unwrap().config;
+    let loaded = ferrygate::from_toml(&config("one"), dir.path()).unwrap().config;
     let gateway = ferrygate::Gateway::from_config(loaded).await.unwrap();
     let server = ferrygate::server::Server::bind(gateway.gateway_layer().clone()).await.unwrap();
     let tls_addr = server.local_addrs()[1];
@@ -301,7 +301,7 @@ async fn tls_serves_h2_and_http1_and_reloads_its_certificate() {
         http1.request(Request::get(&url).body(Full::default()).unwrap()).await.unwrap().status(),
         StatusCode::OK
     );
-    let next = ferrygate::Config::from_toml(&config("two"), dir.path()).unwrap().config;
+    let next = ferrygate::from_toml(&config("two"), dir.path()).unwrap().config;
     reloader.reload(gateway.reload(next).await.unwrap().gateway_layer().clone()).unwrap();
     assert_eq!(served_cert(tls_addr).await, second, "new connections get the new certificate");
     let again = http1.request(Request::get(&url).body(Full::default()).unwrap()).await.unwrap();
@@ -335,7 +335,7 @@ async fn json_logs_are_one_object_per_line() {
 fn plain_config(server: &str) -> ferrygate::Config {
     let toml = qwyk_config("127.0.0.1:9".parse().unwrap(), "127.0.0.1:9".parse().unwrap(), "", "");
     let toml = format!("[server]\n{server}\n{toml}");
-    ferrygate::Config::from_toml(&toml, Path::new(".")).unwrap_or_else(|e| panic!("{e}")).config
+    ferrygate::from_toml(&toml, Path::new(".")).unwrap_or_else(|e| panic!("{e}")).config
 }
 
 /// A traffic port already taken — by another program, or another copy of

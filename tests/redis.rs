@@ -184,7 +184,7 @@ async fn readiness_follows_the_store() {
         "[server]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n{}",
         config("127.0.0.1:9".parse().unwrap(), upstream, &redis.url())
     );
-    let config = ferrygate::Config::from_toml(&toml, ".".as_ref()).unwrap().config;
+    let config = ferrygate::from_toml(&toml, ".".as_ref()).unwrap().config;
     let gateway = ferrygate::Gateway::from_config(config).await.unwrap();
     let server = ferrygate::server::Server::bind(gateway.gateway_layer().clone()).await.unwrap();
     let readyz = format!("http://{}/readyz", server.admin_addr().unwrap());

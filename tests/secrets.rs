@@ -130,7 +130,7 @@ async fn no_secret_in_logs_answers_or_debug_output() {
         "[server]\nlisten=[\"127.0.0.1:0\"]\n{}\n[providers.pw]\nkind=\"payway\"\nserver=\"https://p.example\"\nclient_id=\"c\"\nclient_secret=\"{CLIENT_SECRET}\"\noid=\"o\"\nredirect_uri=\"https://x.example/landing\"\n",
         qwyk_config(ok.addr, upstream, "", "")
     );
-    let loaded = ferrygate::Config::from_toml(&config, ".".as_ref()).unwrap();
+    let loaded = ferrygate::from_toml(&config, ".".as_ref()).unwrap();
     assert_clean("Debug of the config", &format!("{:?}", loaded.config));
     let token = ferrygate::core::Token {
         value: TOKEN.to_owned().into(),

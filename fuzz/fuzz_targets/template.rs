@@ -1,5 +1,5 @@
 //! `{{PLACEHOLDER}}` templates of the rest provider: parsing
-//! (`ferrygate_core::template::Template::parse`) and every renderer of
+//! (`ferrygate_provider_rest::template::Template::parse`) and every renderer of
 //! `ferrygate_provider_rest::render`. None may panic, and no value may add
 //! structure to what it is rendered into.
 //!
@@ -9,7 +9,7 @@
 
 #![no_main]
 
-use ferrygate_core::template::{Placeholder, Template};
+use ferrygate_provider_rest::template::{Placeholder, Template};
 use ferrygate_provider_rest::render::{form, header, json, text, url, xml, Values};
 use libfuzzer_sys::fuzz_target;
 

@@ -24,7 +24,7 @@ use crate::config::{Config, OwnedRoute, Site};
 use crate::csrf;
 use crate::error::LoginError;
 use crate::identity::{CallbackDestination, SignedIn};
-use crate::provider::{BoxFuture, Providers};
+use crate::provider::BoxFuture;
 use crate::ratelimit::{MemoryLimiter, RateLimiter};
 use crate::respond::{self, AnswerMode};
 use crate::session::{Session, SessionManager, SessionStore, StateRefused};
@@ -34,7 +34,6 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 pub(crate) struct Shared {
     pub(crate) config: Arc<Config>,
-    pub(crate) providers: Providers,
     pub(crate) accounts: AccountHasher,
     pub(crate) sessions: SessionManager,
     pub(crate) limiter: Arc<dyn RateLimiter>,
@@ -57,31 +56,16 @@ impl std::fmt::Debug for GatewayLayer {
 }
 
 impl GatewayLayer {
-    /// A layer for `config`, with one provider per name in `config.providers`
-    /// that a site uses, keeping sessions in `store`.
-    pub fn new(config: Arc<Config>, providers: Providers, store: Arc<dyn SessionStore>) -> Result<Self, String> {
+    /// A layer for `config` (its providers built by their kinds), keeping
+    /// sessions in `store`.
+    pub fn new(config: Arc<Config>, store: Arc<dyn SessionStore>) -> Self {
         let limiter = Arc::new(MemoryLimiter::new(&config.limits));
-        Self::with_limiter(config, providers, store, limiter)
+        Self::with_limiter(config, store, limiter)
     }
 
     /// As [`new`](Self::new), with the brute-force limits kept by `limiter`
     /// (the Redis store's, so replicas count together).
-    pub fn with_limiter(
-        config: Arc<Config>,
-        providers: Providers,
-        store: Arc<dyn SessionStore>,
-        limiter: Arc<dyn RateLimiter>,
-    ) -> Result<Self, String> {
-        for site in &config.sites {
-            if !providers.contains_key(&site.provider) {
-                return Err(format!(
-                    "site {:?} uses provider {:?} ({}), which this build cannot run (feature disabled?)",
-                    site.name,
-                    site.provider,
-                    site.provider_kind.as_str()
-                ));
-            }
-        }
+    pub fn with_limiter(config: Arc<Config>, store: Arc<dyn SessionStore>, limiter: Arc<dyn RateLimiter>) -> Self {
         let accounts = AccountHasher::new(&config.sessions.secret);
         let sessions = SessionManager::new(&config.sessions, store);
         let in_flight = std::sync::Mutex::default();
@@ -89,7 +73,7 @@ impl GatewayLayer {
         let hsts = (!max_age.is_zero())
             .then(|| http::HeaderValue::from_str(&format!("max-age={}", max_age.as_secs())).ok())
             .flatten();
-        Ok(Self { shared: Arc::new(Shared { config, providers, accounts, sessions, limiter, in_flight, hsts }) })
+        Self { shared: Arc::new(Shared { config, accounts, sessions, limiter, in_flight, hsts }) }
     }
 
     /// The configuration this layer serves.
@@ -391,7 +375,7 @@ fn resume(shared: &Shared, site: &Site, session: &Session, route: OwnedRoute, qu
         OwnedRoute::Wizard => crate::login::wizard_destination(site, &fields),
         _ => crate::login::allowed_destination(site, crate::login::asked_in_query(&fields)),
     };
-    let target = shared.providers.get(&site.provider)?.resume(site, session, &destination)?;
+    let target = shared.config.providers.get(&site.provider)?.provider.resume(site, session, &destination)?;
     metrics::counter!("ferrygate_returning_user_redirects_total").increment(1);
     Some(target)
 }

@@ -16,6 +16,7 @@ pub mod error;
 pub mod gateway;
 pub mod hop;
 pub mod identity;
+pub mod kind;
 mod login;
 pub mod path;
 pub mod provider;
@@ -23,7 +24,6 @@ pub mod query;
 pub mod ratelimit;
 pub mod respond;
 pub mod session;
-pub mod template;
 pub mod tls;
 
 pub use client::HttpClient;
@@ -32,7 +32,10 @@ pub use conn::ClientConn;
 pub use error::LoginError;
 pub use gateway::{BoxError, Gateway, GatewayLayer};
 pub use identity::{CallbackDestination, Identity, IdentityLayer, SignedIn};
-pub use provider::{BoxFuture, ForgotPassword, Grant, LoginAttempt, Provider, Providers, Token, UserInfo};
+pub use kind::{Build, Kinds, ProviderEntry, ProviderKind, SiteRules};
+pub use provider::{BoxFuture, ForgotPassword, Grant, LoginAttempt, Provider, Token, UserInfo};
 pub use ratelimit::{MemoryLimiter, RateLimiter, Refusal};
 pub use secrecy::{ExposeSecret, SecretString};
 pub use session::{MemoryStore, Session, SessionStore, StoreError, StoreKey};
+/// The TOML crate a [`ProviderKind`] receives its table in.
+pub use toml;

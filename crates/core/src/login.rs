@@ -11,7 +11,7 @@ use http_body::Body;
 use http_body_util::{BodyExt, Full, Limited};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::config::{OwnedRoute, ProviderConfig, Site};
+use crate::config::{OwnedRoute, Site};
 use crate::conn::{self, ClientConn};
 use crate::destination;
 use crate::error::LoginError;
@@ -197,9 +197,9 @@ where
         client_ip,
         user_agent,
     };
-    let provider = shared.providers.get(&site.provider).ok_or(LoginError::ProviderUnavailable)?;
+    let provider = &config.providers.get(&site.provider).ok_or(LoginError::ProviderUnavailable)?.provider;
     // The provider bounds its own calls; this only guards against one that hangs.
-    let deadline = provider_timeout(config.providers.get(&site.provider)) + Duration::from_secs(1);
+    let deadline = provider.timeout() + Duration::from_secs(1);
     let started = std::time::Instant::now();
     let result = tokio::time::timeout(deadline, provider.authenticate(&attempt))
         .await
@@ -250,15 +250,6 @@ impl<'a> InFlight<'a> {
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.set.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.key);
-    }
-}
-
-fn provider_timeout(provider: Option<&ProviderConfig>) -> Duration {
-    match provider {
-        Some(ProviderConfig::Qwyk(q)) => q.timeout,
-        Some(ProviderConfig::Payway(p)) => p.timeout,
-        Some(ProviderConfig::Rest(r)) => r.timeout,
-        None => Duration::from_secs(5),
     }
 }
 
@@ -400,7 +391,9 @@ where
     if !email.is_empty() && email.len() <= MAX_FIELD_BYTES {
         let request =
             crate::provider::ForgotPassword { site: site.clone(), email: email.to_owned(), client_ip, user_agent };
-        if let Some(task) = shared.providers.get(&site.provider).and_then(|p| p.forgot_password(request)) {
+        if let Some(task) =
+            shared.config.providers.get(&site.provider).and_then(|p| p.provider.forgot_password(request))
+        {
             tokio::spawn(task);
         }
     }

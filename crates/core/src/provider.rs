@@ -2,7 +2,6 @@
 //! failure out. One crate per provider kind implements it; the core never
 //! knows a provider's wire format.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::net::IpAddr;
@@ -18,9 +17,6 @@ use crate::session::Session;
 
 /// A boxed, sendable future, as returned by [`Provider`] methods.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Providers by the name they have in `[providers]`.
-pub type Providers = HashMap<String, Arc<dyn Provider>>;
 
 /// One login attempt, as the gateway hands it to a provider.
 pub struct LoginAttempt<'a> {
@@ -117,6 +113,12 @@ pub trait Provider: Send + Sync + 'static {
     /// Authenticates the attempt server to server. Wrong credentials, refusals,
     /// outages and timeouts are `Err` with their [`LoginError`].
     fn authenticate<'a>(&'a self, attempt: &'a LoginAttempt<'a>) -> BoxFuture<'a, Result<Grant, LoginError>>;
+
+    /// How long one authentication may take (the provider's `timeout` key);
+    /// the gateway gives up a second after it, should the provider hang.
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(5)
+    }
 
     /// Where a returning user with a live session goes, without calling the
     /// provider: the portal redirect built from the cached token and its

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ferrygate_core::client::{credential_header, Answer, ClientError};
-use ferrygate_core::config::PaywayConfig;
+use ferrygate_core::kind::{Build, ProviderKind, SiteRules};
 use ferrygate_core::provider::{BoxFuture, Grant, LoginAttempt, Provider};
 use ferrygate_core::{query, ExposeSecret, HttpClient, LoginError, SecretString};
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
@@ -48,6 +48,77 @@ impl Expiry<(), ServiceToken> for ReuseFor {
 /// min(30 s, 10 % of `expires_in`).
 pub fn reuse_for(expires_in: Duration) -> Duration {
     expires_in - (expires_in / 10).min(Duration::from_secs(30))
+}
+
+/// A payway provider's configuration, validated.
+#[derive(Debug, Clone)]
+pub struct PaywayConfig {
+    /// `{server}`, without a trailing slash.
+    pub server: String,
+    pub token_url: String,
+    pub token_scope: String,
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub oid: String,
+    pub redirect_uri: String,
+    pub scope: String,
+    pub timeout: Duration,
+}
+
+/// The `payway` kind: `[providers.X]` with `kind = "payway"`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PaywayKind;
+
+/// `[providers.X]` of a payway provider, as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Table {
+    server: String,
+    token_url: Option<String>,
+    token_scope: Option<String>,
+    client_id: String,
+    client_secret: Option<String>,
+    client_secret_file: Option<String>,
+    oid: String,
+    redirect_uri: String,
+    scope: Option<String>,
+    timeout: Option<String>,
+}
+
+impl ProviderKind for PaywayKind {
+    fn name(&self) -> &'static str {
+        "payway"
+    }
+
+    /// Sites sign users into the portal through the authorization redirect and
+    /// check its `state` on the callback.
+    fn site_rules(&self) -> SiteRules {
+        SiteRules { callback: true, default_destination: "/my-portal", ..SiteRules::default() }
+    }
+
+    fn build(&self, table: toml::Table, build: &mut Build<'_, '_>) -> Option<Arc<dyn Provider>> {
+        let t: Table = build.parse(table)?;
+        let server = build.server_url("server", &t.server);
+        let token_url = t.token_url.unwrap_or_else(|| format!("{server}/oauth2/token"));
+        build.http_url("token_url", &token_url);
+        build.http_url("redirect_uri", &t.redirect_uri);
+        let client_secret = build.secret("client_secret", t.client_secret, t.client_secret_file);
+        if client_secret.is_none() {
+            build.error("client_secret", "required");
+        }
+        let config = PaywayConfig {
+            server,
+            token_url,
+            token_scope: t.token_scope.unwrap_or_else(|| "/oauth2/login/x".to_owned()),
+            client_id: t.client_id,
+            client_secret: client_secret?,
+            oid: t.oid,
+            redirect_uri: t.redirect_uri,
+            scope: t.scope.unwrap_or_default(),
+            timeout: build.duration("timeout", t.timeout.as_deref(), Duration::from_secs(5)),
+        };
+        Some(Arc::new(Payway::new(build.name(), &config, build.client())))
+    }
 }
 
 /// A configured Payway provider.
@@ -245,6 +316,10 @@ impl Payway {
 }
 
 impl Provider for Payway {
+    fn timeout(&self) -> Duration {
+        self.config.timeout
+    }
+
     fn authenticate<'a>(&'a self, attempt: &'a LoginAttempt<'a>) -> BoxFuture<'a, Result<Grant, LoginError>> {
         Box::pin(self.login(attempt))
     }

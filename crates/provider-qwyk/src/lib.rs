@@ -3,11 +3,13 @@
 //! integer organization and site ids, then a redirect to the portal carrying
 //! the access token.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use ferrygate_core::client::{Answer, ClientError};
-use ferrygate_core::config::{QwykConfig, Site};
+use ferrygate_core::config::Site;
+use ferrygate_core::kind::{Build, ProviderKind, SiteRules};
 use ferrygate_core::provider::{BoxFuture, Grant, LoginAttempt, Provider, Token};
 use ferrygate_core::session::Session;
 use ferrygate_core::{query, ExposeSecret, HttpClient, LoginError};
@@ -46,15 +48,43 @@ struct TokenAnswer {
     expires_in: Option<u64>,
 }
 
+/// The `qwyk` kind: `[providers.X]` with `kind = "qwyk"`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QwykKind;
+
+/// `[providers.X]` of a qwyk provider, as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Table {
+    server: String,
+    organization_id: i64,
+    site_id: i64,
+    timeout: Option<String>,
+}
+
+impl ProviderKind for QwykKind {
+    fn name(&self) -> &'static str {
+        "qwyk"
+    }
+
+    /// Sites sign users into the portal (`portal.url` required) and may have
+    /// a booking-wizard entry.
+    fn site_rules(&self) -> SiteRules {
+        SiteRules { wizard: true, portal_url: true, default_destination: "/my-portal", ..SiteRules::default() }
+    }
+
+    fn build(&self, table: toml::Table, build: &mut Build<'_, '_>) -> Option<Arc<dyn Provider>> {
+        let t: Table = build.parse(table)?;
+        let server = build.server_url("server", &t.server);
+        let timeout = build.duration("timeout", t.timeout.as_deref(), Duration::from_secs(5));
+        Some(Arc::new(Qwyk::new(&server, t.organization_id, t.site_id, timeout, build.client())))
+    }
+}
+
 impl Qwyk {
-    pub fn new(config: &QwykConfig, client: HttpClient) -> Self {
-        Self {
-            login_url: format!("{}/api/portals/auth/login", config.server),
-            organization_id: config.organization_id,
-            site_id: config.site_id,
-            timeout: config.timeout,
-            client,
-        }
+    /// A provider for the Qwyk API at `server` (no trailing slash).
+    pub fn new(server: &str, organization_id: i64, site_id: i64, timeout: Duration, client: HttpClient) -> Self {
+        Self { login_url: format!("{server}/api/portals/auth/login"), organization_id, site_id, timeout, client }
     }
 
     async fn login(&self, attempt: &LoginAttempt<'_>) -> Result<Grant, LoginError> {
@@ -95,6 +125,10 @@ impl Qwyk {
 }
 
 impl Provider for Qwyk {
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     fn authenticate<'a>(&'a self, attempt: &'a LoginAttempt<'a>) -> BoxFuture<'a, Result<Grant, LoginError>> {
         Box::pin(self.login(attempt))
     }

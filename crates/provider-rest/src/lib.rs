@@ -7,9 +7,11 @@
 //! each value escaped for where it lands. Exactly HTTP 200 means
 //! authenticated; redirects are never followed.
 
+pub mod config;
 pub mod device;
 pub mod directory;
 pub mod render;
+pub mod template;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -18,16 +20,16 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use bytes::Bytes;
 use ferrygate_core::client::{credential_header, ClientError};
-use ferrygate_core::config::{BodyFormat, RestAuth, RestConfig};
 use ferrygate_core::provider::{BoxFuture, ForgotPassword, Grant, LoginAttempt, Provider, UserInfo};
-use ferrygate_core::template::Placeholder;
 use ferrygate_core::{ExposeSecret, HttpClient, LoginError};
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{Method, Request, StatusCode};
 use http_body_util::Full;
 
+pub use crate::config::{BodyFormat, RestAuth, RestConfig, RestKind};
 use crate::directory::{Directory, User};
 use crate::render::Values;
+use crate::template::Placeholder;
 
 /// A configured rest provider.
 #[derive(Clone)]
@@ -61,9 +63,9 @@ pub fn decide(status: StatusCode) -> Result<(), LoginError> {
 }
 
 impl Rest {
-    /// Loads the user directory; an error names the provider key and the line.
+    /// Loads the user directory; an error names the line.
     pub fn new(name: &str, config: &RestConfig, client: HttpClient) -> Result<Self, String> {
-        let directory = Directory::load(&config.users).map_err(|e| format!("providers.{name}.users: {e}"))?;
+        let directory = Directory::load(&config.users)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 name: name.to_owned(),
@@ -212,6 +214,10 @@ impl Inner {
 }
 
 impl Provider for Rest {
+    fn timeout(&self) -> Duration {
+        self.inner.config.timeout
+    }
+
     fn authenticate<'a>(&'a self, attempt: &'a LoginAttempt<'a>) -> BoxFuture<'a, Result<Grant, LoginError>> {
         Box::pin(self.inner.login(attempt))
     }

@@ -3,7 +3,7 @@
 //! or NUL), JSON (serde), form (form-urlencoded), XML (quick-xml's writer).
 //! No value can add structure: a password full of `"&<>=%+` stays one value.
 
-use ferrygate_core::template::{Part, Placeholder, Template};
+use crate::template::{Part, Placeholder, Template};
 use ferrygate_core::{query, LoginError};
 use http::HeaderValue;
 use quick_xml::events::{BytesEnd, BytesStart, BytesText, Event};

@@ -5,7 +5,10 @@
 //! [`Config`], never a string to parse. Every refusal names its key, in the
 //! dotted form a user can find in the file (`sites[0].portal.default_destination`).
 
+pub(crate) mod check;
+mod env;
 mod raw;
+mod site;
 mod validate;
 
 use std::collections::{BTreeMap, HashMap};
@@ -15,11 +18,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderName, Method, Uri};
+use http::Uri;
 use ipnet::IpNet;
 use secrecy::SecretString;
 
-use crate::template::Template;
+use crate::kind::{Kinds, ProviderEntry};
 
 /// A validated configuration.
 #[derive(Debug)]
@@ -29,7 +32,8 @@ pub struct Config {
     pub upstream_tls: UpstreamTls,
     pub sessions: Sessions,
     pub limits: Limits,
-    pub providers: BTreeMap<String, ProviderConfig>,
+    /// Each `[providers.X]`, built by its kind.
+    pub providers: BTreeMap<String, ProviderEntry>,
     pub sites: Vec<Arc<Site>>,
     /// Lower-cased host (no port, no trailing dot) to index in `sites`.
     host_index: HashMap<String, usize>,
@@ -110,91 +114,6 @@ pub struct Rate {
     pub per: Duration,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProviderKind {
-    Qwyk,
-    Payway,
-    Rest,
-}
-
-impl ProviderKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderKind::Qwyk => "qwyk",
-            ProviderKind::Payway => "payway",
-            ProviderKind::Rest => "rest",
-        }
-    }
-}
-
-#[derive(Debug)]
-pub enum ProviderConfig {
-    Qwyk(QwykConfig),
-    Payway(PaywayConfig),
-    Rest(RestConfig),
-}
-
-impl ProviderConfig {
-    pub fn kind(&self) -> ProviderKind {
-        match self {
-            ProviderConfig::Qwyk(_) => ProviderKind::Qwyk,
-            ProviderConfig::Payway(_) => ProviderKind::Payway,
-            ProviderConfig::Rest(_) => ProviderKind::Rest,
-        }
-    }
-}
-
-#[derive(Debug)]
-pub struct QwykConfig {
-    /// `{server}`, without a trailing slash.
-    pub server: String,
-    pub organization_id: i64,
-    pub site_id: i64,
-    pub timeout: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub struct PaywayConfig {
-    pub server: String,
-    pub token_url: String,
-    pub token_scope: String,
-    pub client_id: String,
-    pub client_secret: SecretString,
-    pub oid: String,
-    pub redirect_uri: String,
-    pub scope: String,
-    pub timeout: Duration,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyFormat {
-    Json,
-    Form,
-    Xml,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RestAuth {
-    None,
-    Basic,
-}
-
-#[derive(Debug, Clone)]
-pub struct RestConfig {
-    pub url: Template,
-    pub method: Method,
-    pub body_format: BodyFormat,
-    pub xml_root: String,
-    /// In table order.
-    pub body: Vec<(String, Template)>,
-    pub headers: Vec<(HeaderName, Template)>,
-    pub auth: RestAuth,
-    pub users: PathBuf,
-    pub forgot_password_url: Option<Template>,
-    pub session_ttl: Duration,
-    pub timeout: Duration,
-}
-
 /// Where a site's proxied traffic goes.
 #[derive(Debug)]
 pub struct Upstream {
@@ -221,7 +140,8 @@ pub struct Site {
     pub hosts: Vec<String>,
     pub upstream: Arc<Upstream>,
     pub provider: String,
-    pub provider_kind: ProviderKind,
+    /// The `kind` of that provider.
+    pub provider_kind: &'static str,
     /// Normalised origins (`scheme://host[:port]`).
     pub allowed_origins: Vec<String>,
     pub protected_paths: Vec<String>,
@@ -349,9 +269,10 @@ pub struct Loaded {
 }
 
 impl Config {
-    /// Reads, substitutes, parses and validates the file at `path`. Relative
-    /// paths inside it are relative to its folder.
-    pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
+    /// Reads, substitutes, parses and validates the file at `path`, building
+    /// each provider with the kind its `kind` key names among `kinds`.
+    /// Relative paths inside it are relative to its folder.
+    pub fn load(path: &Path, kinds: &Kinds) -> Result<Loaded, ConfigErrors> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             ConfigErrors(vec![ConfigError {
                 key: String::new(),
@@ -359,12 +280,12 @@ impl Config {
             }])
         })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        Self::from_toml(&text, &base)
+        Self::from_toml(&text, &base, kinds)
     }
 
     /// Parses and validates TOML text; relative paths are relative to `base_dir`.
-    pub fn from_toml(text: &str, base_dir: &Path) -> Result<Loaded, ConfigErrors> {
-        validate::load(text, base_dir, &|name| std::env::var(name).ok())
+    pub fn from_toml(text: &str, base_dir: &Path, kinds: &Kinds) -> Result<Loaded, ConfigErrors> {
+        validate::load(text, base_dir, &|name| std::env::var(name).ok(), kinds)
     }
 
     /// The site for a request's host (an [`Authority`](crate::authority::Authority)'s

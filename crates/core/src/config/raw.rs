@@ -19,7 +19,8 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub(crate) limits: RawLimits,
     #[serde(default)]
-    pub(crate) providers: BTreeMap<String, RawProvider>,
+    /// Each provider's table as written; its kind parses it.
+    pub(crate) providers: BTreeMap<String, toml::Table>,
     #[serde(default)]
     pub(crate) sites: Vec<RawSite>,
 }
@@ -76,55 +77,6 @@ pub(crate) struct RawLimits {
     pub(crate) login_body_bytes: Option<u64>,
     pub(crate) login_per_ip: Option<String>,
     pub(crate) login_per_account: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub(crate) enum RawProvider {
-    Qwyk(RawQwyk),
-    Payway(RawPayway),
-    Rest(RawRest),
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawQwyk {
-    pub(crate) server: String,
-    pub(crate) organization_id: i64,
-    pub(crate) site_id: i64,
-    pub(crate) timeout: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawPayway {
-    pub(crate) server: String,
-    pub(crate) token_url: Option<String>,
-    pub(crate) token_scope: Option<String>,
-    pub(crate) client_id: String,
-    pub(crate) client_secret: Option<String>,
-    pub(crate) client_secret_file: Option<String>,
-    pub(crate) oid: String,
-    pub(crate) redirect_uri: String,
-    pub(crate) scope: Option<String>,
-    pub(crate) timeout: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawRest {
-    pub(crate) url: String,
-    pub(crate) method: Option<String>,
-    pub(crate) body_format: Option<String>,
-    pub(crate) xml_root: Option<String>,
-    // Ordered: the XML body is written in table order.
-    pub(crate) body: Option<toml::Table>,
-    pub(crate) headers: Option<BTreeMap<String, String>>,
-    pub(crate) auth: Option<String>,
-    pub(crate) users: Option<String>,
-    pub(crate) forgot_password_url: Option<String>,
-    pub(crate) session_ttl: Option<String>,
-    pub(crate) timeout: Option<String>,
 }
 
 #[derive(Deserialize)]
