@@ -10,7 +10,7 @@
 
 use http::{header, HeaderMap, Uri};
 
-use crate::config::Site;
+use crate::site::Site;
 
 /// The authorities a request was addressed to: the URI's (HTTP/2, absolute
 /// form) and `Host`, plus `X-Forwarded-Host` when a trusted proxy relayed it.

@@ -1,7 +1,17 @@
 //! The login outcomes a user or client can see, with their codes and statuses
-//! (spec section 3). An expected failure is a response, never an `Err`.
+//! (spec section 3), and the boxed error and future types every crate shares.
+//! An expected failure is a response, never an `Err`.
+
+use std::future::Future;
+use std::pin::Pin;
 
 use http::StatusCode;
+
+/// A boxed error, as bodies and services report them.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A boxed, sendable future, as trait methods return them.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Every refusal of the login path, by its wire code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

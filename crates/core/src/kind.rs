@@ -16,8 +16,8 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::de::DeserializeOwned;
 
+use crate::check::Check;
 use crate::client::HttpClient;
-use crate::config::check::Check;
 use crate::provider::Provider;
 
 /// A provider kind: what `kind = "<name>"` in a `[providers.X]` table means.
@@ -164,7 +164,7 @@ impl<'c, 'b> Build<'c, 'b> {
         match serde_path_to_error::deserialize(toml::Value::Table(table)) {
             Ok(v) => Some(v),
             Err(e) => {
-                let (key, message) = crate::config::check::serde_refusal(&e);
+                let (key, message) = crate::check::serde_refusal(&e);
                 self.error(&key, message);
                 None
             }

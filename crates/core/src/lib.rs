@@ -5,36 +5,44 @@
 //! This crate depends on no other Ferrygate crate; providers, the proxy and
 //! the server build on it.
 
+pub mod access;
 pub mod audit;
 pub mod authority;
+pub mod check;
 pub mod client;
 pub mod config;
 pub mod conn;
 pub mod csrf;
 pub mod destination;
 pub mod error;
+pub mod future;
 pub mod gateway;
 pub mod hop;
 pub mod identity;
 pub mod kind;
-mod login;
 pub mod path;
 pub mod provider;
 pub mod query;
 pub mod ratelimit;
 pub mod respond;
+pub mod router;
+pub mod routes;
 pub mod session;
+pub mod site;
+mod state;
 pub mod tls;
 
 pub use client::HttpClient;
 pub use config::{Config, ConfigError, ConfigErrors, Loaded};
 pub use conn::ClientConn;
 pub use error::LoginError;
-pub use gateway::{BoxError, Gateway, GatewayLayer};
+pub use error::{BoxError, BoxFuture};
+pub use gateway::{GatewayLayer, GatewayService};
 pub use identity::{CallbackDestination, Identity, IdentityLayer, SignedIn};
 pub use kind::{Build, Kinds, ProviderEntry, ProviderKind, SiteRules};
-pub use provider::{BoxFuture, ForgotPassword, Grant, LoginAttempt, Provider, Token, UserInfo};
+pub use provider::{ForgotPassword, Grant, LoginAttempt, Provider, Token, UserInfo};
 pub use ratelimit::{MemoryLimiter, RateLimiter, Refusal};
+pub use router::Routed;
 pub use secrecy::{ExposeSecret, SecretString};
 pub use session::{MemoryStore, Session, SessionStore, StoreError, StoreKey};
 /// The TOML crate a [`ProviderKind`] receives its table in.

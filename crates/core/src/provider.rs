@@ -3,20 +3,17 @@
 //! knows a provider's wire format.
 
 use std::fmt;
-use std::future::Future;
 use std::net::IpAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::SecretString;
 
-use crate::config::Site;
 use crate::error::LoginError;
 use crate::session::Session;
+use crate::site::Site;
 
-/// A boxed, sendable future, as returned by [`Provider`] methods.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub use crate::error::BoxFuture;
 
 /// One login attempt, as the gateway hands it to a provider.
 pub struct LoginAttempt<'a> {

@@ -17,7 +17,7 @@ use governor::middleware::StateInformationMiddleware;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter as Governor};
 
 use crate::config::{Limits, Rate};
-use crate::provider::BoxFuture;
+use crate::error::BoxFuture;
 
 /// Why an attempt may not go ahead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

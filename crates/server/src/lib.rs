@@ -49,8 +49,10 @@ impl std::error::Error for StartError {}
 
 /// The service stack for one configuration: request ids, then the gateway's
 /// layers, then the proxy.
-pub type Stack =
-    SetRequestId<PropagateRequestId<ferrygate_core::Gateway<ferrygate_core::Identity<Proxy<Incoming>>>>, RequestIds>;
+pub type Stack = SetRequestId<
+    PropagateRequestId<ferrygate_core::GatewayService<ferrygate_core::Identity<Proxy<Incoming>>>>,
+    RequestIds,
+>;
 
 /// Request ids without a syscall each: a random per-process prefix and a counter.
 #[derive(Clone)]

@@ -1,7 +1,7 @@
 //! `${NAME}` in string values: replaced by the environment variable NAME
 //! before the configuration is parsed.
 
-use super::check::Check;
+use crate::check::Check;
 
 /// Where environment variables are read from (the process's, or a test's).
 pub(crate) type Env<'a> = &'a dyn Fn(&str) -> Option<String>;

@@ -5,7 +5,6 @@
 //! [`Config`], never a string to parse. Every refusal names its key, in the
 //! dotted form a user can find in the file (`sites[0].portal.default_destination`).
 
-pub(crate) mod check;
 mod env;
 mod raw;
 mod site;
@@ -18,11 +17,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::Uri;
 use ipnet::IpNet;
 use secrecy::SecretString;
 
+pub use crate::check::{ConfigError, ConfigErrors};
 use crate::kind::{Kinds, ProviderEntry};
+pub use crate::site::{
+    Callback, ForgotPassword, LoginRoute, OwnedRoute, Portal, RedirectRoute, Rewrite, Site, Upstream, Wizard,
+};
 
 /// A validated configuration.
 #[derive(Debug)]
@@ -100,6 +102,18 @@ pub struct Sessions {
     pub max_ttl: Duration,
 }
 
+impl Sessions {
+    /// What the session and state cookies are made with.
+    pub fn cookie_settings(&self) -> crate::session::CookieSettings<'_> {
+        crate::session::CookieSettings {
+            secret: &self.secret,
+            name: &self.cookie_name,
+            secure: self.cookie_secure,
+            max_ttl: self.max_ttl,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     pub login_body_bytes: usize,
@@ -113,153 +127,6 @@ pub struct Rate {
     pub count: u32,
     pub per: Duration,
 }
-
-/// Where a site's proxied traffic goes.
-#[derive(Debug)]
-pub struct Upstream {
-    /// The site's name (for metrics and logs).
-    pub site: String,
-    /// Scheme and authority of the site.
-    pub origin: Uri,
-    /// Path prefix of `upstream` ("" when none), prepended to every request path.
-    pub base_path: String,
-    pub rewrite_location: Vec<Rewrite>,
-}
-
-/// nginx `proxy_redirect`: a Location starting with `from` gets `to` instead.
-#[derive(Debug, Clone)]
-pub struct Rewrite {
-    pub from: String,
-    pub to: String,
-}
-
-#[derive(Debug)]
-pub struct Site {
-    pub name: String,
-    /// Lower-cased; empty for the default site.
-    pub hosts: Vec<String>,
-    pub upstream: Arc<Upstream>,
-    pub provider: String,
-    /// The `kind` of that provider.
-    pub provider_kind: &'static str,
-    /// Normalised origins (`scheme://host[:port]`).
-    pub allowed_origins: Vec<String>,
-    pub protected_paths: Vec<String>,
-    pub login: LoginRoute,
-    pub portal: Portal,
-    pub home: Option<RedirectRoute>,
-    pub logout: Option<RedirectRoute>,
-    pub wizard: Option<Wizard>,
-    pub forgot_password: Option<ForgotPassword>,
-    pub callback: Option<Callback>,
-    /// Every path Ferrygate answers itself, computed at load.
-    pub(crate) routes: HashMap<String, OwnedRoute>,
-}
-
-/// The routes a site owns (spec section 2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OwnedRoute {
-    Login,
-    Wizard,
-    Home,
-    Logout,
-    ForgotPassword,
-    Callback,
-}
-
-impl Site {
-    /// The owned route at `path`, a [canonical](crate::path::canonical) path: one hash lookup.
-    #[inline]
-    pub fn route(&self, path: &str) -> Option<OwnedRoute> {
-        if self.routes.is_empty() {
-            return None;
-        }
-        self.routes.get(path).copied()
-    }
-
-    /// Whether `path`, a [canonical](crate::path::canonical) path, lies in one
-    /// of `protected_paths` (whole segments).
-    pub fn is_protected(&self, path: &str) -> bool {
-        self.protected_paths.iter().any(|p| crate::destination::within(path, p))
-    }
-}
-
-#[derive(Debug)]
-pub struct LoginRoute {
-    pub path: String,
-    pub username_field: String,
-    pub password_field: String,
-    pub remember_field: String,
-    pub destination_field: String,
-    pub failure_redirect: String,
-}
-
-#[derive(Debug)]
-pub struct Portal {
-    /// The portal's external-authentication address (token providers).
-    pub url: Option<String>,
-    pub default_destination: String,
-    pub allowed_destinations: Vec<String>,
-}
-
-#[derive(Debug)]
-pub struct RedirectRoute {
-    pub paths: Vec<String>,
-    pub redirect: String,
-}
-
-#[derive(Debug)]
-pub struct Wizard {
-    pub path: String,
-    pub destination: String,
-    pub params: Vec<String>,
-}
-
-#[derive(Debug)]
-pub struct ForgotPassword {
-    pub path: String,
-    pub redirect: String,
-}
-
-#[derive(Debug)]
-pub struct Callback {
-    pub path: String,
-}
-
-/// One refusal, naming the key it is about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub key: String,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.key.is_empty() {
-            f.write_str(&self.message)
-        } else {
-            write!(f, "{}: {}", self.key, self.message)
-        }
-    }
-}
-
-/// Every refusal found in one file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigErrors(pub Vec<ConfigError>);
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("\n")?;
-            }
-            write!(f, "error: {e}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigErrors {}
 
 /// A valid configuration and what `check` should warn about.
 #[derive(Debug)]

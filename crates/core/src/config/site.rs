@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use http::Uri;
 
-use super::check::Check;
 use super::raw::*;
 use super::*;
+use crate::check::Check;
 use crate::destination;
 use crate::kind::{Kinds, ProviderEntry, SiteRules};
 

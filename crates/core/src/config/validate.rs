@@ -13,10 +13,10 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use secrecy::ExposeSecret;
 
-use super::check::{serde_refusal, Check};
 use super::env::{substitute, Env};
 use super::raw::*;
 use super::*;
+use crate::check::{serde_refusal, Check};
 use crate::client::HttpClient;
 use crate::kind::{Build, Kinds, ProviderEntry};
 
@@ -258,6 +258,23 @@ impl Check<'_> {
             login_per_account: self
                 .rate("limits.login_per_account", raw.login_per_account.as_deref().unwrap_or("5/min")),
         }
+    }
+
+    fn rate(&mut self, key: &str, value: &str) -> Option<Rate> {
+        let parsed = value.split_once('/').and_then(|(n, per)| {
+            let count: u32 = n.trim().parse().ok().filter(|&n| n > 0)?;
+            let per = match per.trim() {
+                "sec" | "s" | "second" => Duration::from_secs(1),
+                "min" | "m" | "minute" => Duration::from_secs(60),
+                "hour" | "h" => Duration::from_secs(3600),
+                _ => return None,
+            };
+            Some(Rate { count, per })
+        });
+        if parsed.is_none() {
+            self.err(key, format!("invalid rate {value:?}; write \"N/sec\", \"N/min\" or \"N/hour\" with N > 0"));
+        }
+        parsed
     }
 
     /// Each `[providers.X]` table, built by the kind its `kind` key names.

@@ -13,7 +13,7 @@ use moka::future::Cache;
 use moka::Expiry;
 
 use super::{Session, SessionStore, StoreError, StoreKey};
-use crate::provider::BoxFuture;
+use crate::error::BoxFuture;
 
 #[derive(Clone)]
 struct Entry {

@@ -16,14 +16,13 @@ use hmac::{Hmac, Mac};
 use http::header::COOKIE;
 use http::{HeaderMap, HeaderValue};
 use rand::RngCore;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 pub use memory::MemoryStore;
 
-use crate::config::Sessions as SessionsConfig;
-use crate::provider::BoxFuture;
+use crate::error::BoxFuture;
 
 /// What the gateway remembers of a signed-in user. Field names are short: this
 /// is serialized into Redis.
@@ -218,8 +217,19 @@ impl fmt::Debug for SessionManager {
     }
 }
 
+/// What the cookies are made with (`[sessions]`).
+#[derive(Debug, Clone, Copy)]
+pub struct CookieSettings<'a> {
+    /// Signs the cookies and keys the store (at least 32 bytes).
+    pub secret: &'a SecretString,
+    pub name: &'a str,
+    pub secure: bool,
+    /// No session outlives this.
+    pub max_ttl: Duration,
+}
+
 impl SessionManager {
-    pub fn new(config: &SessionsConfig, store: Arc<dyn SessionStore>) -> Self {
+    pub fn new(config: CookieSettings<'_>, store: Arc<dyn SessionStore>) -> Self {
         let secret = config.secret.expose_secret().as_bytes();
         // HKDF inside `derive_from`; the store key below is a separate HMAC domain.
         let cookie_key = Key::derive_from(secret);
@@ -230,9 +240,9 @@ impl SessionManager {
             store,
             cookie_key,
             store_key,
-            cookie_name: config.cookie_name.clone(),
-            state_cookie_name: format!("{}_state", config.cookie_name),
-            secure: config.cookie_secure,
+            cookie_name: config.name.to_owned(),
+            state_cookie_name: format!("{}_state", config.name),
+            secure: config.secure,
             max_ttl: config.max_ttl,
         }
     }
@@ -477,20 +487,11 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::StoreKind;
-    use secrecy::SecretString;
 
     fn manager() -> SessionManager {
-        let config = SessionsConfig {
-            store: StoreKind::Memory,
-            redis_url: None,
-            secret: SecretString::from("k".repeat(40)),
-            cookie_name: "fg".into(),
-            cookie_secure: true,
-            max_entries: 100,
-            max_ttl: Duration::from_secs(3600),
-        };
-        SessionManager::new(&config, Arc::new(MemoryStore::new(100)))
+        let secret = SecretString::from("k".repeat(40));
+        let settings = CookieSettings { secret: &secret, name: "fg", secure: true, max_ttl: Duration::from_secs(3600) };
+        SessionManager::new(settings, Arc::new(MemoryStore::new(100)))
     }
 
     fn session(ttl: Duration) -> Session {

@@ -5,30 +5,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
+use http::header::USER_AGENT;
 use http::{Request, Response};
 use http_body::Body;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::config::{OwnedRoute, Site};
+use super::form::{read_fields, truthy, Fields};
 use crate::conn::{self, ClientConn};
 use crate::destination;
-use crate::error::LoginError;
-use crate::gateway::{same_origin, BoxError, Shared};
+use crate::error::{BoxError, LoginError};
 use crate::provider::{Grant, LoginAttempt};
 use crate::ratelimit::Refusal;
-use crate::respond::{self, media_type, AnswerMode};
+use crate::respond::{self, AnswerMode};
 use crate::session::{new_state, now_ms, Session};
+use crate::site::{OwnedRoute, Site};
+use crate::state::Shared;
 
 /// Longest username or password accepted, in bytes.
 pub(crate) const MAX_FIELD_BYTES: usize = 1024;
-
-/// How long a login body may take to arrive.
-const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
-const FORM: &str = "application/x-www-form-urlencoded";
-const JSON: &str = "application/json";
 
 pub(crate) async fn handle<B>(
     shared: Arc<Shared>,
@@ -141,7 +136,7 @@ where
     if config.server.require_https && !conn::is_https(conn.as_ref(), req.headers(), &config.server.trusted_proxies) {
         return Err(LoginError::HttpsRequired);
     }
-    if !same_origin(shared, site, req.uri(), req.headers(), req.extensions()) {
+    if !shared.same_origin(site, req.uri(), req.headers(), req.extensions()) {
         return Err(LoginError::OriginRejected);
     }
     if let Some(ip) = client_ip {
@@ -214,7 +209,7 @@ where
 
 /// A refusal of the limiter as the answer: `rate_limited` with `Retry-After`
 /// rounded up to whole seconds, or the store's unavailability.
-fn rate_limited(refusal: Refusal) -> LoginError {
+pub(super) fn rate_limited(refusal: Refusal) -> LoginError {
     match refusal {
         Refusal::Over(wait) => {
             LoginError::RateLimited { retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0) }
@@ -224,7 +219,7 @@ fn rate_limited(refusal: Refusal) -> LoginError {
 }
 
 /// The per-IP key: the address, or its /64 for IPv6 (one host holds a whole /64).
-fn limit_key(ip: std::net::IpAddr) -> String {
+pub(super) fn limit_key(ip: std::net::IpAddr) -> String {
     match ip {
         std::net::IpAddr::V4(v4) => v4.to_string(),
         std::net::IpAddr::V6(v6) => {
@@ -288,166 +283,4 @@ pub(crate) fn wizard_destination(site: &Site, fields: &Fields) -> String {
         format!("{}{sep}{query}", wizard.destination)
     };
     allowed_destination(site, Some(&target))
-}
-
-fn truthy(v: &str) -> bool {
-    matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "on" | "yes")
-}
-
-/// The login form's fields, first value of each name.
-#[derive(Default)]
-pub(crate) struct Fields(Vec<(String, String)>);
-
-impl Fields {
-    /// The fields of a query string.
-    pub(crate) fn from_query(query: &str) -> Self {
-        Fields(form_urlencoded::parse(query.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
-    }
-
-    pub(crate) fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
-    }
-}
-
-/// Reads a form or JSON body of at most `limit` bytes.
-pub(crate) async fn read_fields<B>(headers: &http::HeaderMap, body: B, limit: usize) -> Result<Fields, LoginError>
-where
-    B: Body,
-    B::Error: Into<BoxError>,
-{
-    let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(media_type).unwrap_or("");
-    let json = if content_type.eq_ignore_ascii_case(FORM) {
-        false
-    } else if content_type.eq_ignore_ascii_case(JSON) {
-        true
-    } else {
-        return Err(LoginError::UnsupportedMediaType);
-    };
-    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(LoginError::PayloadTooLarge);
-    }
-    // A client dribbling its form must not hold a task and a socket for ever.
-    let read = tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, limit).collect());
-    let bytes = read.await.map_err(|_| LoginError::InvalidInput)?.map_err(|e| {
-        if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-            LoginError::PayloadTooLarge
-        } else {
-            LoginError::InvalidInput
-        }
-    })?;
-    let bytes = bytes.to_bytes();
-    if json {
-        let map: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_slice(&bytes).map_err(|_| LoginError::InvalidInput)?;
-        Ok(Fields(
-            map.into_iter()
-                .filter_map(|(k, v)| {
-                    let v = match v {
-                        serde_json::Value::String(s) => s,
-                        serde_json::Value::Bool(b) => b.to_string(),
-                        serde_json::Value::Number(n) => n.to_string(),
-                        _ => return None,
-                    };
-                    Some((k, v))
-                })
-                .collect(),
-        ))
-    } else {
-        Ok(Fields(form_urlencoded::parse(&bytes).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()))
-    }
-}
-
-/// `forgot_password.path`, POST: the same answer for every account and outcome.
-pub(crate) async fn forgot_password<B>(shared: Arc<Shared>, site: Arc<Site>, req: Request<B>) -> Response<Full<Bytes>>
-where
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
-    let mode = AnswerMode::of(req.headers());
-    let Some(route) = &site.forgot_password else {
-        return respond::text(http::StatusCode::NOT_FOUND, "not found\n");
-    };
-    if !same_origin(&shared, &site, req.uri(), req.headers(), req.extensions()) {
-        return respond::login_failure(LoginError::OriginRejected, mode, &route.redirect);
-    }
-    let conn = req.extensions().get::<ClientConn>().copied();
-    let client_ip = conn::client_ip(conn.as_ref(), req.headers(), &shared.config.server.trusted_proxies);
-    // Each request may make the provider send an email: counted like a login POST.
-    if let Some(ip) = client_ip {
-        if let Err(refusal) = shared.limiter.hit_ip(&limit_key(ip)).await {
-            return respond::login_failure(rate_limited(refusal), mode, &route.redirect);
-        }
-    }
-    let user_agent = req.headers().get(USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-    let (parts, body) = req.into_parts();
-    let fields = match read_fields(&parts.headers, body, shared.config.limits.login_body_bytes).await {
-        Ok(f) => f,
-        Err(e) if !e.user_actionable() => return respond::login_failure(e, mode, &route.redirect),
-        Err(_) => Fields::default(),
-    };
-    let email = fields.get("email").map(str::trim).unwrap_or("");
-    if !email.is_empty() && email.len() <= MAX_FIELD_BYTES {
-        let request =
-            crate::provider::ForgotPassword { site: site.clone(), email: email.to_owned(), client_ip, user_agent };
-        if let Some(task) =
-            shared.config.providers.get(&site.provider).and_then(|p| p.provider.forgot_password(request))
-        {
-            tokio::spawn(task);
-        }
-    }
-    tracing::info!(
-        target: "ferrygate::audit",
-        event = "forgot_password",
-        site = %site.name,
-        provider = %site.provider,
-        client_ip = client_ip.map(tracing::field::display),
-        account = (!email.is_empty()).then(|| shared.accounts.hash(email)),
-    );
-    match mode {
-        AnswerMode::Browser => respond::see_other(&route.redirect, &[]),
-        AnswerMode::Json => respond::accepted(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use http_body_util::Full;
-
-    fn headers(content_type: &str) -> http::HeaderMap {
-        let mut h = http::HeaderMap::new();
-        h.insert(CONTENT_TYPE, content_type.parse().unwrap());
-        h
-    }
-
-    async fn parse(content_type: &str, body: Vec<u8>) -> Result<Fields, LoginError> {
-        read_fields(&headers(content_type), Full::new(Bytes::from(body)), 256).await
-    }
-
-    #[tokio::test]
-    async fn reads_form_and_json_fields() {
-        let f = parse(FORM, b"email=a%40b.example&password=p%26w&email=second".to_vec()).await.unwrap();
-        assert_eq!((f.get("email"), f.get("password")), (Some("a@b.example"), Some("p&w")));
-        let f = parse("application/json; charset=utf-8", br#"{"email":"x","remember":true,"n":3,"o":{}}"#.to_vec())
-            .await
-            .unwrap();
-        assert_eq!((f.get("remember"), f.get("n"), f.get("o")), (Some("true"), Some("3"), None));
-        assert_eq!(parse(JSON, b"[1,2]".to_vec()).await.err(), Some(LoginError::InvalidInput));
-        assert_eq!(parse("text/plain", vec![]).await.err(), Some(LoginError::UnsupportedMediaType));
-        assert_eq!(parse(FORM, vec![b'a'; 300]).await.err(), Some(LoginError::PayloadTooLarge));
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn any_body_parses_or_is_refused_cleanly(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400), json in proptest::prelude::any::<bool>()) {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
-            let result = rt.block_on(parse(if json { JSON } else { FORM }, body.clone()));
-            match result {
-                Ok(_) => proptest::prop_assert!(body.len() <= 256),
-                Err(e) => proptest::prop_assert!(matches!(e, LoginError::InvalidInput | LoginError::PayloadTooLarge), "{:?}", e),
-            }
-        }
-    }
 }

@@ -1,6 +1,7 @@
-//! The checks every part of the configuration shares: each refusal names its
-//! dotted key, a value is never quoted where it may be a secret, and relative
-//! paths are relative to the configuration file's folder.
+//! The checks every part of the configuration shares (the core's and each
+//! provider kind's): each refusal names its dotted key, a value is never
+//! quoted where it may be a secret, and relative paths are relative to the
+//! configuration file's folder.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -8,7 +9,42 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use super::{ConfigError, Rate};
+use std::fmt;
+
+/// One refusal, naming the key it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.key, self.message)
+        }
+    }
+}
+
+/// Every refusal found in one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "error: {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
 
 /// Collects refusals and warnings while a configuration is validated.
 pub(crate) struct Check<'a> {
@@ -129,23 +165,6 @@ impl<'a> Check<'a> {
             }
         }
         value.trim_end_matches('/').to_owned()
-    }
-
-    pub(crate) fn rate(&mut self, key: &str, value: &str) -> Option<Rate> {
-        let parsed = value.split_once('/').and_then(|(n, per)| {
-            let count: u32 = n.trim().parse().ok().filter(|&n| n > 0)?;
-            let per = match per.trim() {
-                "sec" | "s" | "second" => Duration::from_secs(1),
-                "min" | "m" | "minute" => Duration::from_secs(60),
-                "hour" | "h" => Duration::from_secs(3600),
-                _ => return None,
-            };
-            Some(Rate { count, per })
-        });
-        if parsed.is_none() {
-            self.err(key, format!("invalid rate {value:?}; write \"N/sec\", \"N/min\" or \"N/hour\" with N > 0"));
-        }
-        parsed
     }
 }
 

@@ -1,0 +1,118 @@
+//! The site router: the outermost layer. It reads the request's authority
+//! once (`crate::authority`), picks the site by its host (a malformed
+//! authority is 400, an unknown host without a default site 421), makes the
+//! `Host` the site will hear that same normalised authority, and matches the
+//! canonical path (`crate::path`) against the site's owned routes and
+//! protected paths — once, for every layer after it, as the [`Routed`]
+//! request extension.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{header, Request, StatusCode};
+use tower::{Layer, Service};
+
+use crate::authority;
+use crate::config::Config;
+use crate::future::{GatewayResponse, ResponseFuture};
+use crate::respond;
+use crate::site::{OwnedRoute, Site};
+
+/// Where a request goes: its site, and which of the site's routes it is.
+#[derive(Debug, Clone)]
+pub struct Routed {
+    pub site: Arc<Site>,
+    /// The owned route at the canonical path, if any.
+    pub route: Option<OwnedRoute>,
+    /// Whether the canonical path lies in one of `protected_paths` (never
+    /// true for an owned route).
+    pub protected: bool,
+}
+
+/// Adds a [`SiteRouter`] around a service.
+#[derive(Debug, Clone)]
+pub struct SiteRouterLayer {
+    config: Arc<Config>,
+}
+
+impl SiteRouterLayer {
+    pub fn new(config: Arc<Config>) -> Self {
+        Self { config }
+    }
+}
+
+impl<S> Layer<S> for SiteRouterLayer {
+    type Service = SiteRouter<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SiteRouter { inner, config: self.config.clone() }
+    }
+}
+
+/// See the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct SiteRouter<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S, B, R> Service<Request<B>> for SiteRouter<S>
+where
+    S: Service<Request<B>, Response = GatewayResponse<R>>,
+{
+    type Response = GatewayResponse<R>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, R, S::Error>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        match route(&self.config, &mut req) {
+            Ok(routed) => {
+                req.extensions_mut().insert(routed);
+                ResponseFuture::inner(self.inner.call(req))
+            }
+            Err(Unroutable::Malformed) => {
+                ResponseFuture::ready(respond::text(StatusCode::BAD_REQUEST, "malformed host\n"))
+            }
+            Err(Unroutable::NoSite) => ResponseFuture::ready(respond::text(
+                StatusCode::MISDIRECTED_REQUEST,
+                "no site is configured for this host\n",
+            )),
+        }
+    }
+}
+
+/// Why no site takes a request.
+enum Unroutable {
+    /// 400: the authority is not a valid host.
+    Malformed,
+    /// 421: no site has that host, and there is no default site.
+    NoSite,
+}
+
+/// The request's [`Routed`], its `Host` set to the normalised authority.
+fn route<B>(config: &Config, req: &mut Request<B>) -> Result<Routed, Unroutable> {
+    let (site, rewrite) = match authority::of_request(req) {
+        Ok(a) => {
+            let site = config.site_for_host(a.as_ref().map(|a| a.host()));
+            let rewrite = a.filter(|a| a.changed() || req.uri().authority().is_some()).map(|a| a.header_value());
+            (site, rewrite)
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "request refused");
+            return Err(Unroutable::Malformed);
+        }
+    };
+    let Some(site) = site else { return Err(Unroutable::NoSite) };
+    if let Some(v) = rewrite {
+        req.headers_mut().insert(header::HOST, v);
+    }
+    let path = crate::path::canonical(req.uri().path());
+    let route = site.route(&path);
+    let protected = route.is_none() && site.is_protected(&path);
+    Ok(Routed { site: site.clone(), route, protected })
+}

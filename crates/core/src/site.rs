@@ -1,0 +1,119 @@
+//! A site as configured: its hosts, upstream, provider, and the routes it
+//! owns, matched on the canonical path (`crate::path`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use http::Uri;
+
+/// Where a site's proxied traffic goes.
+#[derive(Debug)]
+pub struct Upstream {
+    /// The site's name (for metrics and logs).
+    pub site: String,
+    /// Scheme and authority of the site.
+    pub origin: Uri,
+    /// Path prefix of `upstream` ("" when none), prepended to every request path.
+    pub base_path: String,
+    pub rewrite_location: Vec<Rewrite>,
+}
+
+/// nginx `proxy_redirect`: a Location starting with `from` gets `to` instead.
+#[derive(Debug, Clone)]
+pub struct Rewrite {
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Debug)]
+pub struct Site {
+    pub name: String,
+    /// Lower-cased; empty for the default site.
+    pub hosts: Vec<String>,
+    pub upstream: Arc<Upstream>,
+    pub provider: String,
+    /// The `kind` of that provider.
+    pub provider_kind: &'static str,
+    /// Normalised origins (`scheme://host[:port]`).
+    pub allowed_origins: Vec<String>,
+    pub protected_paths: Vec<String>,
+    pub login: LoginRoute,
+    pub portal: Portal,
+    pub home: Option<RedirectRoute>,
+    pub logout: Option<RedirectRoute>,
+    pub wizard: Option<Wizard>,
+    pub forgot_password: Option<ForgotPassword>,
+    pub callback: Option<Callback>,
+    /// Every path Ferrygate answers itself, computed at load.
+    pub(crate) routes: HashMap<String, OwnedRoute>,
+}
+
+/// The routes a site owns (spec section 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnedRoute {
+    Login,
+    Wizard,
+    Home,
+    Logout,
+    ForgotPassword,
+    Callback,
+}
+
+impl Site {
+    /// The owned route at `path`, a [canonical](crate::path::canonical) path: one hash lookup.
+    #[inline]
+    pub fn route(&self, path: &str) -> Option<OwnedRoute> {
+        if self.routes.is_empty() {
+            return None;
+        }
+        self.routes.get(path).copied()
+    }
+
+    /// Whether `path`, a [canonical](crate::path::canonical) path, lies in one
+    /// of `protected_paths` (whole segments).
+    pub fn is_protected(&self, path: &str) -> bool {
+        self.protected_paths.iter().any(|p| crate::destination::within(path, p))
+    }
+}
+
+#[derive(Debug)]
+pub struct LoginRoute {
+    pub path: String,
+    pub username_field: String,
+    pub password_field: String,
+    pub remember_field: String,
+    pub destination_field: String,
+    pub failure_redirect: String,
+}
+
+#[derive(Debug)]
+pub struct Portal {
+    /// The portal's external-authentication address (token providers).
+    pub url: Option<String>,
+    pub default_destination: String,
+    pub allowed_destinations: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct RedirectRoute {
+    pub paths: Vec<String>,
+    pub redirect: String,
+}
+
+#[derive(Debug)]
+pub struct Wizard {
+    pub path: String,
+    pub destination: String,
+    pub params: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct ForgotPassword {
+    pub path: String,
+    pub redirect: String,
+}
+
+#[derive(Debug)]
+pub struct Callback {
+    pub path: String,
+}
