@@ -15,8 +15,8 @@ use axum::{Extension, Router};
 use ferrygate::core::SignedIn;
 
 /// The application: its own routes, wrapped in Ferrygate's layers.
-pub async fn app(config_toml: &str) -> Result<Router, String> {
-    let loaded = ferrygate::from_toml(config_toml, ".".as_ref()).map_err(|e| e.to_string())?;
+pub async fn app(config_toml: &str) -> Result<Router, ferrygate::core::BoxError> {
+    let loaded = ferrygate::from_toml(config_toml, ".".as_ref())?;
     let gateway = ferrygate::Gateway::from_config(loaded.config).await?;
     Ok(Router::new()
         .route("/", get(|| async { "Welcome. Sign in at /login." }))

@@ -65,7 +65,7 @@ pub use ferrygate_store_redis as store_redis;
 pub use {ferrygate_demo as demo, ferrygate_proxy as proxy, ferrygate_server as server};
 
 use ferrygate_core::config::StoreKind;
-use ferrygate_core::{ExposeSecret, MemoryLimiter, MemoryStore, RateLimiter, SessionStore};
+use ferrygate_core::{ExposeSecret, MemoryLimiter, MemoryStore, RateLimiter, SessionStore, SetupError};
 
 /// The layers a Rust service wraps around itself: login routes, then identity.
 pub type Layer = tower::layer::util::Stack<IdentityLayer, GatewayLayer>;
@@ -101,7 +101,7 @@ pub type Backends = (Arc<dyn SessionStore>, Arc<dyn RateLimiter>);
 
 /// The session store `sessions.store` names, and where the brute-force limits
 /// are counted: in memory per replica, or in Redis shared by all.
-pub fn build_store(config: &Config) -> Result<Backends, String> {
+pub fn build_store(config: &Config) -> Result<Backends, SetupError> {
     let sessions = &config.sessions;
     match sessions.store {
         StoreKind::Memory => {
@@ -109,12 +109,15 @@ pub fn build_store(config: &Config) -> Result<Backends, String> {
         }
         #[cfg(feature = "redis")]
         StoreKind::Redis => {
-            let url = sessions.redis_url.as_ref().ok_or("sessions.redis_url: required for the redis store")?;
+            let url = sessions
+                .redis_url
+                .as_ref()
+                .ok_or_else(|| SetupError::new("sessions.redis_url", "required for the redis store"))?;
             let redis = Arc::new(ferrygate_store_redis::RedisStore::new(url)?.with_limits(&config.limits));
             Ok((redis.clone(), redis))
         }
         #[cfg(not(feature = "redis"))]
-        StoreKind::Redis => Err("sessions.store = \"redis\" needs the `redis` feature".to_owned()),
+        StoreKind::Redis => Err(SetupError::new("sessions.store", "\"redis\" needs the `redis` feature")),
     }
 }
 
@@ -128,7 +131,7 @@ pub struct Gateway {
 impl Gateway {
     /// The layers for `config` (its providers already built by their kinds),
     /// with the session store and limiter it names.
-    pub async fn from_config(config: Config) -> Result<Self, String> {
+    pub async fn from_config(config: Config) -> Result<Self, SetupError> {
         let config = Arc::new(config);
         let (store, limiter) = build_store(&config)?;
         Ok(Self { layer: GatewayLayer::with_limiter(config, store, limiter) })
@@ -147,7 +150,7 @@ impl Gateway {
     /// A gateway for a reloaded `config` that keeps this one's session store and
     /// limiter (so sessions survive the reload) unless `[sessions]` now names a
     /// different store.
-    pub async fn reload(&self, config: Config) -> Result<Self, String> {
+    pub async fn reload(&self, config: Config) -> Result<Self, SetupError> {
         let config = Arc::new(config);
         let (old, new) = (&self.config().sessions, &config.sessions);
         // Compared in place: no copy of a URL that may hold a password.

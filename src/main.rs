@@ -169,7 +169,7 @@ async fn watch_config(
         let result = match ferrygate::load(&path) {
             Err(errors) => Err(errors.to_string()),
             Ok(loaded) => match gateway.reload(loaded.config).await {
-                Err(e) => Err(e),
+                Err(e) => Err(e.to_string()),
                 Ok(next) => reloader.reload(next.gateway_layer().clone()).map(|()| next).map_err(|e| e.to_string()),
             },
         };

@@ -11,6 +11,9 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+use crate::error::LoginError;
+use crate::tls::TlsError;
+
 /// Largest provider answer read, in bytes.
 pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 
@@ -43,9 +46,31 @@ pub enum ClientError {
     Unavailable(String),
 }
 
+impl From<ClientError> for LoginError {
+    /// No answer in time is `provider_timeout`; no answer at all `provider_unavailable`.
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Timeout(_) => LoginError::ProviderTimeout,
+            ClientError::Unavailable(_) => LoginError::ProviderUnavailable,
+        }
+    }
+}
+
+impl ClientError {
+    /// Logs why `what` (a provider's call) got no answer, naming the
+    /// provider, and gives the login outcome that means.
+    pub fn logged(self, provider: &str, what: &str) -> LoginError {
+        match &self {
+            ClientError::Timeout(t) => tracing::warn!(provider, timeout = ?t, "{what} timed out"),
+            ClientError::Unavailable(why) => tracing::warn!(provider, error = %why, "{what} failed"),
+        }
+        self.into()
+    }
+}
+
 impl HttpClient {
     /// A client trusting webpki's roots and, when given, the PEM roots of `ca_file`.
-    pub fn new(ca_file: Option<&Path>) -> Result<Self, String> {
+    pub fn new(ca_file: Option<&Path>) -> Result<Self, TlsError> {
         let connector = crate::tls::https_connector(ca_file, true)?;
         let inner = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(connector);
         Ok(Self { inner })

@@ -13,6 +13,22 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// A boxed, sendable future, as trait methods return them.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// A part of the configuration that cannot be put to use when the gateway
+/// is built (a Redis URL the client refuses, a store this build lacks): the
+/// key it is about and why — never the value, which may hold a password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct SetupError {
+    pub key: &'static str,
+    pub message: String,
+}
+
+impl SetupError {
+    pub fn new(key: &'static str, message: impl Into<String>) -> Self {
+        Self { key, message: message.into() }
+    }
+}
+
 /// Every refusal of the login path, by its wire code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoginError {

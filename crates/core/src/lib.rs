@@ -36,7 +36,7 @@ pub use client::HttpClient;
 pub use config::{Config, ConfigError, ConfigErrors, Loaded};
 pub use conn::ClientConn;
 pub use error::LoginError;
-pub use error::{BoxError, BoxFuture};
+pub use error::{BoxError, BoxFuture, SetupError};
 pub use gateway::{GatewayLayer, GatewayService};
 pub use identity::{CallbackDestination, Identity, IdentityLayer, SignedIn};
 pub use kind::{Build, Kinds, ProviderEntry, ProviderKind, SiteRules};

@@ -19,6 +19,11 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 use tower::Service;
 
+/// A certificate file that cannot be used; names the file, never quotes it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct TlsError(String);
+
 /// Installs ring as the process-wide rustls provider; later calls do nothing.
 pub fn install_crypto_provider() {
     static ONCE: Once = Once::new();
@@ -29,24 +34,24 @@ pub fn install_crypto_provider() {
 }
 
 /// Loads every PEM certificate of `path`; at least one is required.
-pub fn load_roots(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+pub fn load_roots(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("cannot load {}: {e}", path.display()))?;
+        .map_err(|e| TlsError(format!("cannot load {}: {e}", path.display())))?;
     if certs.is_empty() {
-        return Err(format!("{} holds no PEM certificate", path.display()));
+        return Err(TlsError(format!("{} holds no PEM certificate", path.display())));
     }
     Ok(certs)
 }
 
 /// A TLS client config that verifies servers against webpki's roots and `ca_file`.
-pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     install_crypto_provider();
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = ca_file {
         for cert in load_roots(path)? {
-            roots.add(cert).map_err(|e| format!("{}: {e}", path.display()))?;
+            roots.add(cert).map_err(|e| TlsError(format!("{}: {e}", path.display())))?;
         }
     }
     Ok(Arc::new(rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth()))
@@ -55,7 +60,7 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>
 /// A connector for plain HTTP or verified HTTPS with `TCP_NODELAY`; h2 is
 /// offered by ALPN when `http2` (provider calls), while the proxy speaks
 /// HTTP/1.1 to sites so upgrades (WebSocket) keep working.
-pub fn https_connector(ca_file: Option<&Path>, http2: bool) -> Result<Connector, String> {
+pub fn https_connector(ca_file: Option<&Path>, http2: bool) -> Result<Connector, TlsError> {
     let mut http = HttpConnector::new_with_resolver(CachedDns::default());
     http.enforce_http(false);
     http.set_nodelay(true);

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ferrygate_core::client::{credential_header, Answer, ClientError};
+use ferrygate_core::client::{credential_header, Answer};
 use ferrygate_core::kind::{Build, ProviderKind, SiteRules};
 use ferrygate_core::provider::{BoxFuture, Grant, LoginAttempt, Provider};
 use ferrygate_core::{query, ExposeSecret, HttpClient, LoginError, SecretString};
@@ -171,16 +171,7 @@ impl Payway {
     }
 
     async fn send(&self, req: Request<Full<Bytes>>, what: &str) -> Result<Answer, LoginError> {
-        self.client.send(req, self.config.timeout).await.map_err(|e| match e {
-            ClientError::Timeout(t) => {
-                tracing::warn!(provider = %self.name, timeout = ?t, "{what} timed out");
-                LoginError::ProviderTimeout
-            }
-            ClientError::Unavailable(why) => {
-                tracing::warn!(provider = %self.name, error = %why, "{what} failed");
-                LoginError::ProviderUnavailable
-            }
-        })
+        self.client.send(req, self.config.timeout).await.map_err(|e| e.logged(&self.name, what))
     }
 
     /// The cached service token, fetched once for all concurrent callers when missing.

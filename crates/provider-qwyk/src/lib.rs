@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ferrygate_core::client::{Answer, ClientError};
+use ferrygate_core::client::Answer;
 use ferrygate_core::config::Site;
 use ferrygate_core::kind::{Build, ProviderKind, SiteRules};
 use ferrygate_core::provider::{BoxFuture, Grant, LoginAttempt, Provider, Token};
@@ -26,6 +26,8 @@ pub const DEFAULT_EXPIRES_IN: u64 = 7200;
 /// A configured Qwyk provider.
 #[derive(Debug)]
 pub struct Qwyk {
+    /// The provider's name in `[providers]` (for logs).
+    name: String,
     login_url: String,
     organization_id: i64,
     site_id: i64,
@@ -77,14 +79,22 @@ impl ProviderKind for QwykKind {
         let t: Table = build.parse(table)?;
         let server = build.server_url("server", &t.server);
         let timeout = build.duration("timeout", t.timeout.as_deref(), Duration::from_secs(5));
-        Some(Arc::new(Qwyk::new(&server, t.organization_id, t.site_id, timeout, build.client())))
+        let qwyk = Qwyk::new(&server, t.organization_id, t.site_id, timeout, build.client());
+        Some(Arc::new(Qwyk { name: build.name().to_owned(), ..qwyk }))
     }
 }
 
 impl Qwyk {
     /// A provider for the Qwyk API at `server` (no trailing slash).
     pub fn new(server: &str, organization_id: i64, site_id: i64, timeout: Duration, client: HttpClient) -> Self {
-        Self { login_url: format!("{server}/api/portals/auth/login"), organization_id, site_id, timeout, client }
+        Self {
+            name: "qwyk".to_owned(),
+            login_url: format!("{server}/api/portals/auth/login"),
+            organization_id,
+            site_id,
+            timeout,
+            client,
+        }
     }
 
     async fn login(&self, attempt: &LoginAttempt<'_>) -> Result<Grant, LoginError> {
@@ -102,16 +112,7 @@ impl Qwyk {
             .header(CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body)))
             .map_err(|_| LoginError::ProviderUnavailable)?;
-        let answer = self.client.send(req, self.timeout).await.map_err(|e| match e {
-            ClientError::Timeout(t) => {
-                tracing::warn!(provider = "qwyk", timeout = ?t, "login call timed out");
-                LoginError::ProviderTimeout
-            }
-            ClientError::Unavailable(why) => {
-                tracing::warn!(provider = "qwyk", error = %why, "login call failed");
-                LoginError::ProviderUnavailable
-            }
-        })?;
+        let answer = self.client.send(req, self.timeout).await.map_err(|e| e.logged(&self.name, "login call"))?;
         let token = token_from(answer)?;
         let redirect = portal_redirect(
             attempt.site,

@@ -105,7 +105,7 @@ impl ProviderKind for RestKind {
         match Rest::new(build.name(), &config, build.client()) {
             Ok(rest) => Some(Arc::new(rest)),
             Err(e) => {
-                build.error("users", e);
+                build.error("users", e.to_string());
                 None
             }
         }

@@ -25,32 +25,54 @@ pub struct Directory {
 
 const HEADER: [&str; 4] = ["email", "user_id", "external_id", "org_id"];
 
+/// Why the directory cannot be read: where, and what kind of problem (never
+/// the file's content).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DirectoryError(String);
+
+impl DirectoryError {
+    fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+
+    /// The message, for checks in tests.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 impl Directory {
     /// Reads the CSV at `path`; errors name the line.
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let file = std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<Self, DirectoryError> {
+        let file = std::fs::File::open(path)
+            .map_err(|e| DirectoryError::new(format!("cannot read {}: {e}", path.display())))?;
         Self::read(file)
     }
 
-    pub fn read(input: impl std::io::Read) -> Result<Self, String> {
+    pub fn read(input: impl std::io::Read) -> Result<Self, DirectoryError> {
         let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(input);
-        let header: Vec<String> =
-            reader.headers().map_err(|e| format!("line 1: {e}"))?.iter().map(str::to_ascii_lowercase).collect();
+        let header: Vec<String> = reader
+            .headers()
+            .map_err(|e| DirectoryError::new(format!("line 1: {e}")))?
+            .iter()
+            .map(str::to_ascii_lowercase)
+            .collect();
         if header != HEADER {
             // What the file holds is never quoted: `users` may name the wrong file, a secret one.
-            return Err(format!(
+            return Err(DirectoryError::new(format!(
                 "line 1: the header row must be {} (the file's content is not shown)",
                 HEADER.join(",")
-            ));
+            )));
         }
         let mut users = HashMap::new();
         for row in reader.deserialize::<User>() {
             let user = row.map_err(|e| match e.position() {
-                Some(p) => format!("line {}: {}", p.line(), e.kind_message()),
-                None => e.to_string(),
+                Some(p) => DirectoryError::new(format!("line {}: {}", p.line(), e.kind_message())),
+                None => DirectoryError::new(e.kind_message()),
             })?;
             if user.email.is_empty() {
-                return Err("a row has an empty email".to_owned());
+                return Err(DirectoryError::new("a row has an empty email"));
             }
             users.insert(AccountHasher::normalise(&user.email), user);
         }
@@ -111,11 +133,11 @@ mod tests {
     #[test]
     fn a_malformed_file_names_the_line() {
         let err = Directory::read("email,user_id,external_id,org_id\na@x,1,e,7\nb@x,2\n".as_bytes()).unwrap_err();
-        assert!(err.starts_with("line 3:"), "{err}");
+        assert!(err.as_str().starts_with("line 3:"), "{err}");
         let err = Directory::read("mail,id\n".as_bytes()).unwrap_err();
-        assert!(err.starts_with("line 1:"), "{err}");
+        assert!(err.as_str().starts_with("line 1:"), "{err}");
         // A secret file named by mistake: its first line is never quoted.
         let err = Directory::read("hunter2-the-secret\n".as_bytes()).unwrap_err();
-        assert!(!err.contains("hunter2"), "{err}");
+        assert!(!err.as_str().contains("hunter2"), "{err}");
     }
 }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use bytes::Bytes;
-use ferrygate_core::client::{credential_header, ClientError};
+use ferrygate_core::client::credential_header;
 use ferrygate_core::provider::{BoxFuture, ForgotPassword, Grant, LoginAttempt, Provider, UserInfo};
 use ferrygate_core::{ExposeSecret, HttpClient, LoginError};
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
@@ -27,7 +27,7 @@ use http::{Method, Request, StatusCode};
 use http_body_util::Full;
 
 pub use crate::config::{BodyFormat, RestAuth, RestConfig, RestKind};
-use crate::directory::{Directory, User};
+use crate::directory::{Directory, DirectoryError, User};
 use crate::render::Values;
 use crate::template::Placeholder;
 
@@ -64,7 +64,7 @@ pub fn decide(status: StatusCode) -> Result<(), LoginError> {
 
 impl Rest {
     /// Loads the user directory; an error names the line.
-    pub fn new(name: &str, config: &RestConfig, client: HttpClient) -> Result<Self, String> {
+    pub fn new(name: &str, config: &RestConfig, client: HttpClient) -> Result<Self, DirectoryError> {
         let directory = Directory::load(&config.users)?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -108,17 +108,7 @@ impl Inner {
         let started = Instant::now();
         let answer = self.client.send(req, self.config.timeout).await;
         self.remember_latency(started.elapsed());
-        match answer {
-            Ok(a) => Ok(a.status),
-            Err(ClientError::Timeout(t)) => {
-                tracing::warn!(provider = %self.name, timeout = ?t, "{what} timed out");
-                Err(LoginError::ProviderTimeout)
-            }
-            Err(ClientError::Unavailable(why)) => {
-                tracing::warn!(provider = %self.name, error = %why, "{what} failed");
-                Err(LoginError::ProviderUnavailable)
-            }
-        }
+        answer.map(|a| a.status).map_err(|e| e.logged(&self.name, what))
     }
 
     fn request(&self, v: &Values<'_>, basic: Option<(&str, &str)>) -> Result<Request<Full<Bytes>>, LoginError> {

@@ -110,7 +110,7 @@ fn active(gateway: GatewayLayer) -> Result<Active, StartError> {
     static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     // Built here, so a config the proxy cannot run is refused before the swap.
     let connector = ferrygate_core::tls::https_connector(gateway.config().upstream_tls.ca_file.as_deref(), false)
-        .map_err(StartError)?;
+        .map_err(|e| StartError(format!("upstream_tls.ca_file: {e}")))?;
     let store = gateway.store().clone();
     Ok(Active { gateway, connector, store, generation: GENERATION.fetch_add(1, Ordering::Relaxed) })
 }

@@ -15,7 +15,7 @@ use ferrygate_core::config::{Limits, Rate};
 use ferrygate_core::provider::BoxFuture;
 use ferrygate_core::ratelimit::{RateLimiter, Refusal};
 use ferrygate_core::session::{Session, SessionStore, StoreError, StoreKey};
-use ferrygate_core::{ExposeSecret, SecretString};
+use ferrygate_core::{ExposeSecret, SecretString, SetupError};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 use redis::Script;
@@ -64,17 +64,16 @@ impl RedisStore {
     /// A store for `url` (`redis://`, `rediss://` or `redis+unix://`). Connects
     /// lazily: Ferrygate starts even while Redis is down, and reports it
     /// through readiness and 503s.
-    pub fn new(url: &SecretString) -> Result<Self, String> {
+    pub fn new(url: &SecretString) -> Result<Self, SetupError> {
         // The URL may carry a password: errors name the problem, never the URL.
-        let client =
-            redis::Client::open(url.expose_secret()).map_err(|e| format!("sessions.redis_url: {:?}", e.kind()))?;
+        let refused = |e: redis::RedisError| SetupError::new("sessions.redis_url", format!("{:?}", e.kind()));
+        let client = redis::Client::open(url.expose_secret()).map_err(refused)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_millis(800)))
             .set_response_timeout(Some(Duration::from_millis(800)))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(200));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| format!("sessions.redis_url: {:?}", e.kind()))?;
+        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(refused)?;
         Ok(Self { conn, per_ip: None, per_account: None })
     }
 

@@ -198,7 +198,7 @@ impl Check<'_> {
         let ca_file = raw.ca_file.map(|f| self.path(&f));
         if let Some(path) = &ca_file {
             if let Err(e) = crate::tls::load_roots(path) {
-                self.err("upstream_tls.ca_file", e);
+                self.err("upstream_tls.ca_file", e.to_string());
             }
         }
         UpstreamTls { ca_file }

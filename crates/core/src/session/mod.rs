@@ -438,7 +438,7 @@ impl SessionManager {
             })
             .ok_or(StateRefused::Missing)?;
         let (state, destination) = bound.split_once('.').ok_or(StateRefused::Mismatch)?;
-        if !constant_time_eq(state.as_bytes(), offered.as_bytes()) {
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(state.as_bytes(), offered.as_bytes())) {
             return Err(StateRefused::Mismatch);
         }
         let key = self.state_key(state);
@@ -472,16 +472,9 @@ impl SessionManager {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
+/// Lower-case hex.
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    hex::encode(bytes)
 }
 
 #[cfg(test)]
