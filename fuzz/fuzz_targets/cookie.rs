@@ -12,8 +12,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use ferrygate_core::config::{Sessions, StoreKind};
-use ferrygate_core::session::{new_state, SessionManager, StateRefused};
+use ferrygate_core::session::{new_state, CookieSettings, SessionManager, StateRefused};
 use ferrygate_core::{MemoryStore, SecretString};
 use http::header::COOKIE;
 use http::{HeaderMap, HeaderValue};
@@ -22,16 +21,10 @@ use libfuzzer_sys::fuzz_target;
 fn manager() -> &'static SessionManager {
     static MANAGER: OnceLock<SessionManager> = OnceLock::new();
     MANAGER.get_or_init(|| {
-        let config = Sessions {
-            store: StoreKind::Memory,
-            redis_url: None,
-            secret: SecretString::from("k".repeat(40)),
-            cookie_name: "fg".into(),
-            cookie_secure: true,
-            max_entries: 10,
-            max_ttl: Duration::from_secs(3600),
-        };
-        SessionManager::new(&config, Arc::new(MemoryStore::new(10)))
+        static SECRET: OnceLock<SecretString> = OnceLock::new();
+        let secret = SECRET.get_or_init(|| SecretString::from("k".repeat(40)));
+        let settings = CookieSettings { secret, name: "fg", secure: true, max_ttl: Duration::from_secs(3600) };
+        SessionManager::new(settings, Arc::new(MemoryStore::new(10)))
     })
 }
 

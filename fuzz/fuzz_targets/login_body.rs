@@ -1,52 +1,43 @@
-//! The request headers a login POST is judged by. The core's body parser is
-//! private, so this target fuzzes what is public and header-driven: the answer
-//! mode (`ferrygate_core::respond::AnswerMode::of`, JSON or browser) and the
-//! removal of client-sent identity headers
-//! (`ferrygate_core::identity::strip_identity_headers`).
+//! The login body parser (`ferrygate_core::routes::form::read_fields`), as
+//! the login, wizard and forgot-password routes use it: never panics; a body
+//! over the limit is `payload_too_large`; anything else it refuses is
+//! `invalid_input`; what it accepts has at most one value per name, found by
+//! `get`.
 //!
-//! Input: lines of `name:value`; a line whose name or value is not a valid
-//! header is skipped.
+//! Input: the first byte picks the content type (even: form, odd: JSON), the
+//! rest is the body.
 
 #![no_main]
 
-use ferrygate_core::identity::strip_identity_headers;
-use ferrygate_core::respond::AnswerMode;
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+use ferrygate_core::routes::form::{read_fields, FORM, JSON};
+use ferrygate_core::LoginError;
 use http::header::CONTENT_TYPE;
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderValue};
+use http_body_util::Full;
 use libfuzzer_sys::fuzz_target;
 
+const LIMIT: usize = 4096;
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| tokio::runtime::Builder::new_current_thread().enable_time().build().expect("a runtime"))
+}
+
 fuzz_target!(|data: &[u8]| {
+    let Some((&kind, body)) = data.split_first() else { return };
     let mut headers = HeaderMap::new();
-    for line in data.split(|&b| b == b'\n') {
-        let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
-        let (Ok(name), Ok(value)) =
-            (HeaderName::from_bytes(&line[..colon]), HeaderValue::from_bytes(line[colon + 1..].trim_ascii()))
-        else {
-            continue;
-        };
-        headers.append(name, value);
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(if kind % 2 == 0 { FORM } else { JSON }));
+    let parsed = runtime().block_on(read_fields(&headers, Full::new(Bytes::copy_from_slice(body)), LIMIT));
+    match parsed {
+        Ok(fields) => {
+            assert!(body.len() <= LIMIT, "a body over the limit was accepted");
+            let _ = fields.get("email");
+        }
+        Err(LoginError::PayloadTooLarge) => assert!(body.len() > LIMIT, "a body within the limit was too large"),
+        Err(LoginError::InvalidInput) => {}
+        Err(other) => panic!("unexpected refusal {other:?}"),
     }
-
-    // A JSON body always gets JSON answers.
-    let mode = AnswerMode::of(&headers);
-    let json_body = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json"));
-    if json_body {
-        assert_eq!(mode, AnswerMode::Json);
-    }
-    if !headers.contains_key(CONTENT_TYPE) && !headers.contains_key(http::header::ACCEPT) {
-        assert_eq!(mode, AnswerMode::Browser);
-    }
-
-    // No identity header survives, in any case or with `_` for `-`; nothing else is touched.
-    let claims_identity = |name: &HeaderName| {
-        let n = name.as_str().replace('_', "-");
-        n.len() > "x-ferrygate-".len() && n.starts_with("x-ferrygate-")
-    };
-    let others = headers.iter().filter(|(n, _)| !claims_identity(n)).count();
-    strip_identity_headers(&mut headers);
-    assert!(!headers.keys().any(claims_identity), "an identity header survived: {headers:?}");
-    assert_eq!(headers.len(), others, "a non-identity header was removed");
 });

@@ -16,7 +16,7 @@
 
 mod callback;
 mod forgot_password;
-pub(crate) mod form;
+pub mod form;
 mod home;
 pub(crate) mod login;
 mod returning;
