@@ -14,6 +14,7 @@ pub mod config;
 pub mod conn;
 pub mod csrf;
 pub mod destination;
+pub mod dns;
 pub mod error;
 pub mod future;
 pub mod gateway;

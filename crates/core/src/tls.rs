@@ -4,20 +4,12 @@
 use std::path::Path;
 use std::sync::{Arc, Once};
 
-use std::collections::HashMap;
-use std::future::Future;
-use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::Mutex;
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
-
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
 use hyper_util::client::legacy::connect::HttpConnector;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
-use tower::Service;
+
+pub use crate::dns::CachedDns;
 
 /// A certificate file that cannot be used; names the file, never quotes it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -72,110 +64,3 @@ pub fn https_connector(ca_file: Option<&Path>, http2: bool) -> Result<Connector,
 
 /// The connector for sites and providers: HTTP or verified HTTPS, over [`CachedDns`].
 pub type Connector = HttpsConnector<HttpConnector<CachedDns>>;
-
-/// How long a host name's addresses are reused before it is resolved again.
-pub const DNS_REUSE: Duration = Duration::from_secs(5);
-
-/// The most host names remembered (they come from the config, so a handful).
-const DNS_ENTRIES: usize = 256;
-
-type Addrs = Arc<[SocketAddr]>;
-
-/// The system resolver (getaddrinfo, on the blocking pool) with its answers
-/// reused for [`DNS_REUSE`]: the proxy opens an upstream connection per client
-/// connection, which must not mean a DNS query (with a Kubernetes search list,
-/// several) per client connection. IP-literal upstreams never reach a resolver.
-#[derive(Clone)]
-pub struct CachedDns<R = GaiResolver> {
-    inner: R,
-    cache: Arc<Mutex<HashMap<Name, (Instant, Addrs)>>>,
-}
-
-impl Default for CachedDns {
-    fn default() -> Self {
-        Self::new(GaiResolver::new())
-    }
-}
-
-impl<R> CachedDns<R> {
-    /// Reuses `inner`'s answers for [`DNS_REUSE`].
-    pub fn new(inner: R) -> Self {
-        Self { inner, cache: Arc::default() }
-    }
-
-    fn fresh(&self, name: &Name) -> Option<Addrs> {
-        let cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        cache.get(name).filter(|(at, _)| at.elapsed() < DNS_REUSE).map(|(_, addrs)| addrs.clone())
-    }
-}
-
-impl<R> std::fmt::Debug for CachedDns<R> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CachedDns").finish_non_exhaustive()
-    }
-}
-
-impl<R> Service<Name> for CachedDns<R>
-where
-    R: Service<Name> + Clone + Send + 'static,
-    R::Response: Iterator<Item = SocketAddr>,
-    R::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    R::Future: Send,
-{
-    type Response = std::vec::IntoIter<SocketAddr>;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, name: Name) -> Self::Future {
-        if let Some(addrs) = self.fresh(&name) {
-            return Box::pin(std::future::ready(Ok(addrs.iter().copied().collect::<Vec<_>>().into_iter())));
-        }
-        let mut inner = self.inner.clone();
-        let cache = self.cache.clone();
-        Box::pin(async move {
-            let addrs: Vec<SocketAddr> = inner.call(name.clone()).await.map_err(Into::into)?.collect();
-            let mut cache = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if cache.len() >= DNS_ENTRIES {
-                cache.retain(|_, (at, _)| at.elapsed() < DNS_REUSE);
-            }
-            if cache.len() < DNS_ENTRIES {
-                cache.insert(name, (Instant::now(), addrs.clone().into()));
-            }
-            Ok(addrs.into_iter())
-        })
-    }
-}
-
-#[cfg(test)]
-mod dns_tests {
-    use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    #[tokio::test]
-    async fn answers_are_reused_for_a_while_per_name() {
-        let calls = Arc::new(AtomicUsize::new(0));
-        let counted = calls.clone();
-        let resolver = tower::service_fn(move |name: Name| {
-            counted.fetch_add(1, Ordering::SeqCst);
-            let addr: SocketAddr = if name.as_str() == "app" { "10.0.0.1:0" } else { "10.0.0.2:0" }.parse().unwrap();
-            std::future::ready(Ok::<_, std::io::Error>(vec![addr].into_iter()))
-        });
-        let mut dns = CachedDns::new(resolver);
-        let app: Name = "app".parse().unwrap();
-        let first: Vec<SocketAddr> = dns.call(app.clone()).await.unwrap().collect();
-        let again: Vec<SocketAddr> = dns.call(app.clone()).await.unwrap().collect();
-        assert_eq!(first, again);
-        assert_eq!(calls.load(Ordering::SeqCst), 1, "the second lookup within DNS_REUSE went to the resolver");
-        let other: Vec<SocketAddr> = dns.call("db".parse().unwrap()).await.unwrap().collect();
-        assert_ne!(other, first);
-        assert_eq!(calls.load(Ordering::SeqCst), 2);
-        // An old answer is not reused.
-        dns.cache.lock().unwrap().get_mut(&app).unwrap().0 -= DNS_REUSE;
-        let _ = dns.call(app).await.unwrap();
-        assert_eq!(calls.load(Ordering::SeqCst), 3);
-    }
-}

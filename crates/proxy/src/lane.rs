@@ -123,9 +123,9 @@ where
     }
 
     /// Polls the upstream connection, if any, with the client connection's
-    /// context, and drops it once it has ended. The client connection's task
-    /// calls this on every wake-up, before polling the client connection.
-    pub fn drive(&self, cx: &mut Context<'_>) {
+    /// context, and drops it once it has ended. [`Driven`] calls this on
+    /// every wake-up, before polling the client connection.
+    fn drive(&self, cx: &mut Context<'_>) {
         let mut state = self.lock();
         state.dirty = false;
         if let Some(open) = &mut state.open {
@@ -141,7 +141,7 @@ where
     /// Whether a request was queued (or a connection installed) since the
     /// last [`Lane::drive`]: then the task drives the lane once more before
     /// it sleeps, or the request would never be written.
-    pub fn take_dirty(&self) -> bool {
+    fn take_dirty(&self) -> bool {
         std::mem::take(&mut self.lock().dirty)
     }
 
@@ -240,5 +240,50 @@ mod tests {
         assert_eq!(open_lanes(), before + 1, "the connect holds a slot");
         drop(send);
         assert_eq!(open_lanes(), before, "the slot of an abandoned connect was kept");
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A client connection and its upstream lane, polled by one task: the
+    /// lane first (it may have an answer for the connection), then the
+    /// connection, then the lane again if the connection gave it a request.
+    /// This is the whole contract between a lane and the server: serve the
+    /// connection as `Driven::new(connection, lane)`, and give the same lane
+    /// to its requests as an extension.
+    pub struct Driven<F> {
+        #[pin]
+        conn: F,
+        lane: Option<Lane<Incoming>>,
+    }
+}
+
+impl<F> Driven<F> {
+    /// `conn`, driven together with `lane` (or alone, for connections without one).
+    pub fn new(conn: F, lane: Option<Lane<Incoming>>) -> Self {
+        Self { conn, lane }
+    }
+}
+
+impl<F> std::fmt::Debug for Driven<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driven").field("lane", &self.lane.is_some()).finish_non_exhaustive()
+    }
+}
+
+impl<F: Future> Future for Driven<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let mut this = self.project();
+        let Some(lane) = this.lane.as_ref() else { return this.conn.poll(cx) };
+        loop {
+            lane.drive(cx);
+            if let Poll::Ready(out) = this.conn.as_mut().poll(cx) {
+                return Poll::Ready(out);
+            }
+            if !lane.take_dirty() {
+                return Poll::Pending;
+            }
+        }
     }
 }

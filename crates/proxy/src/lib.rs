@@ -43,7 +43,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tower::Service;
 
 mod lane;
-pub use lane::{open_lanes, Lane, MAX_LANES};
+pub use lane::{open_lanes, Driven, Lane, MAX_LANES};
 
 /// The body of a proxied answer: the upstream's, streamed, or our own error text.
 pub type ProxyBody = Either<Incoming, Full<Bytes>>;

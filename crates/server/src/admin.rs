@@ -17,7 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
-use crate::Active;
+use crate::stack::Active;
 
 pub(crate) struct Admin {
     pub(crate) active: Arc<ArcSwap<Active>>,
