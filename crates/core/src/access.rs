@@ -22,6 +22,7 @@ use crate::router::Routed;
 use crate::session::Session;
 use crate::site::{OwnedRoute, Site};
 use crate::state::{finish, Shared};
+use crate::telemetry::Route;
 
 /// The live session of a returning user's login or wizard page (crate-private:
 /// it holds the portal token).
@@ -105,7 +106,7 @@ where
             if protected {
                 // No cookie, no session: nothing to look up.
                 let hsts = self.shared.hsts(req.headers(), req.extensions());
-                return ResponseFuture::ready(finish(&site.name, "protected", hsts, to_login(site, &req)));
+                return ResponseFuture::ready(finish(site, Route::Protected, hsts, to_login(site, &req)));
             }
             return ResponseFuture::inner(self.inner.call(req));
         }
@@ -117,7 +118,7 @@ where
         ResponseFuture::boxed(Box::pin(async move {
             let own = |req: &Request<B>, response| {
                 let hsts = shared.hsts(req.headers(), req.extensions());
-                Ok(finish(&site.name, "protected", hsts, response).map(http_body_util::Either::Right))
+                Ok(finish(&site, Route::Protected, hsts, response).map(http_body_util::Either::Right))
             };
             match shared.sessions.lookup(req.headers(), &site.name).await {
                 Ok(Some((_, session))) => {

@@ -74,7 +74,7 @@ where
 
     fn call(&mut self, name: Name) -> Self::Future {
         if let Some(addrs) = self.cache.get(&name) {
-            return Box::pin(std::future::ready(Ok(addrs.to_vec().into_iter())));
+            return Box::pin(std::future::ready(Ok(addrs.iter().copied().collect::<Vec<_>>().into_iter())));
         }
         let mut inner = self.inner.clone();
         let cache = self.cache.clone();

@@ -31,6 +31,7 @@ pub mod routes;
 pub mod session;
 pub mod site;
 mod state;
+pub mod telemetry;
 pub mod tls;
 
 pub use client::HttpClient;

@@ -16,6 +16,8 @@ pub struct Upstream {
     /// Path prefix of `upstream` ("" when none), prepended to every request path.
     pub base_path: String,
     pub rewrite_location: Vec<Rewrite>,
+    /// The site's metric handles (requests, upstream and provider timings).
+    pub metrics: Arc<crate::telemetry::SiteMetrics>,
 }
 
 /// nginx `proxy_redirect`: a Location starting with `from` gets `to` instead.

@@ -16,6 +16,7 @@ use crate::csrf;
 use crate::ratelimit::RateLimiter;
 use crate::session::{SessionManager, SessionStore};
 use crate::site::Site;
+use crate::telemetry::Route;
 
 pub(crate) struct Shared {
     pub(crate) config: Arc<Config>,
@@ -58,18 +59,12 @@ impl Shared {
 /// Finishes an answer of Ferrygate's own: `ferrygate_requests_total` (the
 /// proxy counts its own) and HSTS when the request came over HTTPS.
 pub(crate) fn finish(
-    site: &str,
-    route: &'static str,
+    site: &Site,
+    route: Route,
     hsts: Option<HeaderValue>,
     mut response: Response<Full<Bytes>>,
 ) -> Response<Full<Bytes>> {
-    metrics::counter!(
-        "ferrygate_requests_total",
-        "site" => site.to_owned(),
-        "route" => route,
-        "status" => response.status().as_u16().to_string()
-    )
-    .increment(1);
+    site.upstream.metrics.request(route, response.status());
     if let Some(v) = hsts {
         response.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, v);
     }

@@ -30,6 +30,7 @@ use ferrygate_core::conn::{canonical, is_trusted, ClientConn};
 use ferrygate_core::hop::connection_tokens;
 pub use ferrygate_core::hop::remove_hop_by_hop;
 use ferrygate_core::identity::strip_identity_headers;
+use ferrygate_core::telemetry::Route;
 use ferrygate_core::tls::Connector;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
@@ -56,56 +57,6 @@ struct Inner<B> {
     connector: Connector,
     trusted: Vec<IpNet>,
     timeout: Duration,
-    metrics: Metrics,
-}
-
-/// Metric handles per site (and status), made once: registering a labelled
-/// metric allocates and hashes, recording through a handle does not.
-#[derive(Default)]
-struct Metrics {
-    sites: std::sync::RwLock<std::collections::HashMap<String, Arc<SiteMetrics>>>,
-}
-
-struct SiteMetrics {
-    duration: metrics::Histogram,
-    by_status: std::sync::RwLock<std::collections::HashMap<u16, metrics::Counter>>,
-}
-
-impl Metrics {
-    fn site(&self, site: &str) -> Arc<SiteMetrics> {
-        if let Some(m) = self.sites.read().ok().and_then(|s| s.get(site).cloned()) {
-            return m;
-        }
-        let made = Arc::new(SiteMetrics {
-            duration: metrics::histogram!("ferrygate_upstream_request_duration_seconds", "site" => site.to_owned()),
-            by_status: Default::default(),
-        });
-        if let Ok(mut sites) = self.sites.write() {
-            sites.entry(site.to_owned()).or_insert_with(|| made.clone());
-        }
-        made
-    }
-}
-
-impl SiteMetrics {
-    fn record(&self, site: &str, status: StatusCode, took: Duration) {
-        self.duration.record(took.as_secs_f64());
-        let code = status.as_u16();
-        if let Some(c) = self.by_status.read().ok().and_then(|m| m.get(&code).cloned()) {
-            c.increment(1);
-            return;
-        }
-        let counter = metrics::counter!(
-            "ferrygate_requests_total",
-            "site" => site.to_owned(),
-            "route" => "proxy",
-            "status" => code.to_string()
-        );
-        counter.increment(1);
-        if let Ok(mut m) = self.by_status.write() {
-            m.insert(code, counter);
-        }
-    }
 }
 
 /// Forwards requests to their site's upstream. Cheap to clone (one `Arc`);
@@ -139,7 +90,7 @@ where
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(256)
             .build(connector.clone());
-        Self { inner: Arc::new(Inner { client, connector, trusted, timeout, metrics: Metrics::default() }) }
+        Self { inner: Arc::new(Inner { client, connector, trusted, timeout }) }
     }
 }
 
@@ -187,7 +138,8 @@ where
         Box::pin(async move {
             let started = std::time::Instant::now();
             let res = forward(&inner, req, &upstream, progress, client_upgrade, lane).await;
-            inner.metrics.site(&upstream.site).record(&upstream.site, res.status(), started.elapsed());
+            upstream.metrics.upstream_duration(started.elapsed());
+            upstream.metrics.request(Route::Proxy, res.status());
             Ok(res)
         })
     }
@@ -588,6 +540,7 @@ mod tests {
     #[test]
     fn rewrites_location_by_prefix() {
         let upstream = Upstream {
+            metrics: Arc::new(ferrygate_core::telemetry::SiteMetrics::new("s", "p")),
             site: "s".into(),
             origin: "http://127.0.0.1:1".parse().unwrap(),
             base_path: String::new(),
@@ -608,6 +561,7 @@ mod tests {
     #[test]
     fn a_rewrite_never_makes_a_scheme_relative_location() {
         let upstream = Upstream {
+            metrics: Arc::new(ferrygate_core::telemetry::SiteMetrics::new("s", "p")),
             site: "s".into(),
             origin: "http://127.0.0.1:1".parse().unwrap(),
             base_path: String::new(),

@@ -12,6 +12,7 @@ use super::*;
 use crate::check::Check;
 use crate::destination;
 use crate::kind::{Kinds, ProviderEntry, SiteRules};
+use crate::telemetry::SiteMetrics;
 
 impl Check<'_> {
     pub(crate) fn site(
@@ -197,7 +198,13 @@ impl Check<'_> {
         Some(Site {
             name: raw.name.clone(),
             hosts,
-            upstream: Arc::new(Upstream { site: raw.name, origin, base_path, rewrite_location }),
+            upstream: Arc::new(Upstream {
+                metrics: Arc::new(SiteMetrics::new(&raw.name, &raw.provider)),
+                site: raw.name,
+                origin,
+                base_path,
+                rewrite_location,
+            }),
             provider: raw.provider,
             provider_kind,
             allowed_origins,

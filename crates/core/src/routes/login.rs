@@ -66,13 +66,7 @@ where
         Err(e) => e.code(),
     };
     let account_hash = seen.account_key.as_deref();
-    metrics::counter!(
-        "ferrygate_login_attempts_total",
-        "site" => site.name.clone(),
-        "provider" => site.provider.clone(),
-        "outcome" => outcome
-    )
-    .increment(1);
+    site.upstream.metrics.login(result.as_ref().map(|_| ()).map_err(|e| *e));
     tracing::info!(
         target: "ferrygate::audit",
         event = "login",
@@ -199,8 +193,7 @@ where
     let result = tokio::time::timeout(deadline, provider.authenticate(&attempt))
         .await
         .unwrap_or(Err(LoginError::ProviderTimeout));
-    metrics::histogram!("ferrygate_provider_request_duration_seconds", "provider" => site.provider.clone())
-        .record(started.elapsed().as_secs_f64());
+    site.upstream.metrics.provider_duration(started.elapsed());
     if matches!(result, Err(LoginError::InvalidCredentials | LoginError::ProviderRejected)) {
         shared.limiter.account_failed(&account_key).await;
     }

@@ -36,6 +36,7 @@ use crate::future::{GatewayResponse, ResponseFuture, SiteAnswer};
 use crate::router::Routed;
 use crate::site::{OwnedRoute, Site};
 use crate::state::{finish, Shared};
+use crate::telemetry::Route;
 
 /// What a route decided.
 pub(crate) enum Decision<B> {
@@ -115,7 +116,7 @@ where
             Some(OwnedRoute::Home) => {
                 let answer = home::home(&self.shared, &site, &req);
                 let hsts = self.shared.hsts(req.headers(), req.extensions());
-                return ResponseFuture::ready(finish(&site.name, "home", hsts, answer));
+                return ResponseFuture::ready(finish(&site, Route::Home, hsts, answer));
             }
             Some(OwnedRoute::Login | OwnedRoute::Wizard)
                 if method != Method::POST && req.extensions().get::<Current>().is_none() =>
@@ -147,7 +148,7 @@ where
                 _ => Decision::Pass(req, Vec::new()),
             };
             match decision {
-                Decision::Answer(answer) => Ok(finish(&site.name, label(route), hsts, answer).map(Either::Right)),
+                Decision::Answer(answer) => Ok(finish(&site, label(route), hsts, answer).map(Either::Right)),
                 Decision::Pass(req, cookies) => {
                     let mut res = pass(&shared, &mut inner, &site, req).await?;
                     for cookie in cookies {
@@ -177,13 +178,13 @@ where
 }
 
 /// The `route` label of `ferrygate_requests_total`.
-fn label(route: OwnedRoute) -> &'static str {
+fn label(route: OwnedRoute) -> Route {
     match route {
-        OwnedRoute::Login => "login",
-        OwnedRoute::Wizard => "wizard",
-        OwnedRoute::Home => "home",
-        OwnedRoute::Logout => "logout",
-        OwnedRoute::ForgotPassword => "forgot_password",
-        OwnedRoute::Callback => "callback",
+        OwnedRoute::Login => Route::Login,
+        OwnedRoute::Wizard => Route::Wizard,
+        OwnedRoute::Home => Route::Home,
+        OwnedRoute::Logout => Route::Logout,
+        OwnedRoute::ForgotPassword => Route::ForgotPassword,
+        OwnedRoute::Callback => Route::Callback,
     }
 }
