@@ -77,20 +77,15 @@ impl<'a> Check<'a> {
         }
     }
 
-    pub(crate) fn duration(&mut self, key: &str, value: Option<&str>, default: Duration) -> Duration {
+    /// A duration that must be longer than zero, or `default` when unset.
+    pub(crate) fn positive(&mut self, key: &str, value: Option<Duration>, default: Duration) -> Duration {
         match value {
             None => default,
-            Some(v) => match humantime::parse_duration(v.trim()) {
-                Ok(d) if !d.is_zero() => d,
-                Ok(_) => {
-                    self.err(key, "must be longer than zero");
-                    default
-                }
-                Err(e) => {
-                    self.err(key, format!("invalid duration {v:?} ({e}); write e.g. \"500ms\", \"5s\", \"8h\""));
-                    default
-                }
-            },
+            Some(d) if d.is_zero() => {
+                self.err(key, "must be longer than zero");
+                default
+            }
+            Some(d) => d,
         }
     }
 

@@ -171,10 +171,11 @@ impl<'c, 'b> Build<'c, 'b> {
         }
     }
 
-    /// `field`'s duration (`"500ms"`, `"5s"`, `"8h"`), or `default` when unset.
-    pub fn duration(&mut self, field: &str, value: Option<&str>, default: Duration) -> Duration {
+    /// `field`'s duration, which must be longer than zero, or `default` when
+    /// unset. Read it with [`de::duration`](crate::config::de::duration).
+    pub fn duration(&mut self, field: &str, value: Option<Duration>, default: Duration) -> Duration {
         let key = self.key(field);
-        self.check.duration(&key, value, default)
+        self.check.positive(&key, value, default)
     }
 
     /// A secret given inline as `field` or read from `<field>_file`.

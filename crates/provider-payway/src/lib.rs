@@ -82,7 +82,8 @@ struct Table {
     oid: String,
     redirect_uri: String,
     scope: Option<String>,
-    timeout: Option<String>,
+    #[serde(default, deserialize_with = "ferrygate_core::config::de::duration")]
+    timeout: Option<Duration>,
 }
 
 impl ProviderKind for PaywayKind {
@@ -115,7 +116,7 @@ impl ProviderKind for PaywayKind {
             oid: t.oid,
             redirect_uri: t.redirect_uri,
             scope: t.scope.unwrap_or_default(),
-            timeout: build.duration("timeout", t.timeout.as_deref(), Duration::from_secs(5)),
+            timeout: build.duration("timeout", t.timeout, Duration::from_secs(5)),
         };
         Some(Arc::new(Payway::new(build.name(), &config, build.client())))
     }

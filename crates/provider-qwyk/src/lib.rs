@@ -61,7 +61,8 @@ struct Table {
     server: String,
     organization_id: i64,
     site_id: i64,
-    timeout: Option<String>,
+    #[serde(default, deserialize_with = "ferrygate_core::config::de::duration")]
+    timeout: Option<Duration>,
 }
 
 impl ProviderKind for QwykKind {
@@ -78,7 +79,7 @@ impl ProviderKind for QwykKind {
     fn build(&self, table: toml::Table, build: &mut Build<'_, '_>) -> Option<Arc<dyn Provider>> {
         let t: Table = build.parse(table)?;
         let server = build.server_url("server", &t.server);
-        let timeout = build.duration("timeout", t.timeout.as_deref(), Duration::from_secs(5));
+        let timeout = build.duration("timeout", t.timeout, Duration::from_secs(5));
         let qwyk = Qwyk::new(&server, t.organization_id, t.site_id, timeout, build.client());
         Some(Arc::new(Qwyk { name: build.name().to_owned(), ..qwyk }))
     }

@@ -80,8 +80,10 @@ struct Table {
     auth: RestAuth,
     users: Option<String>,
     forgot_password_url: Option<String>,
-    session_ttl: Option<String>,
-    timeout: Option<String>,
+    #[serde(default, deserialize_with = "ferrygate_core::config::de::duration")]
+    session_ttl: Option<Duration>,
+    #[serde(default, deserialize_with = "ferrygate_core::config::de::duration")]
+    timeout: Option<Duration>,
 }
 
 /// The `rest` kind: `[providers.X]` with `kind = "rest"`.
@@ -168,8 +170,8 @@ fn config(t: Table, build: &mut Build<'_, '_>) -> Option<RestConfig> {
         auth: t.auth,
         users,
         forgot_password_url,
-        session_ttl: build.duration("session_ttl", t.session_ttl.as_deref(), Duration::from_secs(8 * 3600)),
-        timeout: build.duration("timeout", t.timeout.as_deref(), Duration::from_secs(5)),
+        session_ttl: build.duration("session_ttl", t.session_ttl, Duration::from_secs(8 * 3600)),
+        timeout: build.duration("timeout", t.timeout, Duration::from_secs(5)),
     })
 }
 

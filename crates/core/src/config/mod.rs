@@ -5,6 +5,7 @@
 //! [`Config`], never a string to parse. Every refusal names its key, in the
 //! dotted form a user can find in the file (`sites[0].portal.default_destination`).
 
+pub mod de;
 mod env;
 mod raw;
 mod site;
@@ -85,8 +86,11 @@ pub struct UpstreamTls {
     pub ca_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `sessions.store`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum StoreKind {
+    #[default]
     Memory,
     Redis,
 }

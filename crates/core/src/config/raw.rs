@@ -3,8 +3,12 @@
 //! [`super::validate`], which turns these into the typed [`super::Config`].
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::Deserialize;
+
+use super::de::duration;
+use super::{Rate, StoreKind};
 
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,9 +35,12 @@ pub(crate) struct RawServer {
     pub(crate) listen: Option<Vec<String>>,
     pub(crate) trusted_proxies: Option<Vec<String>>,
     pub(crate) require_https: Option<bool>,
-    pub(crate) shutdown_grace: Option<String>,
-    pub(crate) upstream_timeout: Option<String>,
-    pub(crate) hsts_max_age: Option<String>,
+    #[serde(default, deserialize_with = "duration")]
+    pub(crate) shutdown_grace: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    pub(crate) upstream_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    pub(crate) hsts_max_age: Option<Duration>,
     pub(crate) tls: Option<RawTls>,
 }
 
@@ -60,7 +67,8 @@ pub(crate) struct RawUpstreamTls {
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawSessions {
-    pub(crate) store: Option<String>,
+    #[serde(default)]
+    pub(crate) store: StoreKind,
     pub(crate) redis_url: Option<String>,
     pub(crate) redis_url_file: Option<String>,
     pub(crate) secret: Option<String>,
@@ -68,15 +76,16 @@ pub(crate) struct RawSessions {
     pub(crate) cookie_name: Option<String>,
     pub(crate) cookie_secure: Option<bool>,
     pub(crate) max_entries: Option<u64>,
-    pub(crate) max_ttl: Option<String>,
+    #[serde(default, deserialize_with = "duration")]
+    pub(crate) max_ttl: Option<Duration>,
 }
 
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawLimits {
     pub(crate) login_body_bytes: Option<u64>,
-    pub(crate) login_per_ip: Option<String>,
-    pub(crate) login_per_account: Option<String>,
+    pub(crate) login_per_ip: Option<Rate>,
+    pub(crate) login_per_account: Option<Rate>,
 }
 
 #[derive(Deserialize)]

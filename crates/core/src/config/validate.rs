@@ -131,20 +131,10 @@ impl Check<'_> {
             listen,
             trusted_proxies,
             require_https: raw.require_https.unwrap_or(false),
-            shutdown_grace: self.duration(
-                "server.shutdown_grace",
-                raw.shutdown_grace.as_deref(),
-                Duration::from_secs(30),
-            ),
-            upstream_timeout: self.duration(
-                "server.upstream_timeout",
-                raw.upstream_timeout.as_deref(),
-                Duration::from_secs(60),
-            ),
-            hsts_max_age: match raw.hsts_max_age.as_deref().map(str::trim) {
-                Some("0" | "0s") => Duration::ZERO,
-                other => self.duration("server.hsts_max_age", other, Duration::from_secs(365 * 24 * 3600)),
-            },
+            shutdown_grace: self.positive("server.shutdown_grace", raw.shutdown_grace, Duration::from_secs(30)),
+            upstream_timeout: self.positive("server.upstream_timeout", raw.upstream_timeout, Duration::from_secs(60)),
+            // Zero is allowed here: no HSTS.
+            hsts_max_age: raw.hsts_max_age.unwrap_or(Duration::from_secs(365 * 24 * 3600)),
             tls,
         })
     }
@@ -205,14 +195,7 @@ impl Check<'_> {
     }
 
     fn sessions(&mut self, raw: RawSessions) -> Option<Sessions> {
-        let store = match raw.store.as_deref() {
-            None | Some("memory") => StoreKind::Memory,
-            Some("redis") => StoreKind::Redis,
-            Some(other) => {
-                self.err("sessions.store", format!("unknown store {other:?}; use \"memory\" or \"redis\""));
-                StoreKind::Memory
-            }
-        };
+        let store = raw.store;
         let redis_url = self.secret("sessions.redis_url", raw.redis_url, raw.redis_url_file);
         if store == StoreKind::Redis && redis_url.is_none() {
             self.err("sessions.redis_url", "required when sessions.store = \"redis\"");
@@ -243,7 +226,7 @@ impl Check<'_> {
             cookie_name,
             cookie_secure: raw.cookie_secure.unwrap_or(true),
             max_entries,
-            max_ttl: self.duration("sessions.max_ttl", raw.max_ttl.as_deref(), Duration::from_secs(12 * 3600)),
+            max_ttl: self.positive("sessions.max_ttl", raw.max_ttl, Duration::from_secs(12 * 3600)),
         })
     }
 
@@ -254,27 +237,9 @@ impl Check<'_> {
         }
         Limits {
             login_body_bytes: login_body_bytes as usize,
-            login_per_ip: self.rate("limits.login_per_ip", raw.login_per_ip.as_deref().unwrap_or("20/min")),
-            login_per_account: self
-                .rate("limits.login_per_account", raw.login_per_account.as_deref().unwrap_or("5/min")),
+            login_per_ip: Some(raw.login_per_ip.unwrap_or(Rate { count: 20, per: Duration::from_secs(60) })),
+            login_per_account: Some(raw.login_per_account.unwrap_or(Rate { count: 5, per: Duration::from_secs(60) })),
         }
-    }
-
-    fn rate(&mut self, key: &str, value: &str) -> Option<Rate> {
-        let parsed = value.split_once('/').and_then(|(n, per)| {
-            let count: u32 = n.trim().parse().ok().filter(|&n| n > 0)?;
-            let per = match per.trim() {
-                "sec" | "s" | "second" => Duration::from_secs(1),
-                "min" | "m" | "minute" => Duration::from_secs(60),
-                "hour" | "h" => Duration::from_secs(3600),
-                _ => return None,
-            };
-            Some(Rate { count, per })
-        });
-        if parsed.is_none() {
-            self.err(key, format!("invalid rate {value:?}; write \"N/sec\", \"N/min\" or \"N/hour\" with N > 0"));
-        }
-        parsed
     }
 
     /// Each `[providers.X]` table, built by the kind its `kind` key names.
