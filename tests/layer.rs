@@ -6,8 +6,8 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use ferrygate::core::config::Upstream;
 use ferrygate::core::kind::{Build, SiteRules};
+use ferrygate::core::Routed;
 use ferrygate::core::{BoxFuture, ClientConn, Grant, LoginAttempt, LoginError, Provider, SignedIn};
 use ferrygate::{Config, GatewayLayer, IdentityLayer, ProviderKind};
 use http::{Request, Response, StatusCode};
@@ -108,7 +108,7 @@ async fn passes_other_requests_through_untouched_but_for_identity_headers() {
         move |req: Request<String>| {
             let record = record.clone();
             async move {
-                let upstream = req.extensions().get::<Arc<Upstream>>().map(|u| u.origin.to_string());
+                let upstream = req.extensions().get::<Routed>().map(|r| r.site.upstream.origin.to_string());
                 let names: Vec<String> = req.headers().keys().map(|k| k.to_string()).collect();
                 *record.lock().unwrap() =
                     Some((req.method().clone(), req.uri().to_string(), names, req.into_body(), upstream));

@@ -1,5 +1,5 @@
 //! The reverse proxy: the innermost service. It forwards a request to the
-//! [`Upstream`] the gateway tagged it with, streaming both bodies, and knows
+//! [`Upstream`] of the site the gateway routed it to ([`Routed`]), streaming both bodies, and knows
 //! nothing of logins.
 //!
 //! What it does to a request: the URI is re-based on the upstream, hop-by-hop
@@ -30,6 +30,7 @@ use ferrygate_core::conn::{canonical, is_trusted, ClientConn};
 use ferrygate_core::hop::connection_tokens;
 pub use ferrygate_core::hop::remove_hop_by_hop;
 use ferrygate_core::identity::strip_identity_headers;
+use ferrygate_core::router::Routed;
 use ferrygate_core::telemetry::Route;
 use ferrygate_core::tls::Connector;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -110,7 +111,7 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let Some(upstream) = req.extensions().get::<Arc<Upstream>>().cloned() else {
+        let Some(upstream) = req.extensions().get::<Routed>().map(|r| r.site.upstream.clone()) else {
             tracing::error!("request reached the proxy without an upstream");
             return ready(error(StatusCode::INTERNAL_SERVER_ERROR, "no upstream\n"));
         };

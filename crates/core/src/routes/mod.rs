@@ -10,7 +10,8 @@
 //! | `callback.path` | `routes/callback.rs` |
 //!
 //! Everything else, and what a route passes on, goes to the inner service
-//! without Ferrygate's cookies and tagged with the site's upstream. An owned
+//! without Ferrygate's cookies (the `Routed` extension names the site and its
+//! upstream). An owned
 //! route's answer is a response, never an `Err` (hyper would close the
 //! connection).
 
@@ -34,7 +35,7 @@ use crate::access::Current;
 use crate::error::BoxError;
 use crate::future::{GatewayResponse, ResponseFuture, SiteAnswer};
 use crate::router::Routed;
-use crate::site::{OwnedRoute, Site};
+use crate::site::OwnedRoute;
 use crate::state::{finish, Shared};
 use crate::telemetry::Route;
 
@@ -108,11 +109,12 @@ where
         let Some(routed) = req.extensions().get::<Routed>() else {
             return ResponseFuture::inner(SiteAnswer::new(self.inner.call(req)));
         };
-        let (site, route) = (routed.site.clone(), routed.route);
+        // The fast path: not a route of ours.
+        let Some(route) = routed.route else { return pass(&self.shared, &mut self.inner, req) };
+        let site = routed.site.clone();
         let method = req.method();
-        // The fast paths: nothing to wait for.
-        match route {
-            None => return pass(&self.shared, &mut self.inner, &site, req),
+        // Other answers with nothing to wait for.
+        match Some(route) {
             Some(OwnedRoute::Home) => {
                 let answer = home::home(&self.shared, &site, &req);
                 let hsts = self.shared.hsts(req.headers(), req.extensions());
@@ -121,14 +123,13 @@ where
             Some(OwnedRoute::Login | OwnedRoute::Wizard)
                 if method != Method::POST && req.extensions().get::<Current>().is_none() =>
             {
-                return pass(&self.shared, &mut self.inner, &site, req)
+                return pass(&self.shared, &mut self.inner, req)
             }
             Some(OwnedRoute::ForgotPassword) if method != Method::POST => {
-                return pass(&self.shared, &mut self.inner, &site, req)
+                return pass(&self.shared, &mut self.inner, req)
             }
-            Some(_) => {}
+            _ => {}
         }
-        let route = route.unwrap_or(OwnedRoute::Login);
         let shared = self.shared.clone();
         // Take the inner service that was driven to readiness; leave a clone.
         let clone = self.inner.clone();
@@ -150,7 +151,7 @@ where
             match decision {
                 Decision::Answer(answer) => Ok(finish(&site, label(route), hsts, answer).map(Either::Right)),
                 Decision::Pass(req, cookies) => {
-                    let mut res = pass(&shared, &mut inner, &site, req).await?;
+                    let mut res = pass(&shared, &mut inner, req).await?;
                     for cookie in cookies {
                         res.headers_mut().append(header::SET_COOKIE, cookie);
                     }
@@ -161,19 +162,18 @@ where
     }
 }
 
-/// Hands the request to the inner service, tagged with its upstream, without
-/// Ferrygate's own cookies (the site never sees a session id or a state).
+/// Hands the request to the inner service (which finds the site's upstream
+/// in [`Routed`]) without Ferrygate's own cookies: the site never sees a
+/// session id or a state.
 fn pass<S, B, R>(
     shared: &Shared,
     inner: &mut S,
-    site: &Site,
     mut req: Request<B>,
 ) -> ResponseFuture<SiteAnswer<S::Future>, R, S::Error>
 where
     S: Service<Request<B>, Response = Response<R>>,
 {
     shared.sessions.strip_cookies(req.headers_mut());
-    req.extensions_mut().insert(site.upstream.clone());
     ResponseFuture::inner(SiteAnswer::new(inner.call(req)))
 }
 
