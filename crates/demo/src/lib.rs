@@ -18,6 +18,10 @@
 //!
 //! [`Demo::config_toml`] writes the Ferrygate configuration that ties them
 //! together; it goes through the same parser and validation as any file.
+//!
+//! This file is long for a reason: each mock service is a short handler
+//! next to the others, so the whole demo's behaviour reads top to bottom in
+//! one place (the pages' HTML is in `pages.rs`).
 
 mod http;
 mod pages;

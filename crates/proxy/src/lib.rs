@@ -26,26 +26,32 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ferrygate_core::config::Upstream;
-use ferrygate_core::conn::{canonical, is_trusted, ClientConn};
 use ferrygate_core::hop::connection_tokens;
 pub use ferrygate_core::hop::remove_hop_by_hop;
 use ferrygate_core::identity::strip_identity_headers;
 use ferrygate_core::router::Routed;
 use ferrygate_core::telemetry::Route;
 use ferrygate_core::tls::Connector;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use ipnet::IpNet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tower::Service;
 
 mod lane;
+mod request;
+mod upgrade;
 pub use lane::{open_lanes, Driven, Lane, MAX_LANES};
+#[cfg(test)]
+use request::join_cookies;
+pub use request::short_header;
+use request::{absolute, prepare};
+use upgrade::{is_websocket, splice, websocket_accept, SEC_WEBSOCKET_ACCEPT};
 
 /// The body of a proxied answer: the upstream's, streamed, or our own error text.
 pub type ProxyBody = Either<Incoming, Full<Bytes>>;
@@ -301,168 +307,12 @@ impl<B: Body> Body for Watched<B> {
     }
 }
 
-/// A header value of at most 64 bytes, formatted in place: the value is the
-/// only allocation. `None` if longer, or not a valid header value.
-pub fn short_header(args: std::fmt::Arguments<'_>) -> Option<HeaderValue> {
-    use std::io::Write;
-    let mut buf = [0u8; 64];
-    let mut cursor = std::io::Cursor::new(&mut buf[..]);
-    cursor.write_fmt(args).ok()?;
-    let len = cursor.position() as usize;
-    HeaderValue::from_bytes(&buf[..len]).ok()
-}
-
 /// Whether the client means to send more requests on its connection.
 fn keeps_alive(version: Version, headers: &HeaderMap) -> bool {
     let mut tokens = connection_tokens(headers);
     match version {
         Version::HTTP_10 | Version::HTTP_09 => tokens.any(|t| t.eq_ignore_ascii_case("keep-alive")),
         _ => !tokens.any(|t| t.eq_ignore_ascii_case("close")),
-    }
-}
-
-/// A WebSocket handshake: the only upgrade passed through.
-fn is_websocket(method: &Method, headers: &HeaderMap) -> bool {
-    method == Method::GET
-        && connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"))
-        && headers
-            .get(header::UPGRADE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"))
-}
-
-const SEC_WEBSOCKET_ACCEPT: HeaderName = HeaderName::from_static("sec-websocket-accept");
-
-/// The `Sec-WebSocket-Accept` that answers the request's `Sec-WebSocket-Key`
-/// (RFC 6455 §4.2.2): base64 of SHA-1 of the key and the protocol's GUID.
-fn websocket_accept(headers: &HeaderMap) -> Option<HeaderValue> {
-    use base64::Engine;
-    const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-    let key = headers.get("sec-websocket-key")?.as_bytes().trim_ascii();
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
-    ctx.update(key);
-    ctx.update(GUID);
-    HeaderValue::from_str(&base64::engine::general_purpose::STANDARD.encode(ctx.finish())).ok()
-}
-
-async fn splice(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
-    match tokio::try_join!(client, upstream) {
-        Ok((client, upstream)) => {
-            let mut client = TokioIo::new(client);
-            let mut upstream = TokioIo::new(upstream);
-            if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-                tracing::debug!(error = %e, "upgraded connection ended");
-            }
-        }
-        Err(e) => tracing::debug!(error = %e, "upgrade failed"),
-    }
-}
-
-const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
-const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
-
-/// Forwarding claims an untrusted client may not make.
-const CLIENT_FORWARDING: [HeaderName; 9] = [
-    XFF,
-    XFP,
-    XFH,
-    HeaderName::from_static("x-forwarded-port"),
-    HeaderName::from_static("x-forwarded-prefix"),
-    HeaderName::from_static("x-forwarded-server"),
-    HeaderName::from_static("x-forwarded-ssl"),
-    HeaderName::from_static("x-real-ip"),
-    header::FORWARDED,
-];
-
-/// Rewrites `req` in place for the upstream.
-fn prepare<B>(req: &mut Request<B>, upstream: &Upstream, trusted: &[IpNet], websocket: bool) -> Result<(), StatusCode> {
-    // The host the site was chosen by: the gateway wrote the request's
-    // canonical authority into `Host` (`ferrygate_core::authority`).
-    let original_host = match req.headers().get(header::HOST) {
-        Some(host) => Some(host.clone()),
-        None => req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
-    };
-    if let Some(uri) = origin_form(req.uri(), upstream)? {
-        *req.uri_mut() = uri;
-    }
-    *req.version_mut() = Version::HTTP_11;
-
-    let conn = req.extensions().get::<ClientConn>().copied();
-    let headers = req.headers_mut();
-    remove_hop_by_hop(headers);
-    if websocket {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    }
-    join_cookies(headers);
-    match &original_host {
-        Some(host) => {
-            headers.insert(header::HOST, host.clone());
-        }
-        // HTTP/1.0 allows a request without one; HTTP/1.1 to the site needs one.
-        None => {
-            if let Some(Ok(host)) = upstream.origin.authority().map(|a| HeaderValue::from_str(a.as_str())) {
-                headers.insert(header::HOST, host);
-            }
-        }
-    }
-
-    let trusted_peer = conn.filter(|c| is_trusted(c.peer.ip(), trusted));
-    if trusted_peer.is_none() {
-        for name in &CLIENT_FORWARDING {
-            headers.remove(name);
-        }
-    }
-    let Some(conn) = conn else { return Ok(()) };
-    let peer = canonical(conn.peer.ip());
-    let earlier: Vec<&str> = headers.get_all(&XFF).iter().filter_map(|v| v.to_str().ok()).collect();
-    let xff = if earlier.is_empty() {
-        short_header(format_args!("{peer}"))
-    } else {
-        HeaderValue::from_str(&format!("{}, {peer}", earlier.join(", "))).ok()
-    };
-    headers.insert(XFF, xff.ok_or(StatusCode::BAD_REQUEST)?);
-    if !headers.contains_key(XFP) {
-        headers.insert(XFP, HeaderValue::from_static(if conn.tls { "https" } else { "http" }));
-    }
-    if let (false, Some(host)) = (headers.contains_key(XFH), original_host) {
-        headers.insert(XFH, host);
-    }
-    Ok(())
-}
-
-/// The request target for the upstream in origin form (`/path?query`, under
-/// the upstream's base path); `None` when the client's already is exactly that.
-fn origin_form(uri: &Uri, upstream: &Upstream) -> Result<Option<Uri>, StatusCode> {
-    let pq = uri.path_and_query().map_or("/", |p| p.as_str());
-    if upstream.base_path.is_empty() {
-        if uri.scheme().is_none() && uri.authority().is_none() && uri.path_and_query().is_some() {
-            return Ok(None);
-        }
-        return pq.parse().map(Some).map_err(|_| StatusCode::BAD_REQUEST);
-    }
-    format!("{}{pq}", upstream.base_path).parse().map(Some).map_err(|_| StatusCode::BAD_REQUEST)
-}
-
-/// The pool picks its connection by the URI: origin-form made absolute.
-fn absolute<B>(req: Request<B>, origin: &Uri) -> Result<Request<B>, BoxError> {
-    let (mut parts, body) = req.into_parts();
-    let mut uri = origin.clone().into_parts();
-    uri.path_and_query = parts.uri.path_and_query().cloned();
-    parts.uri = Uri::from_parts(uri)?;
-    Ok(Request::from_parts(parts, body))
-}
-
-/// h2 clients send cookies as several fields; HTTP/1.1 wants one (RFC 9113 §8.2.3).
-fn join_cookies(headers: &mut HeaderMap) {
-    let mut values = headers.get_all(header::COOKIE).iter();
-    if values.next().is_none() || values.next().is_none() {
-        return;
-    }
-    let joined: Vec<&[u8]> = headers.get_all(header::COOKIE).iter().map(HeaderValue::as_bytes).collect();
-    if let Ok(v) = HeaderValue::from_bytes(&joined.join(&b"; "[..])) {
-        headers.insert(header::COOKIE, v);
     }
 }
 
