@@ -3,7 +3,7 @@
 //! An HTTP/1.1 client connection carries one request at a time, so it can keep
 //! one upstream connection of its own: no pool checkout, no lock held across
 //! requests, and — the point — no second task. The upstream connection's
-//! future is polled by the client connection's task (see [`Lane::drive`]), so a
+//! future is polled by the client connection's task (see [`Driven`]), so a
 //! proxied exchange wakes one task instead of two and hands nothing between
 //! them.
 //!
@@ -45,7 +45,7 @@ type Io = MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>;
 
 /// One client connection's upstream connection. Cheap to clone; the server
 /// puts a clone in every request of an HTTP/1.1 connection's extensions and
-/// calls [`Lane::drive`] from that connection's task.
+/// serves that connection as a [`Driven`] future.
 pub struct Lane<B>
 where
     B: http_body::Body + 'static,
@@ -139,7 +139,7 @@ where
     }
 
     /// Whether a request was queued (or a connection installed) since the
-    /// last [`Lane::drive`]: then the task drives the lane once more before
+    /// last `drive`: then the task drives the lane once more before
     /// it sleeps, or the request would never be written.
     fn take_dirty(&self) -> bool {
         std::mem::take(&mut self.lock().dirty)
