@@ -1,46 +1,84 @@
-//! Ferrygate inside an axum application: the same login routes, sessions and
-//! identity as the proxy, as layers around a `Router`.
+//! Ferrygate inside an axum app: the app keeps its own login page, Ferrygate
+//! answers the login POST, guards `/account`, and hands each handler the
+//! signed-in user.
 //!
 //! ```sh
-//! FERRYGATE_CONFIG=deploy/examples/qwyk.toml FERRYGATE_SESSION_SECRET=$(openssl rand -base64 48) \
-//!   cargo run --example axum
+//! cargo run --example axum          # then open http://127.0.0.1:3000/account
 //! ```
 //!
-//! `/account` is in `protected_paths`: without a session it redirects to the
-//! login form; with one, the handler reads who is signed in from the
-//! `SignedIn` request extension (the proxy would send `X-Ferrygate-User`).
+//! With no environment at all it starts the demo's Qwyk-style provider
+//! in-process and loads `examples/axum.toml` (sign in as `alice@example.com`
+//! / `ferrygate-demo`); `FERRYGATE_CONFIG=path` loads your own file instead.
+//! `main` and the test below serve the same [`router`].
 
+#[path = "common/mod.rs"]
+mod common;
+
+use axum::extract::Query;
+use axum::response::{Html, Redirect};
 use axum::routing::get;
-use axum::{Extension, Router};
+use axum::Router;
 use ferrygate::core::SignedIn;
 
-/// The application: its own routes, wrapped in Ferrygate's layers.
-pub async fn app(config_toml: &str) -> Result<Router, ferrygate::core::BoxError> {
-    let loaded = ferrygate::from_toml(config_toml, ".".as_ref())?;
-    let gateway = ferrygate::Gateway::from_config(loaded.config).await?;
-    Ok(Router::new()
-        .route("/", get(|| async { "Welcome. Sign in at /login." }))
-        .route("/login", get(|| async { "<form method=post action=/login>…</form>" }))
+/// The application's routes, wrapped in Ferrygate's layers.
+pub(crate) fn router(gateway: &ferrygate::Gateway) -> Router {
+    Router::new()
+        .route("/", get(home))
+        .route("/login", get(login_form))
+        .route("/welcome", get(welcome))
         .route("/account", get(account))
-        .layer(gateway.layer()))
+        .route("/api/me", get(me))
+        .layer(gateway.layer())
 }
 
-async fn account(user: Option<Extension<SignedIn>>) -> String {
+/// Anyone may see it; a signed-in user is greeted by name.
+async fn home(user: Option<SignedIn>) -> String {
     match user {
-        Some(Extension(user)) => format!("Hello, {} (via {})", user.user, user.provider),
-        None => "nobody".to_owned(),
+        Some(user) => format!("Welcome back, {}. Your account: /account", user.user),
+        None => "Welcome. Your account: /account (you will be asked to sign in)".to_owned(),
     }
 }
 
+#[derive(serde::Deserialize)]
+struct Next {
+    destination: Option<String>,
+}
+
+/// The app's own login form. Ferrygate answers its POST.
+async fn login_form(Query(next): Query<Next>) -> Html<String> {
+    let destination = next.destination.unwrap_or_default().replace(['"', '<', '>', '&'], "");
+    Html(format!(
+        r#"<!doctype html><title>Sign in</title>
+<form method="post" action="/login">
+  <input name="email" placeholder="email"> <input name="password" type="password" placeholder="password">
+  <input type="hidden" name="destination" value="{destination}">
+  <button>Sign in</button>
+</form>"#
+    ))
+}
+
+/// Where a Qwyk login lands (`portal.url` in examples/axum.toml): the app
+/// plays the portal here and sends the user on to the destination, which
+/// Ferrygate has already checked against `allowed_destinations`.
+async fn welcome(Query(next): Query<Next>) -> Redirect {
+    Redirect::to(next.destination.as_deref().filter(|d| d.starts_with('/')).unwrap_or("/account"))
+}
+
+/// Protected (`protected_paths`): only signed-in users get here.
+async fn account(user: SignedIn) -> String {
+    format!("Hello, {}", user.user)
+}
+
+/// Not protected, but the extractor answers 401 (JSON) without a session.
+async fn me(user: SignedIn) -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({"user": user.user, "provider": user.provider}))
+}
+
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let path = std::env::var("FERRYGATE_CONFIG").unwrap_or_else(|_| "ferrygate.toml".to_owned());
-    let loaded = ferrygate::load(path.as_ref())?;
-    let gateway = ferrygate::Gateway::from_config(loaded.config).await?;
-    let app = Router::new().route("/account", get(account)).layer(gateway.layer());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-    println!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app).await?;
+async fn main() -> Result<(), ferrygate::core::BoxError> {
+    let (listener, gateway) = common::listen().await?;
+    println!("listening on http://{}/account — sign in as {} / {}", common::LISTEN, common::EMAIL, common::PASSWORD);
+    axum::serve(listener, router(&gateway)).await?;
     Ok(())
 }
 
@@ -48,82 +86,85 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 mod tests {
     use super::*;
 
-    async fn serve(router: Router) -> std::net::SocketAddr {
+    /// What `main` runs, on a free port, with the demo provider started in-process.
+    async fn start() -> std::net::SocketAddr {
+        let provider = ferrygate::demo::Demo::start_provider().await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        let gateway = common::with_demo_provider(provider, addr).await.unwrap();
+        tokio::spawn(async move { axum::serve(listener, router(&gateway)).await.unwrap() });
         addr
     }
 
-    #[tokio::test]
-    async fn the_layer_guards_and_identifies_inside_axum() {
-        // A Qwyk-style provider, itself a small axum app.
-        let provider = serve(Router::new().route(
-            "/api/portals/auth/login",
-            axum::routing::post(|| async {
-                axum::Json(serde_json::json!({"access_token": "tok", "token_type": "bearer", "expires_in": 600}))
-            }),
-        ))
-        .await;
-        let config = format!(
-            r#"
-[sessions]
-secret = "0123456789abcdef0123456789abcdef"
-cookie_secure = false
-[providers.p]
-kind = "qwyk"
-server = "http://{provider}"
-organization_id = 1
-site_id = 2
-[[sites]]
-name = "app"
-upstream = "http://127.0.0.1:9"
-provider = "p"
-protected_paths = ["/account"]
-[sites.login]
-path = "/login"
-[sites.portal]
-url = "https://portal.example/in"
-"#
-        );
-        let addr = serve(app(&config).await.unwrap()).await;
+    async fn call(req: http::Request<String>) -> (http::response::Parts, String) {
+        use http_body_util::BodyExt;
         let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .build_http::<http_body_util::Full<bytes::Bytes>>();
-        let call = |req: http::Request<http_body_util::Full<bytes::Bytes>>| {
-            let client = client.clone();
-            async move {
-                use http_body_util::BodyExt;
-                let res = client.request(req).await.unwrap();
-                let (parts, body) = res.into_parts();
-                (parts, String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap())
-            }
-        };
-        let get = |path: &str, cookie: Option<&str>| {
-            let mut req = http::Request::get(format!("http://{addr}{path}"));
-            if let Some(c) = cookie {
-                req = req.header("cookie", c);
-            }
-            req.body(http_body_util::Full::default()).unwrap()
-        };
+        let req = req.map(|b| http_body_util::Full::new(bytes::Bytes::from(b)));
+        let res = client.request(req).await.unwrap();
+        let (parts, body) = res.into_parts();
+        (parts, String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap())
+    }
 
-        // The app's own routes are untouched.
-        assert_eq!(call(get("/", None)).await.1, "Welcome. Sign in at /login.");
-        // The protected route needs a session.
-        let (parts, _) = call(get("/account", None)).await;
+    fn get(addr: std::net::SocketAddr, path: &str, cookie: Option<&str>) -> http::Request<String> {
+        let mut req = http::Request::get(format!("http://{addr}{path}"));
+        if let Some(c) = cookie {
+            req = req.header("cookie", c);
+        }
+        req.body(String::new()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_visitor_signs_in_through_the_app_s_own_form_and_sees_their_account() {
+        let addr = start().await;
+        // The protected page sends to the app's own login form.
+        let (parts, _) = call(get(addr, "/account", None)).await;
         assert_eq!(parts.status, 303);
-        assert_eq!(parts.headers["location"], "/login?destination=%2Faccount");
-        // The login POST is answered by the layer.
+        let to_login = parts.headers["location"].to_str().unwrap().to_owned();
+        assert_eq!(to_login, "/login?destination=%2Faccount");
+        let (parts, form) = call(get(addr, &to_login, None)).await;
+        assert_eq!(parts.status, 200);
+        assert!(form.contains(r#"value="/account""#), "{form}");
+        // The form's POST: answered by Ferrygate against the demo provider.
+        let body = format!("email=alice%40example.com&password={}&destination=%2Faccount", common::PASSWORD);
         let login = http::Request::post(format!("http://{addr}/login"))
             .header("content-type", "application/x-www-form-urlencoded")
-            .body(http_body_util::Full::new(bytes::Bytes::from("email=ann%40x.example&password=pw")))
+            .body(body)
             .unwrap();
         let (parts, _) = call(login).await;
         assert_eq!(parts.status, 303);
-        assert!(parts.headers["location"].to_str().unwrap().starts_with("https://portal.example/in?token=tok"));
+        let welcome = parts.headers["location"].to_str().unwrap().to_owned();
+        let welcome = welcome.strip_prefix(&format!("http://{addr}")).unwrap_or_else(|| panic!("{welcome}")).to_owned();
+        assert!(welcome.starts_with("/welcome?token="), "{welcome}");
         let cookie = parts.headers["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
-        // With the session, the handler sees the identity as an extension.
-        let (parts, body) = call(get("/account", Some(&cookie))).await;
+        // The "portal" page sends on to the destination …
+        let (parts, _) = call(get(addr, &welcome, Some(&cookie))).await;
+        assert_eq!(parts.headers["location"], "/account");
+        // … where the handler's `user: SignedIn` is Alice.
+        let (parts, body) = call(get(addr, "/account", Some(&cookie))).await;
         assert_eq!(parts.status, 200);
-        assert_eq!(body, "Hello, ann@x.example (via p)");
+        assert_eq!(body, "Hello, alice@example.com");
+        let (_, body) = call(get(addr, "/", Some(&cookie))).await;
+        assert!(body.starts_with("Welcome back, alice@example.com"), "{body}");
+        // A wrong password goes back to the form with the error.
+        let login = http::Request::post(format!("http://{addr}/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("email=alice%40example.com&password=wrong".to_owned())
+            .unwrap();
+        let (parts, _) = call(login).await;
+        assert_eq!(parts.headers["location"], "/login?error=invalid_credentials");
+    }
+
+    #[tokio::test]
+    async fn the_extractor_answers_401_json_and_option_is_none_without_a_session() {
+        let addr = start().await;
+        let (parts, body) = call(get(addr, "/api/me", None)).await;
+        assert_eq!(parts.status, 401);
+        assert_eq!(parts.headers["content-type"], "application/json");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["error"], "unauthenticated");
+        let (parts, body) = call(get(addr, "/", None)).await;
+        assert_eq!(parts.status, 200);
+        assert!(body.starts_with("Welcome. "), "{body}");
     }
 }

@@ -47,9 +47,12 @@
 //! # Ok(()) }
 //! ```
 
+#![deny(missing_docs)]
+
 use std::sync::Arc;
 
 pub use ferrygate_core as core;
+pub use ferrygate_core::SignedIn;
 pub use ferrygate_core::{
     Config, ConfigError, ConfigErrors, GatewayLayer, IdentityLayer, Kinds, Loaded, Provider, ProviderKind,
 };
@@ -73,7 +76,57 @@ pub type Layer = tower::layer::util::Stack<IdentityLayer, GatewayLayer>;
 /// The provider kinds this build registers: `qwyk`, `payway` and `rest`,
 /// each behind its feature. Add a kind of your own with
 /// [`Kinds::with`](ferrygate_core::Kinds::with) and load the configuration
-/// with [`Config::from_toml`] or [`Config::load`].
+/// with [`Config::from_toml`] or [`Config::load`]:
+///
+/// ```
+/// use std::sync::Arc;
+/// use ferrygate::core::kind::{Build, SiteRules};
+/// use ferrygate::core::{BoxFuture, Grant, LoginAttempt, LoginError, Provider};
+///
+/// /// `kind = "everyone"`: lets anybody in (a sketch; see examples/custom_provider.rs).
+/// struct Everyone;
+///
+/// impl ferrygate::ProviderKind for Everyone {
+///     fn name(&self) -> &'static str {
+///         "everyone"
+///     }
+///     fn build(&self, table: ferrygate::core::toml::Table, build: &mut Build<'_, '_>) -> Option<Arc<dyn Provider>> {
+///         #[derive(serde::Deserialize)]
+///         #[serde(deny_unknown_fields)]
+///         struct Table {}
+///         let _: Table = build.parse(table)?;
+///         Some(Arc::new(Open))
+///     }
+/// }
+///
+/// struct Open;
+///
+/// impl Provider for Open {
+///     fn authenticate<'a>(&'a self, a: &'a LoginAttempt<'a>) -> BoxFuture<'a, Result<Grant, LoginError>> {
+///         Box::pin(async move { Ok(Grant::redirect(a.destination)) })
+///     }
+/// }
+///
+/// let kinds = ferrygate::kinds().with(Everyone);
+/// assert_eq!(kinds.names().collect::<Vec<_>>(), ["everyone", "payway", "qwyk", "rest"]);
+/// let text = r#"
+///     [sessions]
+///     secret = "0123456789abcdef0123456789abcdef"
+///     [providers.open]
+///     kind = "everyone"
+///     [[sites]]
+///     name = "app"
+///     upstream = "http://127.0.0.1:3000"
+///     provider = "open"
+///     [sites.login]
+///     path = "/login"
+/// "#;
+/// let loaded = ferrygate::Config::from_toml(text, ".".as_ref(), &kinds).unwrap();
+/// assert_eq!(loaded.config.providers["open"].kind, "everyone");
+/// // The built-in kinds alone refuse it, naming the key.
+/// let refused = ferrygate::from_toml(text, ".".as_ref()).unwrap_err();
+/// assert!(refused.to_string().contains("providers.open.kind"));
+/// ```
 pub fn kinds() -> Kinds {
     let kinds = Kinds::new();
     #[cfg(feature = "qwyk")]
@@ -137,7 +190,31 @@ impl Gateway {
         Ok(Self { layer: GatewayLayer::with_limiter(config, store, limiter) })
     }
 
-    /// The Tower layer: owned login routes, then identity-header hygiene.
+    /// The Tower layer: the site router, sessions and protected paths, the
+    /// routes Ferrygate owns, then identity-header hygiene; everything else
+    /// reaches the wrapped service with the signed-in user as the
+    /// [`SignedIn`] extension. In an axum handler (feature `axum`, on by
+    /// default) `SignedIn` is an extractor:
+    ///
+    /// ```
+    /// use axum::routing::get;
+    /// use ferrygate::SignedIn;
+    ///
+    /// async fn account(user: SignedIn) -> String {
+    ///     format!("Hello, {}", user.user)
+    /// }
+    ///
+    /// async fn home(user: Option<SignedIn>) -> &'static str {
+    ///     if user.is_some() { "welcome back" } else { "welcome" }
+    /// }
+    ///
+    /// # async fn run(gateway: ferrygate::Gateway) {
+    /// let app: axum::Router = axum::Router::new()
+    ///     .route("/account", get(account))
+    ///     .route("/", get(home))
+    ///     .layer(gateway.layer());
+    /// # }
+    /// ```
     pub fn layer(&self) -> Layer {
         tower::layer::util::Stack::new(IdentityLayer, self.layer.clone())
     }

@@ -365,6 +365,8 @@ async fn sites_are_chosen_by_host() {
     let gw = gateway(&only_a).await;
     let res = send(Request::get(gw.url("/")).header("host", "b.example").body(Full::default()).unwrap()).await;
     assert_eq!(res.status, StatusCode::MISDIRECTED_REQUEST);
+    // The answer says which hosts would be served.
+    assert!(res.text().contains("the configured hosts are: a.example"), "{}", res.text());
 }
 
 #[tokio::test]

@@ -99,6 +99,55 @@ impl SignedIn {
     }
 }
 
+#[cfg(feature = "axum")]
+mod axum_extractor {
+    use std::convert::Infallible;
+
+    use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
+    use axum_core::response::{IntoResponse, Response};
+    use http::request::Parts;
+    use http::{header, HeaderValue, StatusCode};
+
+    use super::SignedIn;
+
+    /// `user: SignedIn` in an axum handler: the signed-in user, or a 401.
+    impl<S: Send + Sync> FromRequestParts<S> for SignedIn {
+        type Rejection = NotSignedIn;
+
+        async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+            parts.extensions.get::<SignedIn>().cloned().ok_or(NotSignedIn)
+        }
+    }
+
+    /// `user: Option<SignedIn>` in an axum handler: `None` when nobody is signed in.
+    impl<S: Send + Sync> OptionalFromRequestParts<S> for SignedIn {
+        type Rejection = Infallible;
+
+        async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Option<Self>, Self::Rejection> {
+            Ok(parts.extensions.get::<SignedIn>().cloned())
+        }
+    }
+
+    /// The rejection of a [`SignedIn`] extractor without a signed-in user:
+    /// 401 with the JSON error shape, `{"error": "unauthenticated", ...}`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct NotSignedIn;
+
+    impl IntoResponse for NotSignedIn {
+        fn into_response(self) -> Response {
+            let body = r#"{"error":"unauthenticated","message":"Sign in to see this page."}"#;
+            let mut res = Response::new(body.into());
+            *res.status_mut() = StatusCode::UNAUTHORIZED;
+            res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            res
+        }
+    }
+}
+
+#[cfg(feature = "axum")]
+pub use axum_extractor::NotSignedIn;
+
 /// Whether `name` (lower-case, as `http` stores it) is an `X-Ferrygate-*` header.
 pub fn is_identity_header(name: &str) -> bool {
     let b = name.as_bytes();

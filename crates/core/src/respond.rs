@@ -129,6 +129,11 @@ pub fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     finish(base(status).header(CONTENT_TYPE, "text/plain; charset=utf-8"), Bytes::from_static(body.as_bytes()))
 }
 
+/// A plain-text answer with a body made at run time.
+pub fn text_owned(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    finish(base(status).header(CONTENT_TYPE, "text/plain; charset=utf-8"), Bytes::from(body))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,11 +33,19 @@ pub struct Routed {
 #[derive(Debug, Clone)]
 pub struct SiteRouterLayer {
     config: Arc<Config>,
+    /// The 421 answer's text: which hosts are configured (made once).
+    misdirected: Arc<str>,
 }
 
 impl SiteRouterLayer {
     pub fn new(config: Arc<Config>) -> Self {
-        Self { config }
+        let hosts: Vec<&str> = config.sites.iter().flat_map(|s| s.hosts.iter().map(String::as_str)).collect();
+        let misdirected = format!(
+            "no site is configured for this host; the configured hosts are: {} \
+             (send one of them as Host, or add a site without hosts to serve any other)\n",
+            hosts.join(", ")
+        );
+        Self { config, misdirected: misdirected.into() }
     }
 }
 
@@ -45,7 +53,7 @@ impl<S> Layer<S> for SiteRouterLayer {
     type Service = SiteRouter<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        SiteRouter { inner, config: self.config.clone() }
+        SiteRouter { inner, config: self.config.clone(), misdirected: self.misdirected.clone() }
     }
 }
 
@@ -54,6 +62,7 @@ impl<S> Layer<S> for SiteRouterLayer {
 pub struct SiteRouter<S> {
     inner: S,
     config: Arc<Config>,
+    misdirected: Arc<str>,
 }
 
 impl<S, B, R> Service<Request<B>> for SiteRouter<S>
@@ -78,9 +87,9 @@ where
             Err(Unroutable::Malformed) => {
                 ResponseFuture::ready(respond::text(StatusCode::BAD_REQUEST, "malformed host\n"))
             }
-            Err(Unroutable::NoSite) => ResponseFuture::ready(respond::text(
+            Err(Unroutable::NoSite) => ResponseFuture::ready(respond::text_owned(
                 StatusCode::MISDIRECTED_REQUEST,
-                "no site is configured for this host\n",
+                self.misdirected.to_string(),
             )),
         }
     }

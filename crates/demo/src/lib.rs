@@ -134,6 +134,12 @@ impl Demo {
         Ok(Self { site, provider, portal, news, payway, intranet, identity, users_csv, state })
     }
 
+    /// Starts only the Qwyk-style provider on a loopback port (for the library
+    /// examples, which need a provider to sign in against and nothing else).
+    pub async fn start_provider() -> std::io::Result<SocketAddr> {
+        serve(([127, 0, 0, 1], 0).into(), handler(Arc::new(State::default()), provider)).await
+    }
+
     /// Tells the portal where the gateway is, for its Home and Logout buttons.
     pub fn set_gateway_url(&self, url: &str) {
         let _ = self.state.gateway.set(url.trim_end_matches('/').to_owned());

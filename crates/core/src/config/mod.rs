@@ -156,7 +156,19 @@ impl Config {
 
     /// Parses and validates TOML text; relative paths are relative to `base_dir`.
     pub fn from_toml(text: &str, base_dir: &Path, kinds: &Kinds) -> Result<Loaded, ConfigErrors> {
-        validate::load(text, base_dir, &|name| std::env::var(name).ok(), kinds)
+        Self::from_toml_with_vars(text, base_dir, kinds, &|name| std::env::var(name).ok())
+    }
+
+    /// As [`from_toml`](Self::from_toml), with `${NAME}` taken from `vars`
+    /// instead of the process environment (a secrets manager, a test, an
+    /// example that starts its own provider).
+    pub fn from_toml_with_vars(
+        text: &str,
+        base_dir: &Path,
+        kinds: &Kinds,
+        vars: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Loaded, ConfigErrors> {
+        validate::load(text, base_dir, vars, kinds)
     }
 
     /// The site for a request's host (an [`Authority`](crate::authority::Authority)'s
