@@ -47,6 +47,7 @@ fn session() -> Session {
         user_id: Some("1234".into()),
         org_id: Some("77".into()),
         external_id: None,
+        groups: Vec::new(),
         token: Some("eyJhbGciOiJIUzI1NiJ9.payload-of-a-typical-length.signature".into()),
         token_type: "bearer".into(),
         expires_at_ms: now_ms() + 7_200_000,

@@ -29,6 +29,7 @@ fn main() {
                 user_id: Some(format!("{}", 100_000 + i)),
                 org_id: Some(format!("{}", i % 50)),
                 external_id: None,
+                groups: Vec::new(),
                 token: Some(format!("eyJhbGciOiJIUzI1NiJ9.{i:08}-payload-of-a-typical-access-token.signature")),
                 token_type: "bearer".into(),
                 expires_at_ms: now_ms() + 7_200_000,

@@ -390,3 +390,13 @@ fn a_host_with_a_port_or_a_bad_character_is_refused() {
     );
     refused(|c| c.replace("hosts = [\"www.acme.example\"]", "hosts = [\"www..acme.example\"]"), "sites[0].hosts[0]");
 }
+
+#[test]
+fn authorization_rules_are_checked() {
+    fn rule(paths: &'static str, groups: &'static str) -> impl Fn(String) -> String {
+        move |c: String| format!("{c}\n[[sites.authorize]]\npaths = {paths}\ngroups = {groups}\n")
+    }
+    refused(rule("[]", "[\"admins\"]"), "sites[0].authorize[0].paths");
+    refused(rule("[\"/admin\"]", "[]"), "sites[0].authorize[0].groups");
+    refused(rule("[\"admin\"]", "[\"admins\"]"), "sites[0].authorize[0].paths[0]");
+}

@@ -168,6 +168,15 @@ async fn staff_sign_in_to_the_intranet_through_the_rest_flow() {
     let page = send(req(http::Method::GET, "/app", Some(&cookie), None)).await.text();
     assert!(page.contains(&format!("Hello, {}", user.email)), "{page}");
     assert!(page.contains(r#"<dd id="user-id">1002</dd>"#), "{page}");
+    // Bob is staff, not an admin: /admin is closed to him; Alice gets in.
+    let admin = send(req(http::Method::GET, "/admin", Some(&cookie), None)).await;
+    assert_eq!(admin.status, 403, "{}", admin.text());
+    let alice = USERS[0];
+    let form = format!("email={}&password={}", alice.email.replace('@', "%40"), alice.password);
+    let alice_cookie = cookie_pair(&send(req(http::Method::POST, "/login", None, Some(form))).await);
+    let admin = send(req(http::Method::GET, "/admin", Some(&alice_cookie), None)).await;
+    assert_eq!(admin.status, 200);
+    assert!(admin.text().contains(r#"<span id="groups">admins,staff</span>"#), "{}", admin.text());
 
     let known = send(req(
         http::Method::POST,

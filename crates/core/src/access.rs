@@ -7,7 +7,10 @@
 //! becomes the [`SignedIn`] extension, from which the identity layer writes
 //! the identity headers. A protected path without a live session is
 //! answered here with a redirect to the site's login page, and is never
-//! served unverified: a store that cannot answer is a 503.
+//! served unverified: a store that cannot answer is a 503. A path under an
+//! authorization rule (`[[sites.authorize]]`, the longest matching path)
+//! is protected too, and a signed-in user in none of the rule's groups gets
+//! 403 `forbidden`: [`decide`] is that one decision.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -15,12 +18,13 @@ use std::task::{Context, Poll};
 use http::{Method, Request, Response, StatusCode};
 use tower::{Layer, Service};
 
+use crate::error::LoginError;
 use crate::future::{GatewayResponse, ResponseFuture};
 use crate::identity::SignedIn;
-use crate::respond;
+use crate::respond::{self, AnswerMode};
 use crate::router::Routed;
 use crate::session::Session;
-use crate::site::{OwnedRoute, Site};
+use crate::site::{AuthorizeRule, OwnedRoute, Site};
 use crate::state::{finish, Shared};
 use crate::telemetry::Route;
 
@@ -97,10 +101,10 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let Some(Routed { site, route, protected }) = req.extensions().get::<Routed>() else {
+        let Some(Routed { site, route, protected, rule }) = req.extensions().get::<Routed>() else {
             return ResponseFuture::inner(self.inner.call(req));
         };
-        let (route, protected) = (*route, *protected);
+        let (route, protected, rule) = (*route, *protected, *rule);
         let with_cookie = self.shared.sessions.has_cookie(req.headers());
         if !with_cookie || !needs_session(route, req.method()) {
             if protected {
@@ -121,14 +125,23 @@ where
                 Ok(finish(&site, Route::Protected, hsts, response).map(http_body_util::Either::Right))
             };
             match shared.sessions.lookup(req.headers(), &site.name).await {
-                Ok(Some((_, session))) => {
-                    if matches!(route, Some(OwnedRoute::Login | OwnedRoute::Wizard)) {
-                        req.extensions_mut().insert(Current(session.clone()));
+                Ok(found) => {
+                    let rule = rule.and_then(|i| site.authorize.get(i));
+                    match decide(protected, rule, found.as_ref().map(|(_, s)| s)) {
+                        Verdict::SignIn => return own(&req, to_login(&site, &req)),
+                        Verdict::Forbidden => {
+                            let mode = AnswerMode::of(req.headers());
+                            return own(&req, respond::login_failure(LoginError::Forbidden, mode, "/"));
+                        }
+                        Verdict::Allow => {}
                     }
-                    req.extensions_mut().insert(SignedIn::from(session));
+                    if let Some((_, session)) = found {
+                        if matches!(route, Some(OwnedRoute::Login | OwnedRoute::Wizard)) {
+                            req.extensions_mut().insert(Current(session.clone()));
+                        }
+                        req.extensions_mut().insert(SignedIn::from(session));
+                    }
                 }
-                Ok(None) if protected => return own(&req, to_login(&site, &req)),
-                Ok(None) => {}
                 Err(e) => {
                     tracing::warn!(site = %site.name, error = %e, "session lookup failed");
                     if protected {
@@ -143,9 +156,63 @@ where
     }
 }
 
+/// Whether a request may reach a path: the one access decision, shared by
+/// the session layer and forward authentication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Pass (with the user's identity, if signed in).
+    Allow,
+    /// A protected path without a live session: sign in first.
+    SignIn,
+    /// Signed in, but the path's authorization rule admits none of the user's groups.
+    Forbidden,
+}
+
+/// The decision for a path that is `protected` (by `protected_paths` or a
+/// rule) and falls under `rule`, for the request's live `session` of this site.
+pub fn decide(protected: bool, rule: Option<&AuthorizeRule>, session: Option<&Session>) -> Verdict {
+    match (session, rule) {
+        (None, _) if protected || rule.is_some() => Verdict::SignIn,
+        (Some(s), Some(rule)) if !rule.admits(&s.groups) => Verdict::Forbidden,
+        _ => Verdict::Allow,
+    }
+}
+
 /// `login.path?destination=<the request's path and query>`.
 fn to_login<B>(site: &Site, req: &Request<B>) -> Response<http_body_util::Full<bytes::Bytes>> {
     let wanted = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let encoded: String = form_urlencoded::byte_serialize(wanted.as_bytes()).collect();
     respond::see_other(&format!("{}?destination={encoded}", site.login.path), &[])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(groups: &[&str]) -> Session {
+        Session {
+            site: "s".into(),
+            provider: "p".into(),
+            user: "u".into(),
+            user_id: None,
+            org_id: None,
+            external_id: None,
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            token: None,
+            token_type: String::new(),
+            expires_at_ms: u64::MAX,
+        }
+    }
+
+    #[test]
+    fn one_decision_for_sessions_protected_paths_and_rules() {
+        let admins = AuthorizeRule { path: "/admin".into(), groups: vec!["admins".into(), "root".into()] };
+        assert_eq!(decide(false, None, None), Verdict::Allow);
+        assert_eq!(decide(true, None, None), Verdict::SignIn);
+        assert_eq!(decide(true, Some(&admins), None), Verdict::SignIn);
+        assert_eq!(decide(true, None, Some(&session(&[]))), Verdict::Allow);
+        assert_eq!(decide(true, Some(&admins), Some(&session(&["staff"]))), Verdict::Forbidden);
+        assert_eq!(decide(true, Some(&admins), Some(&session(&[]))), Verdict::Forbidden);
+        assert_eq!(decide(true, Some(&admins), Some(&session(&["staff", "root"]))), Verdict::Allow);
+    }
 }

@@ -39,9 +39,13 @@ pub enum LoginError {
     OriginRejected,
     HttpsRequired,
     StateMismatch,
+    /// A signed-in user an authorization rule does not admit.
+    Forbidden,
     PayloadTooLarge,
     UnsupportedMediaType,
-    RateLimited { retry_after_secs: u64 },
+    RateLimited {
+        retry_after_secs: u64,
+    },
     ProviderUnavailable,
     SessionStoreUnavailable,
     ProviderTimeout,
@@ -67,6 +71,7 @@ impl LoginError {
             LoginError::OriginRejected => "origin_rejected",
             LoginError::HttpsRequired => "https_required",
             LoginError::StateMismatch => "state_mismatch",
+            LoginError::Forbidden => "forbidden",
             LoginError::PayloadTooLarge => "payload_too_large",
             LoginError::UnsupportedMediaType => "unsupported_media_type",
             LoginError::RateLimited { .. } => "rate_limited",
@@ -80,7 +85,10 @@ impl LoginError {
         match self {
             LoginError::MissingCredentials | LoginError::InvalidInput => StatusCode::BAD_REQUEST,
             LoginError::InvalidCredentials | LoginError::ProviderRejected => StatusCode::UNAUTHORIZED,
-            LoginError::OriginRejected | LoginError::HttpsRequired | LoginError::StateMismatch => StatusCode::FORBIDDEN,
+            LoginError::OriginRejected
+            | LoginError::HttpsRequired
+            | LoginError::StateMismatch
+            | LoginError::Forbidden => StatusCode::FORBIDDEN,
             LoginError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             LoginError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             LoginError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -100,6 +108,7 @@ impl LoginError {
             LoginError::OriginRejected => "The login form was posted from another site.",
             LoginError::HttpsRequired => "Sign-in requires a secure (HTTPS) connection.",
             LoginError::StateMismatch => "The sign-in could not be verified; please sign in again.",
+            LoginError::Forbidden => "You are signed in, but this page is not open to you.",
             LoginError::PayloadTooLarge => "The login request is too large.",
             LoginError::UnsupportedMediaType => "The login request must be a form post or JSON.",
             LoginError::RateLimited { .. } => "Too many sign-in attempts; please wait and try again.",
@@ -118,6 +127,7 @@ impl LoginError {
             LoginError::OriginRejected
                 | LoginError::HttpsRequired
                 | LoginError::StateMismatch
+                | LoginError::Forbidden
                 | LoginError::PayloadTooLarge
                 | LoginError::UnsupportedMediaType
         )
@@ -145,6 +155,7 @@ mod tests {
             (LoginError::OriginRejected, "origin_rejected", 403),
             (LoginError::HttpsRequired, "https_required", 403),
             (LoginError::StateMismatch, "state_mismatch", 403),
+            (LoginError::Forbidden, "forbidden", 403),
             (LoginError::PayloadTooLarge, "payload_too_large", 413),
             (LoginError::UnsupportedMediaType, "unsupported_media_type", 415),
             (LoginError::RateLimited { retry_after_secs: 3 }, "rate_limited", 429),

@@ -73,17 +73,41 @@ pub struct SignedIn {
     pub org_id: Option<String>,
     /// The provider's name in `[providers]`.
     pub provider: String,
+    /// The user's groups (empty for providers without groups).
+    pub groups: Vec<String>,
 }
 
 impl From<Session> for SignedIn {
     fn from(s: Session) -> Self {
-        Self { user: s.user, user_id: s.user_id, org_id: s.org_id, provider: s.provider }
+        Self { user: s.user, user_id: s.user_id, org_id: s.org_id, provider: s.provider, groups: s.groups }
     }
 }
 
+/// The groups that can be carried in `X-Ferrygate-Groups` (comma-separated):
+/// a name holding a comma or a control character is dropped, and logged.
+pub fn usable_groups(site: &str, groups: &[String]) -> Vec<String> {
+    groups
+        .iter()
+        .filter(|g| {
+            let usable = !g.is_empty() && !g.contains(',') && !g.chars().any(char::is_control);
+            if !usable {
+                tracing::warn!(site, "a group name with a comma or a control character was dropped");
+            }
+            usable
+        })
+        .cloned()
+        .collect()
+}
+
 impl SignedIn {
-    /// Sets `X-Ferrygate-User`, `-User-Id`, `-Org-Id` (when known) and `-Provider`.
+    /// Sets `X-Ferrygate-User`, `-User-Id`, `-Org-Id`, `-Groups` (when
+    /// known) and `-Provider`.
     pub fn write_headers(&self, headers: &mut HeaderMap) {
+        if !self.groups.is_empty() {
+            if let Ok(v) = HeaderValue::from_str(&self.groups.join(",")) {
+                headers.insert(HeaderName::from_static("x-ferrygate-groups"), v);
+            }
+        }
         let pairs = [
             ("x-ferrygate-user", Some(&self.user)),
             ("x-ferrygate-user-id", self.user_id.as_ref()),

@@ -70,6 +70,9 @@ pub struct UserInfo {
     pub user_id: Option<String>,
     pub org_id: Option<String>,
     pub external_id: Option<String>,
+    /// The groups the provider puts the user in (none for providers that have
+    /// no such notion); authorization rules decide on them.
+    pub groups: Vec<String>,
 }
 
 /// A successful login.

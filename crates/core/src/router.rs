@@ -24,9 +24,12 @@ pub struct Routed {
     pub site: Arc<Site>,
     /// The owned route at the canonical path, if any.
     pub route: Option<OwnedRoute>,
-    /// Whether the canonical path lies in one of `protected_paths` (never
-    /// true for an owned route).
+    /// Whether the canonical path needs a signed-in user: it lies in one of
+    /// `protected_paths` or under an authorization rule (never true for an
+    /// owned route).
     pub protected: bool,
+    /// The authorization rule for the path (an index in `site.authorize`).
+    pub rule: Option<usize>,
 }
 
 /// Adds a [`SiteRouter`] around a service.
@@ -122,6 +125,7 @@ fn route<B>(config: &Config, req: &mut Request<B>) -> Result<Routed, Unroutable>
     }
     let path = crate::path::canonical(req.uri().path());
     let route = site.route(&path);
-    let protected = route.is_none() && site.is_protected(&path);
-    Ok(Routed { site: site.clone(), route, protected })
+    let rule = if route.is_none() { site.rule(&path) } else { None };
+    let protected = route.is_none() && (rule.is_some() || site.is_protected(&path));
+    Ok(Routed { site: site.clone(), route, protected, rule })
 }

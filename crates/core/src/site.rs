@@ -46,8 +46,26 @@ pub struct Site {
     pub wizard: Option<Wizard>,
     pub forgot_password: Option<ForgotPassword>,
     pub callback: Option<Callback>,
+    /// `[[sites.authorize]]`, one entry per path (canonical), longest path first.
+    pub authorize: Vec<AuthorizeRule>,
     /// Every path Ferrygate answers itself, computed at load.
     pub(crate) routes: HashMap<String, OwnedRoute>,
+}
+
+/// One path of a `[[sites.authorize]]` rule: a signed-in user must be in at
+/// least one of `groups`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizeRule {
+    /// Canonical, matched segment-wise.
+    pub path: String,
+    pub groups: Vec<String>,
+}
+
+impl AuthorizeRule {
+    /// Whether a user in `groups` may pass.
+    pub fn admits(&self, groups: &[String]) -> bool {
+        groups.iter().any(|g| self.groups.contains(g))
+    }
 }
 
 /// The routes a site owns (spec section 2).
@@ -75,6 +93,12 @@ impl Site {
     /// of `protected_paths` (whole segments).
     pub fn is_protected(&self, path: &str) -> bool {
         self.protected_paths.iter().any(|p| crate::destination::within(path, p))
+    }
+
+    /// The authorization rule for `path` (canonical): the longest matching
+    /// rule path wins. Its index in [`Site::authorize`].
+    pub fn rule(&self, path: &str) -> Option<usize> {
+        self.authorize.iter().position(|r| crate::destination::within(path, &r.path))
     }
 }
 

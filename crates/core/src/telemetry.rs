@@ -165,6 +165,7 @@ mod tests {
             OriginRejected,
             HttpsRequired,
             StateMismatch,
+            Forbidden,
             PayloadTooLarge,
             UnsupportedMediaType,
             RateLimited { retry_after_secs: 1 },

@@ -126,9 +126,11 @@ impl Demo {
         let identity = serve(loopback, handler(state.clone(), identity)).await?;
         let unique = Alphanumeric.sample_string(&mut rand::rng(), 8);
         let users_csv = std::env::temp_dir().join(format!("ferrygate-demo-{}-{unique}-users.csv", std::process::id()));
-        let mut csv = String::from("email,user_id,external_id,org_id\n");
+        // Alice is an administrator, Bob is staff only.
+        let mut csv = String::from("email,user_id,external_id,org_id,groups\n");
         for (i, u) in USERS.iter().enumerate() {
-            csv.push_str(&format!("{},{},emp-{:04},contoso\n", u.email, 1001 + i, 7 + i));
+            let groups = if i == 0 { "admins;staff" } else { "staff" };
+            csv.push_str(&format!("{},{},emp-{:04},contoso,{groups}\n", u.email, 1001 + i, 7 + i));
         }
         std::fs::write(&users_csv, csv)?;
         Ok(Self { site, provider, portal, news, payway, intranet, identity, users_csv, state })
@@ -238,6 +240,10 @@ hosts = ["intranet.localhost"]
 upstream = "http://{intranet}"
 provider = "demo-rest"
 protected_paths = ["/app"]
+
+[[sites.authorize]]
+paths = ["/admin"]
+groups = ["admins"]
 
 [sites.login]
 path = "/login"
@@ -474,6 +480,10 @@ fn intranet(_state: Arc<State>, parts: Parts, _body: Bytes) -> Reply {
                     &header("x-ferrygate-provider"),
                 ),
             )
+        }
+        p if p == "/admin" || p.starts_with("/admin/") => {
+            // Ferrygate admits only the `admins` group here ([[sites.authorize]]).
+            html(StatusCode::OK, pages::intranet_admin(&header("x-ferrygate-user"), &header("x-ferrygate-groups")))
         }
         _ => html(StatusCode::NOT_FOUND, pages::not_found()),
     }

@@ -300,11 +300,25 @@ pub(crate) fn intranet_app(user: &str, user_id: &str, org_id: &str, provider: &s
             r#"<div class="card"><span class="badge">Identity from Ferrygate</span><h2 id="signed-in">Hello, {user}</h2>
 <dl><dt>X-Ferrygate-User</dt><dd id="user">{user}</dd><dt>X-Ferrygate-User-Id</dt><dd id="user-id">{user_id}</dd>
 <dt>X-Ferrygate-Org-Id</dt><dd id="org-id">{org_id}</dd><dt>X-Ferrygate-Provider</dt><dd>{provider}</dd></dl>
-<div class="actions"><a class="button" href="/logout">Sign out</a></div></div>"#,
+<div class="actions"><a class="button" href="/admin">Administration</a> <a class="button" href="/logout">Sign out</a></div></div>"#,
             user = esc(user),
             user_id = esc(user_id),
             org_id = esc(org_id),
             provider = esc(provider),
+        ),
+    )
+}
+
+pub(crate) fn intranet_admin(user: &str, groups: &str) -> String {
+    intranet_page(
+        "Administration — Contoso Intranet",
+        &format!(
+            r#"<div class="card"><span class="badge">Admins only</span><h2 id="admin">Administration</h2>
+<p>Signed in as {user}; groups: <span id="groups">{groups}</span>. Ferrygate let you in because the rule for
+<code>/admin</code> admits the group <code>admins</code>.</p>
+<div class="actions"><a class="button" href="/app">My workspace</a></div></div>"#,
+            user = esc(user),
+            groups = esc(groups),
         ),
     )
 }

@@ -1,6 +1,6 @@
 //! The registered-user directory: a CSV file with the header row
-//! `email,user_id,external_id,org_id`, looked up by email trimmed and
-//! lower-cased.
+//! `email,user_id,external_id,org_id` and, optionally, a fifth column
+//! `groups` (`;`-separated group names), looked up by the normalised email.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -15,6 +15,16 @@ pub struct User {
     pub user_id: String,
     pub external_id: String,
     pub org_id: String,
+    /// `;`-separated group names (the optional `groups` column).
+    #[serde(default)]
+    pub groups: String,
+}
+
+impl User {
+    /// The user's groups.
+    pub fn groups(&self) -> Vec<String> {
+        self.groups.split(';').map(str::trim).filter(|g| !g.is_empty()).map(str::to_owned).collect()
+    }
 }
 
 /// Users by normalised email.
@@ -58,10 +68,11 @@ impl Directory {
             .iter()
             .map(str::to_ascii_lowercase)
             .collect();
-        if header != HEADER {
+        let with_groups = header.len() == HEADER.len() + 1 && header.last().is_some_and(|h| h == "groups");
+        if header[..header.len().min(HEADER.len())] != HEADER || (header.len() != HEADER.len() && !with_groups) {
             // What the file holds is never quoted: `users` may name the wrong file, a secret one.
             return Err(DirectoryError::new(format!(
-                "line 1: the header row must be {} (the file's content is not shown)",
+                "line 1: the header row must be {} (and optionally groups; the file's content is not shown)",
                 HEADER.join(",")
             )));
         }
@@ -128,6 +139,17 @@ mod tests {
         assert_eq!(dir.get("  alice@corp.EXAMPLE ").map(|u| u.user_id.as_str()), Some("1"));
         assert_eq!(dir.get("bob, jr@corp.example").map(|u| u.external_id.as_str()), Some("ext,2"));
         assert!(dir.get("carol@corp.example").is_none());
+    }
+
+    #[test]
+    fn an_optional_groups_column_gives_the_users_groups() {
+        let dir = Directory::read(
+            "email,user_id,external_id,org_id,groups\nalice@x,1,,7,admins; staff\nbob@x,2,,7,\n".as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(dir.get("alice@x").unwrap().groups(), vec!["admins", "staff"]);
+        assert!(dir.get("bob@x").unwrap().groups().is_empty());
+        assert!(Directory::read("email,user_id,external_id,org_id,colour\n".as_bytes()).is_err());
     }
 
     #[test]

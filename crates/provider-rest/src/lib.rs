@@ -172,6 +172,7 @@ impl Inner {
                 user_id: Some(user.user_id.clone()).filter(|s| !s.is_empty()),
                 org_id: Some(user.org_id.clone()).filter(|s| !s.is_empty()),
                 external_id: Some(user.external_id.clone()).filter(|s| !s.is_empty()),
+                groups: user.groups(),
             },
             // Back to the site itself: the validated destination.
             ..Grant::redirect(attempt.destination)

@@ -24,7 +24,8 @@ use secrecy::SecretString;
 pub use crate::check::{ConfigError, ConfigErrors};
 use crate::kind::{Kinds, ProviderEntry};
 pub use crate::site::{
-    Callback, ForgotPassword, LoginRoute, OwnedRoute, Portal, RedirectRoute, Rewrite, Site, Upstream, Wizard,
+    AuthorizeRule, Callback, ForgotPassword, LoginRoute, OwnedRoute, Portal, RedirectRoute, Rewrite, Site, Upstream,
+    Wizard,
 };
 
 /// A validated configuration.

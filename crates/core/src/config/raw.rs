@@ -109,6 +109,15 @@ pub(crate) struct RawSite {
     pub(crate) callback: Option<RawCallback>,
     #[serde(default)]
     pub(crate) rewrite_location: Vec<RawRewrite>,
+    #[serde(default)]
+    pub(crate) authorize: Vec<RawAuthorize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAuthorize {
+    pub(crate) paths: Vec<String>,
+    pub(crate) groups: Vec<String>,
 }
 
 #[derive(Deserialize)]

@@ -12,6 +12,7 @@ use super::*;
 use crate::check::Check;
 use crate::destination;
 use crate::kind::{Kinds, ProviderEntry, SiteRules};
+use crate::site::AuthorizeRule;
 use crate::telemetry::SiteMetrics;
 
 impl Check<'_> {
@@ -92,6 +93,24 @@ impl Check<'_> {
                 crate::path::canonical(p).into_owned()
             })
             .collect();
+
+        let mut authorize = Vec::new();
+        for (i, rule) in raw.authorize.iter().enumerate() {
+            let rule_key = format!("{key}.authorize[{i}]");
+            if rule.paths.is_empty() {
+                self.err(&format!("{rule_key}.paths"), "at least one path");
+            }
+            if rule.groups.is_empty() || rule.groups.iter().any(|g| g.trim().is_empty()) {
+                self.err(&format!("{rule_key}.groups"), "at least one group, and no empty group name");
+            }
+            for (j, p) in rule.paths.iter().enumerate() {
+                self.route_path(&format!("{rule_key}.paths[{j}]"), p);
+                let path = crate::path::canonical(p).into_owned();
+                authorize.push(AuthorizeRule { path, groups: rule.groups.clone() });
+            }
+        }
+        // The longest matching path wins: look the longest up first.
+        authorize.sort_by_key(|r| std::cmp::Reverse(r.path.len()));
 
         let l = raw.login;
         let login_path = self.route_path(&format!("{key}.login.path"), &l.path);
@@ -216,6 +235,7 @@ impl Check<'_> {
             wizard,
             forgot_password,
             callback,
+            authorize,
             routes,
         })
     }

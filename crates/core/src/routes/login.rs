@@ -106,6 +106,7 @@ fn new_session(shared: &Shared, site: &Site, account: &str, grant: &Grant) -> Se
         user_id: grant.user.user_id.clone(),
         org_id: grant.user.org_id.clone(),
         external_id: grant.user.external_id.clone(),
+        groups: crate::identity::usable_groups(&site.name, &grant.user.groups),
         token: grant.token.as_ref().map(|t| t.value.expose_secret().to_owned()),
         token_type: grant.token.as_ref().map(|t| t.token_type.clone()).unwrap_or_default(),
         expires_at_ms: now_ms() + ttl.as_millis() as u64,

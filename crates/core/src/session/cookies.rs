@@ -331,6 +331,7 @@ mod tests {
             user_id: None,
             org_id: None,
             external_id: None,
+            groups: Vec::new(),
             token: Some("tok".into()),
             token_type: "bearer".into(),
             expires_at_ms: now_ms() + ttl.as_millis() as u64,

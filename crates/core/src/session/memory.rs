@@ -45,6 +45,8 @@ fn short(key: &StoreKey) -> u128 {
 /// `expires_at_ms` (8 bytes LE), then each string as a u16 LE length + 1
 /// (0 for none) and its bytes.
 fn encode(s: &Session) -> Result<Vec<u8>, StoreError> {
+    // Group names hold no control characters (`crate::identity::usable_group`).
+    let groups = s.groups.join("\n");
     let fields = [
         Some(s.site.as_str()),
         Some(s.provider.as_str()),
@@ -54,6 +56,7 @@ fn encode(s: &Session) -> Result<Vec<u8>, StoreError> {
         s.external_id.as_deref(),
         s.token.as_deref(),
         Some(s.token_type.as_str()),
+        (!groups.is_empty()).then_some(groups.as_str()),
     ];
     let mut out = Vec::with_capacity(8 + fields.iter().map(|f| 2 + f.map_or(0, str::len)).sum::<usize>());
     out.extend_from_slice(&s.expires_at_ms.to_le_bytes());
@@ -90,6 +93,7 @@ fn decode(bytes: &[u8]) -> Option<Session> {
         external_id: next()?,
         token: next()?,
         token_type: next()??,
+        groups: next()?.map(|g| g.split('\n').map(str::to_owned).collect()).unwrap_or_default(),
         expires_at_ms: u64::from_le_bytes(expires.try_into().ok()?),
     })
 }
@@ -192,6 +196,7 @@ mod tests {
             user_id: None,
             org_id: None,
             external_id: None,
+            groups: Vec::new(),
             token: None,
             token_type: String::new(),
             expires_at_ms: now_ms() + ttl.as_millis() as u64,

@@ -40,6 +40,10 @@ pub struct Session {
     pub org_id: Option<String>,
     #[serde(rename = "x", default, skip_serializing_if = "Option::is_none")]
     pub external_id: Option<String>,
+    /// The user's groups (from `ldap`, `oidc`, `rest`'s directory), for
+    /// authorization rules and `X-Ferrygate-Groups`.
+    #[serde(rename = "g", default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
     /// The provider's access token, for returning users (token providers).
     #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
@@ -58,6 +62,7 @@ impl fmt::Debug for Session {
             .field("provider", &self.provider)
             .field("user_id", &self.user_id)
             .field("org_id", &self.org_id)
+            .field("groups", &self.groups)
             .field("token", &self.token.as_ref().map(|_| "[redacted]"))
             .field("expires_at_ms", &self.expires_at_ms)
             .finish_non_exhaustive()
