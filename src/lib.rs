@@ -56,6 +56,8 @@ pub use ferrygate_core::SignedIn;
 pub use ferrygate_core::{
     Config, ConfigError, ConfigErrors, GatewayLayer, IdentityLayer, Kinds, Loaded, Provider, ProviderKind,
 };
+#[cfg(feature = "ldap")]
+pub use ferrygate_provider_ldap as ldap;
 #[cfg(feature = "payway")]
 pub use ferrygate_provider_payway as payway;
 #[cfg(feature = "qwyk")]
@@ -73,7 +75,7 @@ use ferrygate_core::{ExposeSecret, MemoryLimiter, MemoryStore, RateLimiter, Sess
 /// The layers a Rust service wraps around itself: login routes, then identity.
 pub type Layer = tower::layer::util::Stack<IdentityLayer, GatewayLayer>;
 
-/// The provider kinds this build registers: `qwyk`, `payway` and `rest`,
+/// The provider kinds this build registers: `qwyk`, `payway`, `rest` and `ldap`,
 /// each behind its feature. Add a kind of your own with
 /// [`Kinds::with`](ferrygate_core::Kinds::with) and load the configuration
 /// with [`Config::from_toml`] or [`Config::load`]:
@@ -108,7 +110,7 @@ pub type Layer = tower::layer::util::Stack<IdentityLayer, GatewayLayer>;
 /// }
 ///
 /// let kinds = ferrygate::kinds().with(Everyone);
-/// assert_eq!(kinds.names().collect::<Vec<_>>(), ["everyone", "payway", "qwyk", "rest"]);
+/// assert_eq!(kinds.names().collect::<Vec<_>>(), ["everyone", "ldap", "payway", "qwyk", "rest"]);
 /// let text = r#"
 ///     [sessions]
 ///     secret = "0123456789abcdef0123456789abcdef"
@@ -135,6 +137,8 @@ pub fn kinds() -> Kinds {
     let kinds = kinds.with(payway::PaywayKind);
     #[cfg(feature = "rest")]
     let kinds = kinds.with(rest::RestKind);
+    #[cfg(feature = "ldap")]
+    let kinds = kinds.with(ldap::LdapKind);
     kinds
 }
 

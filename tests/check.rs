@@ -351,6 +351,7 @@ fn every_deploy_example_passes_check() {
                 .arg(&path)
                 .env("FERRYGATE_SESSION_SECRET", SECRET)
                 .env("PAYWAY_CLIENT_SECRET", "x")
+                .env("LDAP_BIND_PASSWORD", "x")
                 .output()
                 .unwrap();
             let stderr = String::from_utf8_lossy(&out.stderr);

@@ -114,6 +114,7 @@ pub struct Build<'c, 'b> {
     prefix: String,
     check: &'c mut Check<'b>,
     client: &'c HttpClient,
+    ca_file: Option<&'c std::path::Path>,
 }
 
 impl std::fmt::Debug for Build<'_, '_> {
@@ -123,8 +124,19 @@ impl std::fmt::Debug for Build<'_, '_> {
 }
 
 impl<'c, 'b> Build<'c, 'b> {
-    pub(crate) fn new(name: &'c str, check: &'c mut Check<'b>, client: &'c HttpClient) -> Self {
-        Self { name, prefix: format!("providers.{name}"), check, client }
+    pub(crate) fn new(
+        name: &'c str,
+        check: &'c mut Check<'b>,
+        client: &'c HttpClient,
+        ca_file: Option<&'c std::path::Path>,
+    ) -> Self {
+        Self { name, prefix: format!("providers.{name}"), check, client, ca_file }
+    }
+
+    /// `upstream_tls.ca_file`: extra roots for a kind that makes its own TLS
+    /// connections (see [`tls::client_config`](crate::tls::client_config)).
+    pub fn ca_file(&self) -> Option<&std::path::Path> {
+        self.ca_file
     }
 
     /// The provider's name in `[providers]`.

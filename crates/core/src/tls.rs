@@ -10,6 +10,8 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 
 pub use crate::dns::CachedDns;
+/// The rustls in use (for providers that configure TLS themselves, e.g. LDAP).
+pub use rustls;
 
 /// A certificate file that cannot be used; names the file, never quotes it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -288,7 +288,7 @@ impl Check<'_> {
                 self.unbuilt.push(name);
                 continue;
             };
-            let mut build = Build::new(&name, self, &client);
+            let mut build = Build::new(&name, self, &client, tls.ca_file.as_deref());
             match kind.build(table, &mut build) {
                 Some(provider) => {
                     built.insert(name, ProviderEntry { kind: kind.name(), rules: kind.site_rules(), provider });
