@@ -74,6 +74,7 @@ async fn the_three_flows_in_a_real_browser() {
         .env("SCREENSHOT_DIR", &shots)
         .env("DEMO_EMAIL", USERS[0].email)
         .env("DEMO_PASSWORD", USERS[0].password)
+        .env("DEMO_EMAIL2", USERS[1].email)
         .env("CHROMIUM", chromium())
         .output()
         .await
@@ -81,5 +82,5 @@ async fn the_three_flows_in_a_real_browser() {
     let report = String::from_utf8_lossy(&out.stdout);
     eprintln!("{report}{}browser suite took {:?}", String::from_utf8_lossy(&out.stderr), started.elapsed());
     assert!(out.status.success(), "browser scenarios failed:\n{report}");
-    assert_eq!(report.lines().filter(|l| l.starts_with("ok ")).count(), 6, "{report}");
+    assert_eq!(report.lines().filter(|l| l.starts_with("ok ")).count(), 8, "{report}");
 }

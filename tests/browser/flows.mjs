@@ -13,6 +13,7 @@ const ATTACKER = process.env.ATTACKER_URL;       // another origin with a hostil
 const SHOTS = process.env.SCREENSHOT_DIR;
 const EMAIL = process.env.DEMO_EMAIL;
 const PASSWORD = process.env.DEMO_PASSWORD;
+const EMAIL2 = process.env.DEMO_EMAIL2; // a second account, without the admins group
 mkdirSync(SHOTS, { recursive: true });
 
 const browser = await chromium.launch({
@@ -104,6 +105,27 @@ const scenarios = {
     }
     check(messages[0] === messages[1], 'the same message for a known and an unknown email');
     await page.screenshot({ path: `${SHOTS}/rest-forgot-password.png` });
+  },
+
+  async authorization_rule_admits_admins_only(page) {
+    // Alice is in the directory's admins group: the admin page opens.
+    await page.goto(`${INTRANET}/admin`);
+    await page.waitForURL(/\/login\?destination=%2Fadmin/);
+    await page.fill('#email', EMAIL);
+    await page.fill('#password', PASSWORD);
+    await Promise.all([page.waitForLoadState('load'), page.click('button[type=submit]')]);
+    await page.goto(`${INTRANET}/admin`);
+    check((await page.textContent('#groups')).includes('admins'), 'the admin page shows the groups');
+    await page.screenshot({ path: `${SHOTS}/rest-admin.png` });
+  },
+
+  async authorization_rule_shuts_out_others(page) {
+    // Bob is staff only: signed in, but /admin answers 403 forbidden.
+    await signIn(page, `${INTRANET}/login`, EMAIL2, PASSWORD);
+    const response = await page.goto(`${INTRANET}/admin`);
+    check(response.status() === 403, `a user outside the rule's groups is refused, got ${response.status()}`);
+    check((await page.textContent('body')).includes('forbidden'), 'the refusal names forbidden');
+    await page.screenshot({ path: `${SHOTS}/rest-forbidden.png` });
   },
 
   async cross_site_post_is_refused(page) {
