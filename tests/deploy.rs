@@ -144,6 +144,11 @@ fn the_helm_chart_agrees_with_the_binary() {
         assert!(deployment.contains(needle), "templates/deployment.yaml lacks {needle}");
     }
     assert!(std::fs::read_to_string(chart.join("templates/service.yaml")).unwrap().contains("PodDisruptionBudget"));
+    // mode: forward-auth renders the site's Ingress asking Ferrygate's check path.
+    let ingress = std::fs::read_to_string(chart.join("templates/ingress.yaml")).unwrap();
+    assert!(ingress.contains(r#"{{- if eq .Values.mode "forward-auth" }}"#));
+    assert!(ingress.contains("nginx.ingress.kubernetes.io/auth-url") && ingress.contains("auth-response-headers"));
+    assert_eq!(values["forwardAuth"]["checkPath"], "/_ferrygate/auth");
     assert!(docs(&chart.join("Chart.yaml"))[0]["name"] == "ferrygate");
 }
 

@@ -79,7 +79,8 @@ fn needs_session(route: Option<OwnedRoute>, method: &Method) -> bool {
         None | Some(OwnedRoute::Callback) => true,
         // A returning user's login or wizard page.
         Some(OwnedRoute::Login | OwnedRoute::Wizard) => method != Method::POST,
-        Some(OwnedRoute::Home | OwnedRoute::Logout | OwnedRoute::ForgotPassword) => false,
+        // The forward-auth check looks the session up itself, for the original path.
+        Some(OwnedRoute::Home | OwnedRoute::Logout | OwnedRoute::ForgotPassword | OwnedRoute::ForwardAuth) => false,
     }
 }
 

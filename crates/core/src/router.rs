@@ -98,6 +98,17 @@ where
     }
 }
 
+/// The site named by a trusted proxy's `X-Forwarded-Host` (its last value).
+fn forwarded_site<'c, B>(config: &'c Config, req: &Request<B>) -> Option<&'c Arc<Site>> {
+    let conn = req.extensions().get::<crate::conn::ClientConn>()?;
+    if !crate::conn::is_trusted(conn.peer.ip(), &config.server.trusted_proxies) {
+        return None;
+    }
+    let forwarded = req.headers().get("x-forwarded-host")?.to_str().ok()?;
+    let authority = authority::parse(forwarded.rsplit(',').next()?.trim()).ok()?;
+    config.site_for_host(Some(authority.host()))
+}
+
 /// Why no site takes a request.
 enum Unroutable {
     /// 400: the authority is not a valid host.
@@ -119,11 +130,16 @@ fn route<B>(config: &Config, req: &mut Request<B>) -> Result<Routed, Unroutable>
             return Err(Unroutable::Malformed);
         }
     };
-    let Some(site) = site else { return Err(Unroutable::NoSite) };
     if let Some(v) = rewrite {
         req.headers_mut().insert(header::HOST, v);
     }
     let path = crate::path::canonical(req.uri().path());
+    // A forward-auth check names its site in X-Forwarded-Host (from a trusted proxy).
+    let site = match config.is_forward_auth_path(&path).then(|| forwarded_site(config, req)).flatten() {
+        Some(forwarded) => Some(forwarded),
+        None => site,
+    };
+    let Some(site) = site else { return Err(Unroutable::NoSite) };
     let route = site.route(&path);
     let rule = if route.is_none() { site.rule(&path) } else { None };
     let protected = route.is_none() && (rule.is_some() || site.is_protected(&path));

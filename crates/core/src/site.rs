@@ -46,10 +46,21 @@ pub struct Site {
     pub wizard: Option<Wizard>,
     pub forgot_password: Option<ForgotPassword>,
     pub callback: Option<Callback>,
+    /// `[sites.forward_auth]`: the check a proxy in front asks (SPEC 2.1).
+    pub forward_auth: Option<ForwardAuth>,
     /// `[[sites.authorize]]`, one entry per path (canonical), longest path first.
     pub authorize: Vec<AuthorizeRule>,
     /// Every path Ferrygate answers itself, computed at load.
     pub(crate) routes: HashMap<String, OwnedRoute>,
+}
+
+/// `[sites.forward_auth]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardAuth {
+    /// Canonical; the check also answers below it (Envoy's `path_prefix`).
+    pub path: String,
+    /// A missing session is a 302 to the login page instead of a 401.
+    pub redirect: bool,
 }
 
 /// One path of a `[[sites.authorize]]` rule: a signed-in user must be in at
@@ -77,6 +88,8 @@ pub enum OwnedRoute {
     Logout,
     ForgotPassword,
     Callback,
+    /// `forward_auth.path` (and below it): the authorization check for a proxy in front.
+    ForwardAuth,
 }
 
 impl Site {
@@ -86,7 +99,10 @@ impl Site {
         if self.routes.is_empty() {
             return None;
         }
-        self.routes.get(path).copied()
+        self.routes.get(path).copied().or_else(|| {
+            let fa = self.forward_auth.as_ref()?;
+            crate::destination::within(path, &fa.path).then_some(OwnedRoute::ForwardAuth)
+        })
     }
 
     /// Whether `path`, a [canonical](crate::path::canonical) path, lies in one

@@ -33,10 +33,12 @@ pub enum Route {
     Callback,
     /// A protected path answered by Ferrygate (redirect to login, 503).
     Protected,
+    /// The forward-auth check.
+    ForwardAuth,
 }
 
 impl Route {
-    const COUNT: usize = 8;
+    const COUNT: usize = 9;
 
     pub fn label(self) -> &'static str {
         match self {
@@ -48,6 +50,7 @@ impl Route {
             Route::ForgotPassword => "forgot_password",
             Route::Callback => "callback",
             Route::Protected => "protected",
+            Route::ForwardAuth => "forward_auth",
         }
     }
 }

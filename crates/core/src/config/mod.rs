@@ -42,6 +42,10 @@ pub struct Config {
     /// Lower-cased host (no port, no trailing dot) to index in `sites`.
     host_index: HashMap<String, usize>,
     default_site: Option<usize>,
+    /// Every site's `forward_auth.path` (canonical): a check on one of them
+    /// may name its site in `X-Forwarded-Host` (Traefik and Caddy send
+    /// Ferrygate's own address as `Host`).
+    forward_auth_paths: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -176,5 +180,10 @@ impl Config {
     /// `host()`: lower-cased, no port, no trailing dot), or the default site.
     pub fn site_for_host(&self, host: Option<&str>) -> Option<&Arc<Site>> {
         host.and_then(|h| self.host_index.get(h).copied()).or(self.default_site).map(|i| &self.sites[i])
+    }
+
+    /// Whether `path` (canonical) is, or lies under, some site's forward-auth path.
+    pub fn is_forward_auth_path(&self, path: &str) -> bool {
+        self.forward_auth_paths.iter().any(|p| crate::destination::within(path, p))
     }
 }

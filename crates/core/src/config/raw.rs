@@ -111,6 +111,15 @@ pub(crate) struct RawSite {
     pub(crate) rewrite_location: Vec<RawRewrite>,
     #[serde(default)]
     pub(crate) authorize: Vec<RawAuthorize>,
+    pub(crate) forward_auth: Option<RawForwardAuth>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawForwardAuth {
+    pub(crate) path: Option<String>,
+    #[serde(default)]
+    pub(crate) redirect: bool,
 }
 
 #[derive(Deserialize)]

@@ -12,7 +12,7 @@ use super::*;
 use crate::check::Check;
 use crate::destination;
 use crate::kind::{Kinds, ProviderEntry, SiteRules};
-use crate::site::AuthorizeRule;
+use crate::site::{AuthorizeRule, ForwardAuth};
 use crate::telemetry::SiteMetrics;
 
 impl Check<'_> {
@@ -112,6 +112,12 @@ impl Check<'_> {
         // The longest matching path wins: look the longest up first.
         authorize.sort_by_key(|r| std::cmp::Reverse(r.path.len()));
 
+        let forward_auth = raw.forward_auth.map(|f| {
+            let path = f.path.unwrap_or_else(|| "/_ferrygate/auth".to_owned());
+            self.route_path(&format!("{key}.forward_auth.path"), &path);
+            ForwardAuth { path: crate::path::canonical(&path).into_owned(), redirect: f.redirect }
+        });
+
         let l = raw.login;
         let login_path = self.route_path(&format!("{key}.login.path"), &l.path);
         let failure_redirect = l.failure_redirect.unwrap_or_else(|| login_path.clone());
@@ -205,6 +211,7 @@ impl Check<'_> {
         if rules.callback {
             owned.extend(callback.iter().map(|c| (c.path.clone(), "callback.path", OwnedRoute::Callback)));
         }
+        owned.extend(forward_auth.iter().map(|f| (f.path.clone(), "forward_auth.path", OwnedRoute::ForwardAuth)));
         // Keyed by the canonical path, as requests are matched.
         let mut routes = HashMap::new();
         for (path, name, route) in owned {
@@ -235,6 +242,7 @@ impl Check<'_> {
             wizard,
             forgot_password,
             callback,
+            forward_auth,
             authorize,
             routes,
         })

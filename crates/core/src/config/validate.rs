@@ -90,7 +90,12 @@ impl Check<'_> {
             }
             sites.push(Arc::new(site));
         }
+        let mut forward_auth_paths: Vec<String> =
+            sites.iter().filter_map(|s| s.forward_auth.as_ref().map(|f| f.path.clone())).collect();
+        forward_auth_paths.sort();
+        forward_auth_paths.dedup();
         Some(Config {
+            forward_auth_paths,
             server: server?,
             admin,
             upstream_tls,

@@ -8,6 +8,7 @@
 //! | `home.paths`, `logout.paths` | `routes/home.rs` |
 //! | `forgot_password.path`, POST | `routes/forgot_password.rs` |
 //! | `callback.path` | `routes/callback.rs` |
+//! | `forward_auth.path` (a proxy in front asking) | `routes/forward_auth.rs` |
 //!
 //! Everything else, and what a route passes on, goes to the inner service
 //! without Ferrygate's cookies (the `Routed` extension names the site and its
@@ -18,6 +19,7 @@
 mod callback;
 mod forgot_password;
 pub mod form;
+mod forward_auth;
 mod home;
 pub(crate) mod login;
 mod returning;
@@ -145,6 +147,7 @@ where
                 }
                 (OwnedRoute::Logout, _) => Decision::Answer(home::logout(&shared, &site, req).await),
                 (OwnedRoute::Callback, _) => callback::check(&shared, &site, req).await,
+                (OwnedRoute::ForwardAuth, _) => Decision::Answer(forward_auth::check(&shared, &site, req).await),
                 (OwnedRoute::Login | OwnedRoute::Wizard, false) => returning::resume(&shared, &site, route, req),
                 _ => Decision::Pass(req, Vec::new()),
             };
@@ -186,5 +189,6 @@ fn label(route: OwnedRoute) -> Route {
         OwnedRoute::Logout => Route::Logout,
         OwnedRoute::ForgotPassword => Route::ForgotPassword,
         OwnedRoute::Callback => Route::Callback,
+        OwnedRoute::ForwardAuth => Route::ForwardAuth,
     }
 }

@@ -1,0 +1,279 @@
+//! Forward authentication (SPEC 2.1) beside a real nginx (`auth_request`) and
+//! a real Caddy (`forward_auth`), each loading the shipped files in
+//! `deploy/examples/forward-auth/` with only addresses substituted, driven as
+//! a browser would; plus Traefik's and Envoy's request styles at the header
+//! level. Needs nginx and caddy (`scripts/test` installs them).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use http::{Request, StatusCode};
+use http_body_util::Full;
+
+fn shipped(name: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/examples/forward-auth").join(name))
+        .unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Env {
+    ferrygate: SocketAddr,
+    site: SocketAddr,
+    _mock: Mock,
+    _dir: tempfile::TempDir,
+}
+
+/// Ferrygate from the shipped `ferrygate.toml` (its provider's URL and
+/// directory pointed at test doubles), on a free port.
+async fn ferrygate(redirect: bool, trusted: &str) -> Env {
+    let mock = Mock::start(200, "{}", Duration::ZERO).await;
+    let site = echo_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.csv");
+    std::fs::write(
+        &users,
+        "email,user_id,external_id,org_id,groups\nalice@corp.example,1,,7,admins\nbob@corp.example,2,,7,staff\n",
+    )
+    .unwrap();
+    let text = shipped("ferrygate.toml")
+        .replace("listen = [\"127.0.0.1:9000\"]", "listen = [\"127.0.0.1:0\"]")
+        .replace("trusted_proxies = [\"127.0.0.1/32\"]", &format!("trusted_proxies = [\"{trusted}\"]"))
+        .replace("https://auth.corp.example/check", &format!("http://{}/check", mock.addr))
+        .replace("users = \"../users.csv\"", &format!("users = \"{}\"", users.display()))
+        .replace("http://127.0.0.1:3000", &format!("http://{site}"))
+        .replace("redirect = false", &format!("redirect = {redirect}"))
+        .replace("[sessions]", "[limits]\nlogin_per_ip = \"100000/min\"\n\n[sessions]\ncookie_secure = false");
+    let vars = |name: &str| (name == "FERRYGATE_SESSION_SECRET").then(|| SECRET.to_owned());
+    let config = ferrygate::Config::from_toml_with_vars(&text, dir.path(), &ferrygate::kinds(), &vars)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .config;
+    let gateway = ferrygate::Gateway::from_config(config).await.unwrap();
+    let server = ferrygate::server::Server::bind(gateway.gateway_layer().clone()).await.unwrap();
+    let ferrygate = server.local_addrs()[0];
+    tokio::spawn(server.run(std::future::pending()));
+    Env { ferrygate, site, _mock: mock, _dir: dir }
+}
+
+/// A proxy process; killed when dropped.
+struct Proxy {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        // SIGTERM, so nginx's master takes its workers down with it (SIGKILL would orphan them).
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_for(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not come up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn substitute(text: &str, env: &Env, port: u16) -> String {
+    text.replace("127.0.0.1:9000", &env.ferrygate.to_string())
+        .replace("127.0.0.1:3000", &env.site.to_string())
+        .replace("8080", &port.to_string())
+}
+
+fn nginx(env: &Env) -> Proxy {
+    let bin = ["/usr/sbin/nginx", "/usr/bin/nginx"].into_iter().find(|p| Path::new(p).exists());
+    let bin = bin.expect("nginx is not installed: run scripts/test (it installs nginx)");
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let d = dir.path().display();
+    let snippet = substitute(&shipped("nginx.conf"), env, port)
+        .replace("listen ", "listen 127.0.0.1:")
+        .replace("127.0.0.1:127.0.0.1:", "127.0.0.1:");
+    let conf = format!(
+        "daemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\nevents {{ worker_connections 256; }}\n\
+         http {{\n access_log off;\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n\
+         fastcgi_temp_path {d}/fastcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n{snippet}\n}}\n"
+    );
+    let path: PathBuf = dir.path().join("nginx.conf");
+    std::fs::write(&path, conf).unwrap();
+    let child = Command::new(bin).arg("-p").arg(dir.path()).arg("-c").arg(&path).stderr(Stdio::null()).spawn().unwrap();
+    wait_for(port, "nginx");
+    Proxy { child, port, _dir: dir }
+}
+
+fn caddy(env: &Env) -> Proxy {
+    assert!(Path::new("/usr/bin/caddy").exists(), "caddy is not installed: run scripts/test (it installs caddy)");
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // Global options for a test: no admin endpoint, no HTTPS, state in the temp dir.
+    let conf = format!(
+        "{{\n\tadmin off\n\tauto_https off\n\tstorage file_system {}\n}}\n\n{}",
+        dir.path().display(),
+        substitute(&shipped("Caddyfile"), env, port)
+    );
+    let path = dir.path().join("Caddyfile");
+    std::fs::write(&path, conf).unwrap();
+    let child = Command::new("/usr/bin/caddy")
+        .args(["run", "--adapter", "caddyfile", "--config"])
+        .arg(&path)
+        .env("HOME", dir.path())
+        .env("XDG_DATA_HOME", dir.path())
+        .env("XDG_CONFIG_HOME", dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(port, "caddy");
+    Proxy { child, port, _dir: dir }
+}
+
+fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    body: Option<&str>,
+) -> Request<Full<bytes::Bytes>> {
+    let mut r = Request::builder()
+        .method(method)
+        .uri(format!("http://127.0.0.1:{port}{path}"))
+        .header("host", "intranet.corp.example")
+        .header("x-ferrygate-user", "mallory@evil.example")
+        .header("x-ferrygate-groups", "admins");
+    if let Some(c) = cookie {
+        r = r.header("cookie", c);
+    }
+    if body.is_some() {
+        r = r.header("content-type", "application/x-www-form-urlencoded");
+    }
+    r.body(Full::new(bytes::Bytes::from(body.unwrap_or_default().to_owned()))).unwrap()
+}
+
+/// The browser's path through a proxy in front: the page, the login form, the
+/// login POST, the page with identity, the admin rule, logout.
+async fn browse(port: u16, redirect_by: &str) {
+    let page = send(request(port, "GET", "/page?x=1", None, None)).await;
+    assert_eq!(page.status, StatusCode::FOUND, "{redirect_by}: {}", page.text());
+    // nginx makes its redirect absolute; Ferrygate's (Caddy) is a path.
+    let location = page.location();
+    let to = format!("{}?{}", location.path(), location.query().unwrap_or(""));
+    assert!(to == "/login?destination=/page?x=1" || to == "/login?destination=%2Fpage%3Fx%3D1", "{redirect_by}: {to}");
+    let form = send(request(port, "GET", "/login", None, None)).await;
+    assert_eq!(form.status, StatusCode::OK, "the site's own login page through Ferrygate");
+    let login = send(request(port, "POST", "/login", None, Some("email=alice%40corp.example&password=pw"))).await;
+    assert_eq!(login.status, StatusCode::SEE_OTHER, "{}", login.text());
+    let alice = cookie_pair(&login);
+    let echo = send(request(port, "GET", "/page", Some(&alice), None)).await;
+    assert_eq!(echo.status, StatusCode::OK);
+    let echo = echo.json();
+    assert_eq!(echoed(&echo, "x-ferrygate-user"), vec!["alice@corp.example"], "{redirect_by}");
+    assert_eq!(echoed(&echo, "x-ferrygate-groups"), vec!["admins"]);
+    assert_eq!(send(request(port, "GET", "/admin", Some(&alice), None)).await.status, StatusCode::OK);
+    // Bob: staff only. The rule shuts him out through the proxy, and the
+    // `admins` group his client claims never reaches the site.
+    let bob =
+        cookie_pair(&send(request(port, "POST", "/login", None, Some("email=bob%40corp.example&password=pw"))).await);
+    assert_eq!(send(request(port, "GET", "/ADMIN", Some(&bob), None)).await.status, StatusCode::FORBIDDEN);
+    let echo = send(request(port, "GET", "/page", Some(&bob), None)).await.json();
+    assert_eq!(echoed(&echo, "x-ferrygate-user"), vec!["bob@corp.example"]);
+    assert_eq!(
+        echoed(&echo, "x-ferrygate-groups"),
+        vec!["staff"],
+        "{redirect_by}: the client-sent group reached the site"
+    );
+    // Logout through the proxy ends the session: the page asks to sign in again.
+    let out = send(request(port, "GET", "/logout", Some(&alice), None)).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    assert_eq!(send(request(port, "GET", "/page", Some(&alice), None)).await.status, StatusCode::FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beside_nginx_with_auth_request() {
+    let env = ferrygate(false, "127.0.0.1/32").await;
+    let nginx = nginx(&env);
+    browse(nginx.port, "nginx").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beside_caddy_with_forward_auth_and_redirect() {
+    let env = ferrygate(true, "127.0.0.1/32").await;
+    let caddy = caddy(&env);
+    browse(caddy.port, "caddy").await;
+}
+
+fn check(env: &Env, path: &str, headers: &[(&str, &str)], cookie: Option<&str>) -> Request<Full<bytes::Bytes>> {
+    let mut r = Request::get(format!("http://{}{path}", env.ferrygate)).header("host", env.ferrygate.to_string());
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    if let Some(c) = cookie {
+        r = r.header("cookie", c);
+    }
+    r.body(Full::default()).unwrap()
+}
+
+async fn sign_in(env: &Env, email: &str) -> String {
+    let login = send(
+        Request::post(format!("http://{}/login", env.ferrygate))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Full::new(bytes::Bytes::from(format!("email={}&password=pw", email.replace('@', "%40")))))
+            .unwrap(),
+    )
+    .await;
+    cookie_pair(&login)
+}
+
+#[tokio::test]
+async fn traefik_and_envoy_request_styles() {
+    let env = ferrygate(true, "127.0.0.1/32").await;
+    let alice = sign_in(&env, "alice@corp.example").await;
+    let bob = sign_in(&env, "bob@corp.example").await;
+    // Traefik: Ferrygate's own address as Host, the original in X-Forwarded-*.
+    let traefik = |uri: &'static str| {
+        [("x-forwarded-method", "GET"), ("x-forwarded-uri", uri), ("x-forwarded-host", "intranet.corp.example")]
+    };
+    let ok = send(check(&env, "/_ferrygate/auth", &traefik("/page"), Some(&alice))).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    assert_eq!(ok.header("x-ferrygate-user"), "alice@corp.example");
+    assert_eq!(ok.header("cache-control"), "no-store");
+    assert!(ok.body.is_empty());
+    let res = send(check(&env, "/_ferrygate/auth", &traefik("/%61dmin;x"), Some(&bob))).await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN, "the original URI is matched on its canonical path");
+    let res = send(check(&env, "/_ferrygate/auth", &traefik("/page?a=1&b=2"), None)).await;
+    assert_eq!(res.status, StatusCode::FOUND);
+    assert_eq!(res.header("location"), "/login?destination=%2Fpage%3Fa%3D1%26b%3D2");
+    // Envoy ext_authz with path_prefix: the original path follows the check's.
+    let res = send(check(&env, "/_ferrygate/auth/admin/users", &[], Some(&bob))).await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    let res = send(check(&env, "/_ferrygate/auth/admin/users", &[], Some(&alice))).await;
+    assert_eq!(res.status, StatusCode::OK);
+    // The check is never proxied, whatever its spelling.
+    let res = send(check(&env, "/_FERRYGATE/auth/", &traefik("/page"), Some(&alice))).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert!(res.body.is_empty());
+}
+
+#[tokio::test]
+async fn a_check_from_an_untrusted_peer_is_403() {
+    let env = ferrygate(false, "10.0.0.0/8").await;
+    let alice = sign_in(&env, "alice@corp.example").await;
+    let res = send(check(&env, "/_ferrygate/auth", &[("x-original-uri", "/page")], Some(&alice))).await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    assert!(res.headers.get("x-ferrygate-user").is_none());
+}
