@@ -217,5 +217,42 @@ fn login_post(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, routing, destinations, sessions, redirects_and_templates, login_post);
+/// The forward-auth check with a live session: the decision a proxy in front
+/// asks for every request (cookie, one store lookup, the rule, the identity headers).
+fn forward_auth(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let kinds = ferrygate::kinds().with(InstantKind);
+    let text = CONFIG.replace(
+        "[sessions]",
+        "[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\n[limits]\nlogin_per_ip = \"100000000/sec\"\n[sessions]",
+    ) + "\n[sites.forward_auth]\npath = \"/_ferrygate/auth\"\n";
+    let config = Config::from_toml(&text, ".".as_ref(), &kinds).unwrap().config;
+    let layer = GatewayLayer::new(Arc::new(config), Arc::new(MemoryStore::new(1000)));
+    let inner = tower::service_fn(|_req: Request<String>| async { Ok::<_, Infallible>(Response::new(String::new())) });
+    let mut svc = layer.layer(inner);
+    let login = Request::post("/login")
+        .header("host", "www.acme.example")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(String::from("email=alice%40example.com&password=ferrygate-demo"))
+        .unwrap();
+    let res = rt.block_on(svc.call(login)).unwrap();
+    let cookie = res.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let peer = ferrygate::core::ClientConn { peer: "127.0.0.1:40000".parse().unwrap(), tls: false };
+    c.bench_function("forward-auth: check with a live session (memory store)", |b| {
+        b.iter(|| {
+            let mut req = Request::get("/_ferrygate/auth")
+                .header("host", "www.acme.example")
+                .header("cookie", &cookie)
+                .header("x-original-uri", "/account?tab=2")
+                .body(String::new())
+                .unwrap();
+            req.extensions_mut().insert(peer);
+            let res = rt.block_on(svc.call(req)).unwrap();
+            assert_eq!(res.status(), 200);
+            black_box(res)
+        })
+    });
+}
+
+criterion_group!(benches, routing, destinations, sessions, redirects_and_templates, login_post, forward_auth);
 criterion_main!(benches);

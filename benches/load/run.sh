@@ -76,6 +76,7 @@ SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=' | head -c 48)
 cat > "$WORK/ferrygate.toml" <<TOML
 [server]
 listen = ["127.0.0.1:$FGP"]
+trusted_proxies = ["127.0.0.1/32"]
 [admin]
 listen = "127.0.0.1:$ADMIN"
 [sessions]
@@ -97,6 +98,8 @@ provider = "p"
 path = "/login"
 [sites.portal]
 url = "https://portal.example/in"
+[sites.forward_auth]
+path = "/_ferrygate/auth"
 TOML
 # The demo's embedded qwyk provider serves the login runs.
 RUST_LOG=warn "$FG" demo --listen "127.0.0.1:$DEMO" >"$WORK/demo.log" 2>&1 & PIDS+=($!)
@@ -174,6 +177,13 @@ cat > "$WORK/returning.lua" <<LUA
 wrk.headers["Cookie"] = "$COOKIE"
 LUA
 read -r RET_RPS RET_P50 RET_P99 RET_ERR _ < <(load "http://127.0.0.1:$FGP/login" "$WORK/returning.lua")
+# Forward-auth checks with a live session, as nginx's auth_request would ask them.
+cat > "$WORK/forward-auth.lua" <<LUA
+wrk.headers["Cookie"] = "$COOKIE"
+wrk.headers["X-Original-URI"] = "/account?tab=2"
+wrk.headers["X-Original-Method"] = "GET"
+LUA
+read -r FA_RPS FA_P50 FA_P99 FA_ERR _ < <(load "http://127.0.0.1:$FGP/_ferrygate/auth" "$WORK/forward-auth.lua")
 RET_RSS=$(rss $FGPID)
 reset_peak $FGPID
 BEFORE_LOGINS=$(cur_rss $FGPID)
@@ -220,9 +230,10 @@ printf "%-34s %12s %9s %9s %10s %10s\n" "direct (upstream alone)" "$D" "$(m "${P
 printf "%-34s %12s %9s %9s %10s %10s\n" "nginx, 2 workers, keep-alive" "$N" "$(m "${P50[nginx]}")" "$(m "${P99[nginx]}")" "1.00" "$(ratio "$N" "$D")"
 printf "%-34s %12s %9s %9s %10s %10s\n" "ferrygate pass-through" "$F" "$(m "${P50[ferrygate]}")" "$(m "${P99[ferrygate]}")" "$(ratio "$F" "$N")" "$(ratio "$F" "$D")"
 printf "%-34s %12s %9s %9s %10s\n" "ferrygate returning-user 303" "$RET_RPS" "$RET_P50" "$RET_P99" "x$(ratio "$RET_RPS" "$F") pass"
+printf "%-34s %12s %9s %9s %10s\n" "ferrygate forward-auth check 200" "$FA_RPS" "$FA_P50" "$FA_P99" "x$(ratio "$FA_RPS" "$F") pass"
 printf "%-34s %12s %9s %9s %10s\n" "ferrygate form login (demo qwyk)" "$LOGIN_RPS" "$LOGIN_P50" "$LOGIN_P99" "x$(ratio "$LOGIN_RPS" "$F") pass"
 cpu_line
 echo
 echo "ferrygate RSS: idle $IDLE_RSS MiB; peak under pass-through $PASS_RSS MiB; under returning users $RET_RSS MiB; under logins $LOGIN_RSS MiB"
 echo "live sessions after the login run: $SESSIONS, RSS $SESSIONS_NOW MiB; scaled to 100 000 sessions: $PER_100K MiB"
-echo "failures: returning-user non-2xx/3xx ${RET_ERR:-0}; logins not sent to the portal ${LOGIN_ERR}"
+echo "failures: returning-user non-2xx/3xx ${RET_ERR:-0}; forward-auth non-2xx/3xx ${FA_ERR:-0}; logins not sent to the portal ${LOGIN_ERR}"
