@@ -126,6 +126,13 @@ async fn replicas_share_sessions_and_survive_an_outage() {
     assert_eq!(param(&res.location(), "error").as_deref(), Some("session_store_unavailable"));
     let res = send(Request::get(b.url("/account")).header("cookie", &fresh).body(Full::default()).unwrap()).await;
     assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
+    // A signed-in user's login page is not answered with the form while the store is away.
+    let res = send(Request::get(b.url("/login")).header("cookie", &fresh).body(Full::default()).unwrap()).await;
+    assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE, "{}", res.text());
+    // A public page still reaches the site, without identity.
+    let res = send(Request::get(b.url("/about")).header("cookie", &fresh).body(Full::default()).unwrap()).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert!(echoed(&res.json(), "x-ferrygate-user").is_empty());
 
     // Redis comes back (empty, as after a restart without persistence): both recover by themselves.
     let _redis = Redis::start(dir.path());

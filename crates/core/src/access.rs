@@ -145,8 +145,12 @@ where
                 }
                 Err(e) => {
                     tracing::warn!(site = %site.name, error = %e, "session lookup failed");
-                    if protected {
-                        // Fail closed: a protected page is never served unverified.
+                    // A store that cannot answer is never read as "no session" where
+                    // that matters: a protected page is not served unverified (nor
+                    // sent to sign in again), and a signed-in user's login page is
+                    // not answered with the form. Public pages go on without identity.
+                    let returning = matches!(route, Some(OwnedRoute::Login | OwnedRoute::Wizard));
+                    if protected || returning {
                         let answer = respond::text(StatusCode::SERVICE_UNAVAILABLE, "session_store_unavailable\n");
                         return own(&req, answer);
                     }
