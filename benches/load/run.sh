@@ -41,7 +41,8 @@ UP=$(port); NG=$(port); FGP=$(port); DEMO=$(port); ADMIN=$(port)
 
 # The tiny upstream (a 13-byte answer): an nginx of its own, so that each proxy under
 # test is a separate process talking to a separate upstream process, and the CPU each
-# proxy spends per request can be read from its own processes.
+# proxy spends per request can be read from its own processes. One worker: the
+# upstream takes a core from neither proxy more than it must.
 # nginx_conf NAME SERVERS: a 2-worker nginx config around an http block's servers.
 nginx_conf() {
   cat <<NGINX
@@ -56,8 +57,9 @@ $2
 }
 NGINX
 }
-nginx_conf upstream "  server { listen 127.0.0.1:$UP; location / { return 200 \"hello, world\\n\"; } }" > "$WORK/upstream.conf"
-# nginx as the reverse proxy in front of it: 2 workers, a keep-alive upstream pool.
+nginx_conf upstream "  server { listen 127.0.0.1:$UP; location / { return 200 \"hello, world\\n\"; } }" | sed 's/^worker_processes 2;/worker_processes 1;/' > "$WORK/upstream.conf"
+# nginx as the reverse proxy in front of it: 2 workers, a keep-alive upstream pool,
+# and the header work Ferrygate does (X-Forwarded-Proto/-Host, a request id both ways).
 nginx_conf nginx "  upstream site { server 127.0.0.1:$UP; keepalive 128; }
   server {
     listen 127.0.0.1:$NG;
@@ -65,8 +67,13 @@ nginx_conf nginx "  upstream site { server 127.0.0.1:$UP; keepalive 128; }
       proxy_pass http://site;
       proxy_http_version 1.1;
       proxy_set_header Connection \"\";
+      # The same header work Ferrygate does on every proxied request.
       proxy_set_header Host \$host;
       proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+      proxy_set_header X-Forwarded-Host \$host;
+      proxy_set_header X-Request-Id \$request_id;
+      add_header X-Request-Id \$request_id;
     }
   }" > "$WORK/nginx.conf"
 "$NGINX" -c "$WORK/upstream.conf" -p "$WORK" -g 'daemon on;' 2>>"$WORK/nginx-error.log"
