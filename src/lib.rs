@@ -166,11 +166,17 @@ pub fn build_store(config: &Config) -> Result<Backends, SetupError> {
         }
         #[cfg(feature = "redis")]
         StoreKind::Redis => {
-            let url = sessions
-                .redis_url
-                .as_ref()
-                .ok_or_else(|| SetupError::new("sessions.redis_url", "required for the redis store"))?;
-            let redis = Arc::new(ferrygate_store_redis::RedisStore::new(url)?.with_limits(&config.limits));
+            use ferrygate_store_redis::Target;
+            let password = sessions.redis_password.as_ref();
+            let target = match (&sessions.redis_url, &sessions.redis_sentinel) {
+                (Some(url), _) => Target::Single(url),
+                (None, Some(s)) => Target::Sentinel { master: &s.master, nodes: &s.nodes, password },
+                (None, None) if !sessions.redis_cluster.is_empty() => {
+                    Target::Cluster { nodes: &sessions.redis_cluster, password }
+                }
+                (None, None) => return Err(SetupError::new("sessions.redis_url", "required for the redis store")),
+            };
+            let redis = Arc::new(ferrygate_store_redis::RedisStore::with_target(target)?.with_limits(&config.limits));
             Ok((redis.clone(), redis))
         }
         #[cfg(not(feature = "redis"))]
@@ -235,8 +241,17 @@ impl Gateway {
         let config = Arc::new(config);
         let (old, new) = (&self.config().sessions, &config.sessions);
         // Compared in place: no copy of a URL that may hold a password.
+        let secrets =
+            |v: &[ferrygate_core::SecretString]| v.iter().map(|s| s.expose_secret().to_owned()).collect::<Vec<_>>();
+        let sentinel = |s: &ferrygate_core::config::Sessions| {
+            s.redis_sentinel.as_ref().map(|t| (t.master.clone(), secrets(&t.nodes)))
+        };
         let same_store = old.store == new.store
-            && old.redis_url.as_ref().map(|u| u.expose_secret()) == new.redis_url.as_ref().map(|u| u.expose_secret());
+            && old.redis_url.as_ref().map(|u| u.expose_secret()) == new.redis_url.as_ref().map(|u| u.expose_secret())
+            && secrets(&old.redis_cluster) == secrets(&new.redis_cluster)
+            && sentinel(old) == sentinel(new)
+            && old.redis_password.as_ref().map(|p| p.expose_secret())
+                == new.redis_password.as_ref().map(|p| p.expose_secret());
         let (store, limiter) = if same_store && self.config().limits == config.limits {
             (self.layer.store().clone(), self.layer.limiter().clone())
         } else if same_store {

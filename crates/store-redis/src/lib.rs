@@ -15,10 +15,13 @@ use ferrygate_core::config::{Limits, Rate};
 use ferrygate_core::provider::BoxFuture;
 use ferrygate_core::ratelimit::{RateLimiter, Refusal};
 use ferrygate_core::session::{Session, SessionStore, StoreError, StoreKey};
-use ferrygate_core::{ExposeSecret, SecretString, SetupError};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ferrygate_core::{SecretString, SetupError};
 use redis::AsyncCommands;
 use redis::Script;
+
+mod backend;
+pub use backend::Target;
+use backend::{Backend, Conn};
 
 const PREFIX: &str = "ferrygate:session:";
 /// Used OAuth2 states: `ferrygate:used-state:<hex>`, each for the state cookie's lifetime.
@@ -33,7 +36,7 @@ static PEEK_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(PEEK));
 /// A Redis-backed [`SessionStore`] (and [`RateLimiter`]); cheap to clone.
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    backend: std::sync::Arc<Backend>,
     per_ip: Option<Rate>,
     per_account: Option<Rate>,
 }
@@ -65,16 +68,24 @@ impl RedisStore {
     /// lazily: Ferrygate starts even while Redis is down, and reports it
     /// through readiness and 503s.
     pub fn new(url: &SecretString) -> Result<Self, SetupError> {
-        // The URL may carry a password: errors name the problem, never the URL.
-        let refused = |e: redis::RedisError| SetupError::new("sessions.redis_url", format!("{:?}", e.kind()));
-        let client = redis::Client::open(url.expose_secret()).map_err(refused)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(800)))
-            .set_response_timeout(Some(Duration::from_millis(800)))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(200));
-        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(refused)?;
-        Ok(Self { conn, per_ip: None, per_account: None })
+        Self::with_target(Target::Single(url))
+    }
+
+    /// A store on one server, a Redis Cluster, or the primary Sentinel names.
+    pub fn with_target(target: Target<'_>) -> Result<Self, SetupError> {
+        Ok(Self { backend: std::sync::Arc::new(Backend::new(target)?), per_ip: None, per_account: None })
+    }
+
+    /// A connection for the next command, within the call's bound.
+    async fn conn(&self) -> Result<Conn, StoreError> {
+        match tokio::time::timeout(CALL_TIMEOUT, self.backend.conn()).await {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => {
+                self.backend.forget().await;
+                Err(StoreError(format!("redis: {:?}", e.kind())))
+            }
+            Err(_) => Err(StoreError(format!("redis: no connection within {CALL_TIMEOUT:?}"))),
+        }
     }
 
     /// Counts the brute-force limits in Redis too, shared by every replica
@@ -87,7 +98,10 @@ impl RedisStore {
     }
 
     async fn window(&self, script: &Script, key: String, rate: Rate) -> Result<(u64, Duration), Refusal> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn().await.map_err(|e| {
+            tracing::warn!(error = %e, "rate limit cannot be counted; refusing");
+            Refusal::Unavailable
+        })?;
         let mut call = script.key(key);
         call.arg(rate.per.as_millis() as u64);
         match self.call(call.invoke_async::<(u64, i64)>(&mut conn)).await {
@@ -101,11 +115,14 @@ impl RedisStore {
     }
 
     async fn call<T>(&self, op: impl std::future::Future<Output = redis::RedisResult<T>>) -> Result<T, StoreError> {
-        match tokio::time::timeout(CALL_TIMEOUT, op).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(StoreError(format!("redis: {:?}", e.kind()))),
-            Err(_) => Err(StoreError(format!("redis: no answer within {CALL_TIMEOUT:?}"))),
-        }
+        let result = match tokio::time::timeout(CALL_TIMEOUT, op).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(e)) => StoreError(format!("redis: {:?}", e.kind())),
+            Err(_) => StoreError(format!("redis: no answer within {CALL_TIMEOUT:?}")),
+        };
+        // The next command connects anew (a failover, a cluster node gone).
+        self.backend.forget().await;
+        Err(result)
     }
 }
 
@@ -116,7 +133,7 @@ fn key(k: &StoreKey) -> String {
 impl SessionStore for RedisStore {
     fn get<'a>(&'a self, k: &'a StoreKey) -> BoxFuture<'a, Result<Option<Session>, StoreError>> {
         Box::pin(async move {
-            let mut conn = self.conn.clone();
+            let mut conn = self.conn().await?;
             let raw: Option<Vec<u8>> = self.call(conn.get(key(k))).await?;
             Ok(raw.and_then(|bytes| match serde_json::from_slice::<Session>(&bytes) {
                 Ok(s) if s.is_live() => Some(s),
@@ -139,7 +156,7 @@ impl SessionStore for RedisStore {
         Box::pin(async move {
             let value = serde_json::to_vec(session).map_err(|e| StoreError(e.to_string()))?;
             let ms = ttl.as_millis().clamp(1, u64::MAX as u128) as u64;
-            let mut conn = self.conn.clone();
+            let mut conn = self.conn().await?;
             let mut set = redis::cmd("SET");
             set.arg(key(k)).arg(value).arg("PX").arg(ms);
             self.call(set.query_async::<()>(&mut conn)).await
@@ -148,14 +165,14 @@ impl SessionStore for RedisStore {
 
     fn remove<'a>(&'a self, k: &'a StoreKey) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut conn = self.conn.clone();
+            let mut conn = self.conn().await?;
             self.call(conn.del::<_, ()>(key(k))).await
         })
     }
 
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut conn = self.conn.clone();
+            let mut conn = self.conn().await?;
             let ping = redis::cmd("PING");
             self.call(ping.query_async::<()>(&mut conn)).await
         })
@@ -163,7 +180,7 @@ impl SessionStore for RedisStore {
 
     fn use_once<'a>(&'a self, k: &'a StoreKey, ttl: Duration) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
-            let mut conn = self.conn.clone();
+            let mut conn = self.conn().await?;
             let mut set = redis::cmd("SET");
             set.arg(format!("{USED_PREFIX}{}", k.to_hex()))
                 .arg(1)

@@ -104,11 +104,26 @@ pub enum StoreKind {
 pub struct Sessions {
     pub store: StoreKind,
     pub redis_url: Option<SecretString>,
+    /// `redis_cluster`: seed nodes of a Redis Cluster (URLs may hold passwords).
+    pub redis_cluster: Vec<SecretString>,
+    /// `redis_sentinel`: the primary found through Sentinel.
+    pub redis_sentinel: Option<RedisSentinel>,
+    /// `redis_password`: for cluster nodes, or the primary Sentinel names.
+    pub redis_password: Option<SecretString>,
     pub secret: SecretString,
     pub cookie_name: String,
     pub cookie_secure: bool,
     pub max_entries: u64,
     pub max_ttl: Duration,
+}
+
+/// `sessions.redis_sentinel`.
+#[derive(Debug, Clone)]
+pub struct RedisSentinel {
+    /// The monitored primary's name (`sentinel monitor <master> …`).
+    pub master: String,
+    /// Sentinel nodes, `redis://host:26379`.
+    pub nodes: Vec<SecretString>,
 }
 
 impl Sessions {

@@ -71,6 +71,10 @@ pub(crate) struct RawSessions {
     pub(crate) store: StoreKind,
     pub(crate) redis_url: Option<String>,
     pub(crate) redis_url_file: Option<String>,
+    pub(crate) redis_cluster: Option<Vec<String>>,
+    pub(crate) redis_sentinel: Option<RawSentinel>,
+    pub(crate) redis_password: Option<String>,
+    pub(crate) redis_password_file: Option<String>,
     pub(crate) secret: Option<String>,
     pub(crate) secret_file: Option<String>,
     pub(crate) cookie_name: Option<String>,
@@ -78,6 +82,13 @@ pub(crate) struct RawSessions {
     pub(crate) max_entries: Option<u64>,
     #[serde(default, deserialize_with = "duration")]
     pub(crate) max_ttl: Option<Duration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSentinel {
+    pub(crate) master: String,
+    pub(crate) nodes: Vec<String>,
 }
 
 #[derive(Default, Deserialize)]

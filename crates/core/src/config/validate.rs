@@ -11,7 +11,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 
 use super::env::{substitute, Env};
 use super::raw::*;
@@ -202,8 +202,39 @@ impl Check<'_> {
     fn sessions(&mut self, raw: RawSessions) -> Option<Sessions> {
         let store = raw.store;
         let redis_url = self.secret("sessions.redis_url", raw.redis_url, raw.redis_url_file);
-        if store == StoreKind::Redis && redis_url.is_none() {
-            self.err("sessions.redis_url", "required when sessions.store = \"redis\"");
+        let redis_password = self.secret("sessions.redis_password", raw.redis_password, raw.redis_password_file);
+        // A URL may hold a password: refusals name the key, never the URL.
+        let redis_urls = |c: &mut Self, key: &str, urls: Vec<String>| -> Vec<SecretString> {
+            if urls.is_empty() {
+                c.err(key, "at least one node");
+            }
+            for (i, u) in urls.iter().enumerate() {
+                if !(u.starts_with("redis://") || u.starts_with("rediss://")) || url::Url::parse(u).is_err() {
+                    c.err(&format!("{key}[{i}]"), "must be a redis:// or rediss:// URL");
+                }
+            }
+            urls.into_iter().map(SecretString::from).collect()
+        };
+        let redis_cluster = match raw.redis_cluster {
+            Some(urls) => redis_urls(self, "sessions.redis_cluster", urls),
+            None => Vec::new(),
+        };
+        let redis_sentinel = raw.redis_sentinel.map(|s| {
+            if s.master.trim().is_empty() {
+                self.err("sessions.redis_sentinel.master", "the monitored primary's name is required");
+            }
+            RedisSentinel { master: s.master, nodes: redis_urls(self, "sessions.redis_sentinel.nodes", s.nodes) }
+        });
+        let targets = [redis_url.is_some(), !redis_cluster.is_empty(), redis_sentinel.is_some()];
+        if targets.iter().filter(|&&t| t).count() > 1 {
+            let key = if redis_sentinel.is_some() { "sessions.redis_sentinel" } else { "sessions.redis_cluster" };
+            self.err(key, "set only one of redis_url, redis_cluster and redis_sentinel");
+        }
+        if store == StoreKind::Redis && !targets.contains(&true) {
+            self.err(
+                "sessions.redis_url",
+                "required when sessions.store = \"redis\" (or redis_cluster, or redis_sentinel)",
+            );
         }
         let secret = self.secret("sessions.secret", raw.secret, raw.secret_file);
         match &secret {
@@ -227,6 +258,9 @@ impl Check<'_> {
         Some(Sessions {
             store,
             redis_url,
+            redis_cluster,
+            redis_sentinel,
+            redis_password,
             secret: secret?,
             cookie_name,
             cookie_secure: raw.cookie_secure.unwrap_or(true),

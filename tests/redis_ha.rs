@@ -1,0 +1,241 @@
+//! Sessions on a highly available Redis, with real redis-server processes on
+//! free loopback ports, stopped by PID: a three-primary Redis Cluster (keys
+//! in different slots, MOVED followed), and a primary, a replica and a
+//! Sentinel with a failover while Ferrygate serves. Needs redis-server and
+//! redis-cli (`scripts/test` installs them).
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use http::StatusCode;
+
+const TOKEN: &str = r#"{"access_token":"tok-ha","token_type":"bearer","expires_in":600}"#;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// redis-server processes; killed (SIGKILL, they have no children) when dropped.
+struct Servers(Vec<(u16, Child)>);
+
+impl Servers {
+    fn spawn(&mut self, dir: &Path, port: u16, args: &[&str]) {
+        assert!(
+            Command::new("redis-server").arg("--version").output().is_ok_and(|o| o.status.success()),
+            "redis-server is not installed: run scripts/test (it installs it)"
+        );
+        let child = Command::new("redis-server")
+            .args(args)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server");
+        self.0.push((port, child));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server on {port} did not come up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self, port: u16) {
+        if let Some(i) = self.0.iter().position(|(p, _)| *p == port) {
+            let (_, mut child) = self.0.remove(i);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli").args(["-p", &port.to_string()]).args(args).output().expect("redis-cli");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn wait_until(what: &str, seconds: u64, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while !ok() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn config(provider: std::net::SocketAddr, upstream: std::net::SocketAddr, store: &str) -> String {
+    qwyk_config(provider, upstream, "", "protected_paths = [\"/account\"]")
+        .replace("cookie_secure = false\n", &format!("cookie_secure = false\nstore = \"redis\"\n{store}\n"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_sessions_on_a_redis_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut servers = Servers(Vec::new());
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    for (i, port) in ports.iter().enumerate() {
+        let node_dir = dir.path().join(format!("n{i}"));
+        std::fs::create_dir(&node_dir).unwrap();
+        servers.spawn(&node_dir, *port, &["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]);
+    }
+    let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let out = Command::new("redis-cli")
+        .args(["--cluster", "create"])
+        .args(&nodes)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "cluster create: {}", String::from_utf8_lossy(&out.stdout));
+    wait_until("the cluster did not become ok", 15, || {
+        ports.iter().all(|p| cli(*p, &["cluster", "info"]).contains("cluster_state:ok"))
+    });
+
+    let mock = Mock::start(200, TOKEN, Duration::ZERO).await;
+    let upstream = echo_upstream().await;
+    let seeds: Vec<String> = nodes.iter().take(2).map(|n| format!("\"redis://{n}\"")).collect();
+    let cfg = config(mock.addr, upstream, &format!("redis_cluster = [{}]", seeds.join(", ")));
+    let (a, b) = (gateway(&cfg).await, gateway(&cfg).await);
+    // Several sessions: their keys hash to different slots, on different primaries.
+    let mut cookies = Vec::new();
+    for i in 0..12 {
+        let login =
+            post_form(&a.url("/login"), &[("email", &format!("user{i}@example.com")), ("password", "pw")]).await;
+        assert_eq!(login.status, StatusCode::SEE_OTHER, "{}", login.text());
+        cookies.push(cookie_pair(&login));
+    }
+    let per_node: Vec<usize> = ports.iter().map(|p| cli(*p, &["dbsize"]).trim().parse().unwrap_or(0)).collect();
+    assert!(per_node.iter().filter(|&&n| n > 0).count() >= 2, "keys on one node only: {per_node:?}");
+    // Honoured by the other replica, logout there ends it on both.
+    for cookie in &cookies {
+        let echo = get_with_cookie(&b.url("/account"), cookie).await.json();
+        assert_eq!(echoed(&echo, "x-ferrygate-user").len(), 1);
+    }
+    let out = get_with_cookie(&b.url("/portal-logout"), &cookies[0]).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    assert_eq!(get_with_cookie(&a.url("/account"), &cookies[0]).await.status, StatusCode::SEE_OTHER);
+    // The brute-force limits are counted in the cluster too (one key per script call).
+    let wrong = Mock::start(401, "{}", Duration::ZERO).await;
+    let limited = cfg
+        .replace("[sessions]", "[limits]\nlogin_per_account = \"2/min\"\n\n[sessions]")
+        .replace(&mock.addr.to_string(), &wrong.addr.to_string());
+    let (c2, d2) = (gateway(&limited).await, gateway(&limited).await);
+    for gw in [&c2, &d2] {
+        let res = post_json(&gw.url("/login"), serde_json::json!({"email": "eve@example.com", "password": "x"})).await;
+        assert_eq!(res.json()["error"], "invalid_credentials");
+    }
+    let res = post_json(&c2.url("/login"), serde_json::json!({"email": "eve@example.com", "password": "x"})).await;
+    assert_eq!(res.status, StatusCode::TOO_MANY_REQUESTS, "the two replicas' failures were counted together");
+    servers.kill(ports[2]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_survive_a_sentinel_failover_with_a_short_503_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut servers = Servers(Vec::new());
+    let (primary, replica, sentinel) = (free_port(), free_port(), free_port());
+    // The data nodes require a password (sessions.redis_password); Sentinel itself does not.
+    let auth = ["--requirepass", "ha-node-pw", "--masterauth", "ha-node-pw", "--repl-diskless-sync-delay", "0"];
+    servers.spawn(dir.path(), primary, &auth);
+    let primary_arg = primary.to_string();
+    servers.spawn(dir.path(), replica, &[&auth[..], &["--replicaof", "127.0.0.1", &primary_arg]].concat());
+    let conf = dir.path().join("sentinel.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "port {sentinel}\nbind 127.0.0.1\nsentinel monitor mymaster 127.0.0.1 {primary} 1\n\
+             sentinel auth-pass mymaster ha-node-pw\n\
+             sentinel down-after-milliseconds mymaster 1000\nsentinel failover-timeout mymaster 5000\n"
+        ),
+    )
+    .unwrap();
+    let conf_arg = conf.display().to_string();
+    servers.spawn(dir.path(), sentinel, &[&conf_arg, "--sentinel"]);
+    let node = |port: u16, args: &[&str]| cli(port, &[&["-a", "ha-node-pw", "--no-auth-warning"][..], args].concat());
+    wait_until("the replica did not sync", 15, || {
+        node(replica, &["info", "replication"]).contains("master_link_status:up")
+    });
+
+    let mock = Mock::start(200, TOKEN, Duration::ZERO).await;
+    let upstream = echo_upstream().await;
+    let cfg = config(
+        mock.addr,
+        upstream,
+        &format!(
+            "redis_sentinel = {{ master = \"mymaster\", nodes = [\"redis://127.0.0.1:{sentinel}\"] }}\nredis_password = \"ha-node-pw\""
+        ),
+    );
+    let gw = gateway(&cfg).await;
+    let login = post_form(&gw.url("/login"), &[("email", "alice@example.com"), ("password", "pw")]).await;
+    assert_eq!(login.status, StatusCode::SEE_OTHER, "{}", login.text());
+    let cookie = cookie_pair(&login);
+    assert_eq!(get_with_cookie(&gw.url("/account"), &cookie).await.status, StatusCode::OK);
+    // The session reached the replica before the primary goes away.
+    wait_until("the session was not replicated", 10, || {
+        node(replica, &["--scan", "--pattern", "ferrygate:session:*"]).lines().count() == 1
+    });
+
+    servers.kill(primary);
+    let failed_over = Instant::now();
+    // Until Sentinel has promoted the replica: 503 (fail closed), never a redirect to
+    // sign in again and never the page without identity; then the session is honoured.
+    let mut window = Duration::ZERO;
+    loop {
+        let res = get_with_cookie(&gw.url("/account"), &cookie).await;
+        match res.status {
+            StatusCode::OK => {
+                assert_eq!(echoed(&res.json(), "x-ferrygate-user"), vec!["alice@example.com"]);
+                break;
+            }
+            StatusCode::SERVICE_UNAVAILABLE => window = failed_over.elapsed(),
+            other => panic!("during the failover: {other} {}", res.text()),
+        }
+        assert!(failed_over.elapsed() < Duration::from_secs(30), "no recovery after the failover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(cli(sentinel, &["sentinel", "get-master-addr-by-name", "mymaster"]).contains(&replica.to_string()));
+    eprintln!("503 window during the failover: {window:?}");
+    // New logins work on the new primary.
+    let login = post_form(&gw.url("/login"), &[("email", "bob@example.com"), ("password", "pw")]).await;
+    assert_eq!(login.status, StatusCode::SEE_OTHER);
+    assert!(login.header("location").starts_with("https://portal.acme.example/"), "{}", login.header("location"));
+}
+
+#[test]
+fn check_names_the_key_of_every_ha_mistake() {
+    let base = |store: &str| {
+        format!(
+            "[sessions]\nsecret = \"{SECRET}\"\nstore = \"redis\"\n{store}\n[providers.p]\nkind = \"qwyk\"\nserver = \"http://127.0.0.1:9\"\n\
+             organization_id = 1\nsite_id = 2\n[[sites]]\nname = \"s\"\nupstream = \"http://127.0.0.1:9\"\nprovider = \"p\"\n\
+             [sites.login]\npath = \"/login\"\n[sites.portal]\nurl = \"https://p.example/\"\n"
+        )
+    };
+    for (store, key) in [
+        ("redis_cluster = []", "sessions.redis_cluster"),
+        ("redis_cluster = [\"http://x:1\"]", "sessions.redis_cluster[0]"),
+        ("redis_url = \"redis://a\"\nredis_cluster = [\"redis://b:1\"]", "sessions.redis_cluster"),
+        ("redis_sentinel = { master = \"\", nodes = [\"redis://s:26379\"] }", "sessions.redis_sentinel.master"),
+        ("redis_sentinel = { master = \"m\", nodes = [] }", "sessions.redis_sentinel.nodes"),
+        ("", "sessions.redis_url"),
+    ] {
+        let err = ferrygate::from_toml(&base(store), ".".as_ref()).unwrap_err().to_string();
+        assert!(err.contains(&format!("error: {key}:")), "{store:?}: {err}");
+    }
+    // A URL with a password is never quoted.
+    let err = ferrygate::from_toml(&base("redis_cluster = [\"redis://:s3cret-pw@host\", \"nope\"]"), ".".as_ref())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("sessions.redis_cluster[1]") && !err.contains("s3cret-pw"), "{err}");
+}
