@@ -239,3 +239,72 @@ fn check_names_the_key_of_every_ha_mistake() {
         .to_string();
     assert!(err.contains("sessions.redis_cluster[1]") && !err.contains("s3cret-pw"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_verifies_the_server_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "Ferrygate test CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap().signed_by(&key, &ca).unwrap();
+    std::fs::write(d.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(d.join("redis.pem"), cert.pem()).unwrap();
+    std::fs::write(d.join("redis.key"), key.serialize_pem()).unwrap();
+    let tls_port = free_port();
+    let mut servers = Servers(Vec::new());
+    let (p, c, k, ca_file) = (
+        tls_port.to_string(),
+        d.join("redis.pem").display().to_string(),
+        d.join("redis.key").display().to_string(),
+        d.join("ca.pem").display().to_string(),
+    );
+    // Plain port 0 (off): TLS only.
+    let plain = free_port();
+    servers.spawn(
+        d,
+        plain,
+        &[
+            "--tls-port",
+            &p,
+            "--tls-cert-file",
+            &c,
+            "--tls-key-file",
+            &k,
+            "--tls-ca-cert-file",
+            &ca_file,
+            "--tls-auth-clients",
+            "no",
+        ],
+    );
+    let mock = Mock::start(200, TOKEN, Duration::ZERO).await;
+    let upstream = echo_upstream().await;
+    let toml = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n{}",
+        config(mock.addr, upstream, &format!("redis_url = \"rediss://localhost:{tls_port}\""))
+    );
+    let path = d.join("ferrygate.toml");
+    std::fs::write(&path, toml).unwrap();
+    let args = ["serve", "--log-format", "json", "--config"];
+    // The server's CA trusted (rustls-native-certs reads SSL_CERT_FILE): sessions over TLS.
+    let mut trusted = start_logged_env(&args, &path, "info", &[("SSL_CERT_FILE", &ca_file)]);
+    let url = |addr: std::net::SocketAddr, p: &str| format!("http://{addr}{p}");
+    let login = post_form(&url(trusted.addr, "/login"), &[("email", "alice@example.com"), ("password", "pw")]).await;
+    assert_eq!(login.status, StatusCode::SEE_OTHER);
+    assert!(login.header("location").starts_with("https://portal.acme.example/"), "{}", login.header("location"));
+    let cookie = cookie_pair(&login);
+    assert_eq!(get_with_cookie(&url(trusted.addr, "/account"), &cookie).await.status, StatusCode::OK);
+    let _ = trusted.child.kill();
+    let _ = trusted.child.wait();
+    // Not trusted: nothing is stored, logins fail closed.
+    let mut untrusted = start_logged_env(&args, &path, "info", &[("SSL_CERT_FILE", "/nonexistent")]);
+    let login =
+        post_json(&url(untrusted.addr, "/login"), serde_json::json!({"email": "bob@example.com", "password": "pw"}))
+            .await;
+    assert_eq!(login.status, StatusCode::SERVICE_UNAVAILABLE, "{}", login.text());
+    let _ = untrusted.child.kill();
+    let _ = untrusted.child.wait();
+}

@@ -325,10 +325,16 @@ pub struct Logged {
 /// Runs `ferrygate ARGS CONFIG` with `RUST_LOG=rust_log` (ARGS must select
 /// JSON logs) and waits for its "ferrygate listening" line.
 pub fn start_logged(args: &[&str], config: &Path, rust_log: &str) -> Logged {
+    start_logged_env(args, config, rust_log, &[])
+}
+
+/// As [`start_logged`], with extra environment variables.
+pub fn start_logged_env(args: &[&str], config: &Path, rust_log: &str, env: &[(&str, &str)]) -> Logged {
     use std::io::BufRead;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ferrygate"))
         .args(args)
         .arg(config)
+        .envs(env.iter().copied())
         .env("RUST_LOG", rust_log)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())
