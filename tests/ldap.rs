@@ -42,18 +42,7 @@ impl Slapd {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         // A CA and a server certificate for localhost / 127.0.0.1 signed by it.
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "Ferrygate test CA");
-        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-        let server_key = rcgen::KeyPair::generate().unwrap();
-        let server_params =
-            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-        let server = server_params.signed_by(&server_key, &ca).unwrap();
-        std::fs::write(d.join("ca.pem"), ca.pem()).unwrap();
-        std::fs::write(d.join("server.pem"), server.pem()).unwrap();
-        std::fs::write(d.join("server.key"), server_key.serialize_pem()).unwrap();
+        write_test_pki(d);
         std::fs::create_dir(d.join("conf")).unwrap();
         std::fs::create_dir(d.join("db")).unwrap();
         let dd = d.display();
@@ -122,12 +111,21 @@ impl Slapd {
     fn add(&self, ldif: &str) {
         let path = self.dir.path().join("add.ldif");
         std::fs::write(&path, ldif).unwrap();
-        let out = Command::new("ldapadd")
-            .args(["-x", "-D", ROOT_DN, "-w", ROOT_PW, "-H", &format!("ldap://127.0.0.1:{}", self.ldap), "-f"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "ldapadd: {}", String::from_utf8_lossy(&out.stderr));
+        // slapd accepts connections a moment before it serves them: retry, bounded.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = Command::new("ldapadd")
+                .args(["-x", "-D", ROOT_DN, "-w", ROOT_PW, "-H", &format!("ldap://127.0.0.1:{}", self.ldap), "-f"])
+                .arg(&path)
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if out.status.success() {
+                return;
+            }
+            assert!(stderr.contains("Can't contact LDAP server") && Instant::now() < deadline, "ldapadd: {stderr}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn ca(&self) -> PathBuf {

@@ -244,22 +244,13 @@ fn check_names_the_key_of_every_ha_mistake() {
 async fn rediss_verifies_the_server_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "Ferrygate test CA");
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap().signed_by(&key, &ca).unwrap();
-    std::fs::write(d.join("ca.pem"), ca.pem()).unwrap();
-    std::fs::write(d.join("redis.pem"), cert.pem()).unwrap();
-    std::fs::write(d.join("redis.key"), key.serialize_pem()).unwrap();
+    write_test_pki(d);
     let tls_port = free_port();
     let mut servers = Servers(Vec::new());
     let (p, c, k, ca_file) = (
         tls_port.to_string(),
-        d.join("redis.pem").display().to_string(),
-        d.join("redis.key").display().to_string(),
+        d.join("server.pem").display().to_string(),
+        d.join("server.key").display().to_string(),
         d.join("ca.pem").display().to_string(),
     );
     // Plain port 0 (off): TLS only.

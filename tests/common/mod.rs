@@ -380,3 +380,20 @@ pub fn cookie_pair(answer: &Answer) -> String {
 pub async fn get_with_cookie(url: &str, cookie: &str) -> Answer {
     send(Request::get(url).header("cookie", cookie).body(Full::default()).unwrap()).await
 }
+
+/// A test CA and a server certificate for `localhost` and 127.0.0.1 signed by
+/// it, written to `dir` as `ca.pem`, `server.pem` and `server.key`.
+#[allow(dead_code)]
+pub fn write_test_pki(dir: &Path) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "Ferrygate test CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let server_key = rcgen::KeyPair::generate().unwrap();
+    let server_params = rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    let server = server_params.signed_by(&server_key, &ca).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.join("server.pem"), server.pem()).unwrap();
+    std::fs::write(dir.join("server.key"), server_key.serialize_pem()).unwrap();
+}
