@@ -273,8 +273,9 @@ async fn rediss_verifies_the_server_certificate() {
     );
     let mock = Mock::start(200, TOKEN, Duration::ZERO).await;
     let upstream = echo_upstream().await;
+    let admin = free_port();
     let toml = format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\n{}",
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n{}",
         config(mock.addr, upstream, &format!("redis_url = \"rediss://localhost:{tls_port}\""))
     );
     let path = d.join("ferrygate.toml");
@@ -296,6 +297,17 @@ async fn rediss_verifies_the_server_certificate() {
         post_json(&url(untrusted.addr, "/login"), serde_json::json!({"email": "bob@example.com", "password": "pw"}))
             .await;
     assert_eq!(login.status, StatusCode::SERVICE_UNAVAILABLE, "{}", login.text());
+    // The store's failures and call times are on /metrics.
+    let metrics = get(&format!("http://127.0.0.1:{admin}/metrics")).await.text();
+    let errors: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("ferrygate_store_errors_total "))
+        .unwrap_or_else(|| panic!("no store error counter:\n{metrics}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(errors >= 1.0, "{metrics}");
+    assert!(metrics.contains("ferrygate_store_request_duration_seconds"), "{metrics}");
     let _ = untrusted.child.kill();
     let _ = untrusted.child.wait();
 }

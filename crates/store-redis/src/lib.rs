@@ -26,6 +26,11 @@ use backend::{Backend, Conn};
 const PREFIX: &str = "ferrygate:session:";
 /// Used OAuth2 states: `ferrygate:used-state:<hex>`, each for the state cookie's lifetime.
 const USED_PREFIX: &str = "ferrygate:used-state:";
+/// `ferrygate_store_request_duration_seconds`: each store call's time.
+const STORE_DURATION: &str = "ferrygate_store_request_duration_seconds";
+/// `ferrygate_store_errors_total`: calls and connections that failed.
+const STORE_ERRORS: &str = "ferrygate_store_errors_total";
+
 /// Upper bound on one store call, reconnection attempts included.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -81,10 +86,13 @@ impl RedisStore {
         match tokio::time::timeout(CALL_TIMEOUT, self.backend.conn()).await {
             Ok(Ok(c)) => Ok(c),
             Ok(Err(e)) => {
-                self.backend.forget().await;
+                self.failed().await;
                 Err(StoreError(format!("redis: {:?}", e.kind())))
             }
-            Err(_) => Err(StoreError(format!("redis: no connection within {CALL_TIMEOUT:?}"))),
+            Err(_) => {
+                self.failed().await;
+                Err(StoreError(format!("redis: no connection within {CALL_TIMEOUT:?}")))
+            }
         }
     }
 
@@ -115,14 +123,23 @@ impl RedisStore {
     }
 
     async fn call<T>(&self, op: impl std::future::Future<Output = redis::RedisResult<T>>) -> Result<T, StoreError> {
-        let result = match tokio::time::timeout(CALL_TIMEOUT, op).await {
+        let started = std::time::Instant::now();
+        let answer = tokio::time::timeout(CALL_TIMEOUT, op).await;
+        metrics::histogram!(STORE_DURATION).record(started.elapsed().as_secs_f64());
+        let result = match answer {
             Ok(Ok(v)) => return Ok(v),
             Ok(Err(e)) => StoreError(format!("redis: {:?}", e.kind())),
             Err(_) => StoreError(format!("redis: no answer within {CALL_TIMEOUT:?}")),
         };
-        // The next command connects anew (a failover, a cluster node gone).
-        self.backend.forget().await;
+        self.failed().await;
         Err(result)
+    }
+
+    /// After a failed call or connection: counted, and the next command
+    /// connects anew (a failover, a cluster node gone).
+    async fn failed(&self) {
+        metrics::counter!(STORE_ERRORS).increment(1);
+        self.backend.forget().await;
     }
 }
 
