@@ -336,3 +336,76 @@ async fn rediss_verifies_the_server_certificate() {
     let _ = untrusted.child.kill();
     let _ = untrusted.child.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_primary_fails_over_to_its_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut servers = Servers(Vec::new());
+    let ports: Vec<u16> = (0..6).map(|_| free_port()).collect();
+    for (i, port) in ports.iter().enumerate() {
+        let node_dir = dir.path().join(format!("n{i}"));
+        std::fs::create_dir(&node_dir).unwrap();
+        servers.spawn(
+            &node_dir,
+            *port,
+            &["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "1000"],
+        );
+    }
+    let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let out = Command::new("redis-cli")
+        .args(["--cluster", "create"])
+        .args(&nodes)
+        .args(["--cluster-replicas", "1", "--cluster-yes"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "cluster create: {}", String::from_utf8_lossy(&out.stdout));
+    wait_until("the cluster did not become ok", 20, || {
+        ports.iter().all(|p| cli(*p, &["cluster", "info"]).contains("cluster_state:ok"))
+    });
+    let mock = Mock::start(200, TOKEN, Duration::ZERO).await;
+    let upstream = echo_upstream().await;
+    let seeds: Vec<String> = nodes.iter().map(|n| format!("\"redis://{n}\"")).collect();
+    let cfg = config(mock.addr, upstream, &format!("redis_cluster = [{}]", seeds.join(", ")));
+    let (a, b) = (gateway(&cfg).await, gateway(&cfg).await);
+    let login = post_form(&a.url("/login"), &[("email", "alice@example.com"), ("password", "pw")]).await;
+    assert_eq!(login.status, StatusCode::SEE_OTHER, "{}", login.text());
+    let cookie = cookie_pair(&login);
+    // The primary that holds the session's key, and its replica having it too.
+    let holders = || -> Vec<u16> {
+        ports
+            .iter()
+            .copied()
+            .filter(|p| cli(*p, &["--scan", "--pattern", "ferrygate:session:*"]).lines().count() == 1)
+            .collect()
+    };
+    wait_until("the session was not replicated", 10, || holders().len() == 2);
+    let holders = holders();
+    let primary = *holders.iter().find(|p| cli(**p, &["role"]).starts_with("master")).expect("a primary holds it");
+    servers.kill(primary);
+    let failed_over = Instant::now();
+    let (mut ok, mut unavailable) = (0, 0);
+    let mut recovered = [false, false];
+    let mut window = Duration::ZERO;
+    while !(recovered[0] && recovered[1]) {
+        for (i, gw) in [&a, &b].into_iter().enumerate() {
+            let res = get_with_cookie(&gw.url("/account"), &cookie).await;
+            match res.status {
+                StatusCode::OK => {
+                    assert_eq!(echoed(&res.json(), "x-ferrygate-user"), vec!["alice@example.com"]);
+                    ok += 1;
+                    if !recovered[i] {
+                        recovered[i] = true;
+                        window = window.max(failed_over.elapsed());
+                    }
+                }
+                StatusCode::SERVICE_UNAVAILABLE => unavailable += 1,
+                other => panic!("during the failover: {other} {}", res.text()),
+            }
+        }
+        assert!(failed_over.elapsed() < Duration::from_secs(30), "no recovery after the failover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "cluster failover: {unavailable} answers 503, then {ok} 200; kill to the last gateway's first 200: {window:?}"
+    );
+}
