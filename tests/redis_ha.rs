@@ -19,6 +19,17 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// A free port for a cluster node: at most 55535, with its cluster bus port
+/// (10 000 higher) free too.
+fn cluster_port() -> u16 {
+    loop {
+        let p = free_port();
+        if p <= 55535 && std::net::TcpListener::bind(("127.0.0.1", p + 10000)).is_ok() {
+            return p;
+        }
+    }
+}
+
 /// redis-server processes; killed (SIGKILL, they have no children) when dropped.
 struct Servers(Vec<(u16, Child)>);
 
@@ -85,7 +96,7 @@ fn config(provider: std::net::SocketAddr, upstream: std::net::SocketAddr, store:
 async fn replicas_share_sessions_on_a_redis_cluster() {
     let dir = tempfile::tempdir().unwrap();
     let mut servers = Servers(Vec::new());
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let ports: Vec<u16> = (0..3).map(|_| cluster_port()).collect();
     for (i, port) in ports.iter().enumerate() {
         let node_dir = dir.path().join(format!("n{i}"));
         std::fs::create_dir(&node_dir).unwrap();
@@ -341,7 +352,7 @@ async fn rediss_verifies_the_server_certificate() {
 async fn a_cluster_primary_fails_over_to_its_replica() {
     let dir = tempfile::tempdir().unwrap();
     let mut servers = Servers(Vec::new());
-    let ports: Vec<u16> = (0..6).map(|_| free_port()).collect();
+    let ports: Vec<u16> = (0..6).map(|_| cluster_port()).collect();
     for (i, port) in ports.iter().enumerate() {
         let node_dir = dir.path().join(format!("n{i}"));
         std::fs::create_dir(&node_dir).unwrap();
@@ -388,7 +399,9 @@ async fn a_cluster_primary_fails_over_to_its_replica() {
     let mut window = Duration::ZERO;
     while !(recovered[0] && recovered[1]) {
         for (i, gw) in [&a, &b].into_iter().enumerate() {
+            let asked = Instant::now();
             let res = get_with_cookie(&gw.url("/account"), &cookie).await;
+            assert!(asked.elapsed() < Duration::from_secs(5), "an answer took {:?}", asked.elapsed());
             match res.status {
                 StatusCode::OK => {
                     assert_eq!(echoed(&res.json(), "x-ferrygate-user"), vec!["alice@example.com"]);

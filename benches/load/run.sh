@@ -37,6 +37,17 @@ cargo build --release --quiet --bin ferrygate
 FG="$ROOT/target/release/ferrygate"
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# A Redis Cluster node's port: at most 55535, its bus port (10 000 higher) free too.
+cluster_port() { python3 -c '
+import socket
+while True:
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close()
+    if p <= 55535:
+        try:
+            b = socket.socket(); b.bind(("127.0.0.1", p + 10000)); b.close(); print(p); break
+        except OSError:
+            pass
+'; }
 UP=$(port); NG=$(port); FGP=$(port); DEMO=$(port); ADMIN=$(port)
 
 # The tiny upstream (a 13-byte answer): an nginx of its own, so that each proxy under
@@ -228,6 +239,41 @@ SESSIONS_NOW=$(cur_rss $FGPID)
 SESSIONS=$(curl -s "http://127.0.0.1:$ADMIN/metrics" | awk '/^ferrygate_sessions_active / {print $2}')
 PER_100K=$(awk -v a="$SESSIONS_NOW" -v b="$BEFORE_LOGINS" -v n="${SESSIONS:-1}" -v i="$IDLE_RSS" 'BEGIN {printf "%.1f", i + (a-b)*100000/n}')
 
+# The same returning-user and login loads with sessions in Redis: one server, then a
+# three-primary Redis Cluster (real redis-server processes on loopback ports).
+declare -A STORE_RET STORE_LOGIN STORE_ERR
+if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; then
+  RP=$(port)
+  redis-server --port "$RP" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" >/dev/null 2>&1 & PIDS+=($!)
+  CPORTS=()
+  for i in 1 2 3; do
+    cp_=$(cluster_port); CPORTS+=("$cp_"); mkdir -p "$WORK/cluster-$i"
+    redis-server --port "$cp_" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK/cluster-$i" \
+      --cluster-enabled yes --cluster-config-file nodes.conf >/dev/null 2>&1 & PIDS+=($!)
+  done
+  for p in "$RP" "${CPORTS[@]}"; do for _ in $(seq 50); do (echo > /dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.1; done; done
+  redis-cli --cluster create $(for p in "${CPORTS[@]}"; do echo "127.0.0.1:$p"; done) --cluster-replicas 0 --cluster-yes >/dev/null
+  for _ in $(seq 100); do redis-cli -p "${CPORTS[0]}" cluster info | grep -q cluster_state:ok && break; sleep 0.1; done
+  for store in redis cluster; do
+    case $store in
+      redis) target="redis_url = \"redis://127.0.0.1:$RP\"";;
+      cluster) target="redis_cluster = [$(for p in "${CPORTS[@]}"; do printf '"redis://127.0.0.1:%s",' "$p"; done | sed 's/,$//')]";;
+    esac
+    SP=$(port)
+    sed -e "s|^listen = \[\"127.0.0.1:$FGP\"\]|listen = [\"127.0.0.1:$SP\"]|" -e "/^\[admin\]/,/^listen/d" \
+      -e "s|^cookie_secure = false|cookie_secure = false\nstore = \"redis\"\n$target|" "$WORK/ferrygate.toml" > "$WORK/ferrygate-$store.toml"
+    RUST_LOG=warn "$FG" serve --config "$WORK/ferrygate-$store.toml" >"$WORK/fg-$store.log" 2>&1 & SPID=$!; PIDS+=($SPID)
+    for _ in $(seq 50); do (echo > /dev/tcp/127.0.0.1/$SP) 2>/dev/null && break; sleep 0.1; done
+    SCOOKIE=$(curl -s -o /dev/null -D - -X POST -d 'email=alice%40example.com&password=ferrygate-demo' "http://127.0.0.1:$SP/login" | awk -F': ' 'tolower($1)=="set-cookie" {split($2,a,";"); print a[1]; exit}')
+    printf 'wrk.headers["Cookie"] = "%s"\n' "$SCOOKIE" > "$WORK/returning-$store.lua"
+    read -r rps _ _ err _ < <(load "http://127.0.0.1:$SP/login" "$WORK/returning-$store.lua")
+    STORE_RET[$store]=$rps; STORE_ERR[$store]=${err:-0}
+    read -r rps _ _ _ < <(load "http://127.0.0.1:$SP/login" "$WORK/login.lua" 2>/dev/null)
+    STORE_LOGIN[$store]=$rps
+    kill "$SPID" 2>/dev/null || true
+  done
+fi
+
 D=$(m "${RPS[direct]}"); N=$(m "${RPS[nginx]}"); F=$(m "${RPS[ferrygate]}")
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
 echo
@@ -239,6 +285,11 @@ printf "%-34s %12s %9s %9s %10s %10s\n" "ferrygate pass-through" "$F" "$(m "${P5
 printf "%-34s %12s %9s %9s %10s\n" "ferrygate returning-user 303" "$RET_RPS" "$RET_P50" "$RET_P99" "x$(ratio "$RET_RPS" "$F") pass"
 printf "%-34s %12s %9s %9s %10s\n" "ferrygate forward-auth check 200" "$FA_RPS" "$FA_P50" "$FA_P99" "x$(ratio "$FA_RPS" "$F") pass"
 printf "%-34s %12s %9s %9s %10s\n" "ferrygate form login (demo qwyk)" "$LOGIN_RPS" "$LOGIN_P50" "$LOGIN_P99" "x$(ratio "$LOGIN_RPS" "$F") pass"
+for store in redis cluster; do
+  [ -n "${STORE_RET[$store]:-}" ] || continue
+  printf "%-34s %12s %9s %9s %10s\n" "returning-user 303, $store store" "${STORE_RET[$store]}" "" "" "x$(ratio "${STORE_RET[$store]}" "$RET_RPS") memory"
+  printf "%-34s %12s %9s %9s %10s\n" "form login, $store store" "${STORE_LOGIN[$store]}" "" "" "x$(ratio "${STORE_LOGIN[$store]}" "$LOGIN_RPS") memory"
+done
 cpu_line
 echo
 echo "ferrygate RSS: idle $IDLE_RSS MiB; peak under pass-through $PASS_RSS MiB; under returning users $RET_RSS MiB; under logins $LOGIN_RSS MiB"
