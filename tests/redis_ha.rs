@@ -87,6 +87,18 @@ fn wait_until(what: &str, seconds: u64, mut ok: impl FnMut() -> bool) {
     }
 }
 
+/// A third gateway on the same store, serving only its admin listener:
+/// returns the URL of its `/readyz`.
+async fn readiness(cfg: &str) -> String {
+    let toml = format!("[server]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n{cfg}");
+    let config = ferrygate::from_toml(&toml, ".".as_ref()).unwrap_or_else(|e| panic!("{e}")).config;
+    let gateway = ferrygate::Gateway::from_config(config).await.unwrap();
+    let server = ferrygate::server::Server::bind(gateway.gateway_layer().clone()).await.unwrap();
+    let readyz = format!("http://{}/readyz", server.admin_addr().unwrap());
+    tokio::spawn(server.run(std::future::pending()));
+    readyz
+}
+
 fn config(provider: std::net::SocketAddr, upstream: std::net::SocketAddr, store: &str) -> String {
     qwyk_config(provider, upstream, "", "protected_paths = [\"/account\"]")
         .replace("cookie_secure = false\n", &format!("cookie_secure = false\nstore = \"redis\"\n{store}\n"))
@@ -199,6 +211,8 @@ async fn sessions_survive_a_sentinel_failover_with_a_short_503_window() {
     );
     // Two gateways share the store.
     let (a, b) = (gateway(&cfg).await, gateway(&cfg).await);
+    let readyz = readiness(&cfg).await;
+    assert_eq!(get(&readyz).await.status, StatusCode::OK);
     let login = post_form(&a.url("/login"), &[("email", "alice@example.com"), ("password", "pw")]).await;
     assert_eq!(login.status, StatusCode::SEE_OTHER, "{}", login.text());
     let cookie = cookie_pair(&login);
@@ -210,6 +224,9 @@ async fn sessions_survive_a_sentinel_failover_with_a_short_503_window() {
 
     servers.kill(primary);
     let failed_over = Instant::now();
+    // Sentinel waits a second (down-after-milliseconds) before it acts, so
+    // readiness follows the store down first.
+    assert_eq!(get(&readyz).await.status, StatusCode::SERVICE_UNAVAILABLE);
     // A bounded loop against both gateways until each honours the session again.
     // Every answer is the page with Alice's identity or a 503 (fail closed):
     // never a redirect to sign in, never the page without identity, never a hang.
@@ -242,6 +259,13 @@ async fn sessions_survive_a_sentinel_failover_with_a_short_503_window() {
         cli(sentinels[0], &["sentinel", "get-master-addr-by-name", "mymaster"]).contains(&replica.to_string()),
         "the replica was not promoted"
     );
+
+    // Readiness comes back without a restart.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(&readyz).await.status != StatusCode::OK {
+        assert!(Instant::now() < deadline, "readiness did not recover after the failover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // New logins work on the new primary.
     let login = post_form(&b.url("/login"), &[("email", "bob@example.com"), ("password", "pw")]).await;
