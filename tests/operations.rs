@@ -6,7 +6,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -22,7 +22,7 @@ const TOKEN: &str = r#"{"access_token":"t","token_type":"bearer","expires_in":60
 /// The binary serving `dir/ferrygate.toml` (a symlink when `link` is set);
 /// returns it with its traffic and admin addresses.
 struct Running {
-    child: Child,
+    child: Process,
     addr: std::net::SocketAddr,
     admin: std::net::SocketAddr,
     /// Its JSON log lines after the listening one.
@@ -44,13 +44,6 @@ impl Running {
                 return;
             }
         }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -294,7 +294,7 @@ pub fn param(url: &url::Url, name: &str) -> Option<String> {
 /// killed when dropped.
 pub struct Binary {
     pub addr: SocketAddr,
-    child: std::process::Child,
+    _child: Process,
     _dir: tempfile::TempDir,
 }
 
@@ -304,16 +304,33 @@ impl Binary {
     }
 }
 
-impl Drop for Binary {
+/// A child process that is killed and reaped when dropped, so a failing test
+/// leaves no process behind.
+pub struct Process(pub std::process::Child);
+
+impl std::ops::Deref for Process {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Process {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Process {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
 /// A `ferrygate` process logging JSON to stdout, read line by line on a thread.
 pub struct Logged {
-    pub child: std::process::Child,
+    pub child: Process,
     /// The first traffic address from the "ferrygate listening" line.
     pub addr: SocketAddr,
     /// The lines up to and including that one.
@@ -331,15 +348,17 @@ pub fn start_logged(args: &[&str], config: &Path, rust_log: &str) -> Logged {
 /// As [`start_logged`], with extra environment variables.
 pub fn start_logged_env(args: &[&str], config: &Path, rust_log: &str, env: &[(&str, &str)]) -> Logged {
     use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ferrygate"))
-        .args(args)
-        .arg(config)
-        .envs(env.iter().copied())
-        .env("RUST_LOG", rust_log)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let mut child = Process(
+        std::process::Command::new(env!("CARGO_BIN_EXE_ferrygate"))
+            .args(args)
+            .arg(config)
+            .envs(env.iter().copied())
+            .env("RUST_LOG", rust_log)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
     let stdout = child.stdout.take().unwrap();
     let (tx, lines) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -368,7 +387,7 @@ pub fn spawn_binary(toml: &str) -> Binary {
     let path = dir.path().join("ferrygate.toml");
     std::fs::write(&path, format!("[server]\nlisten = [\"127.0.0.1:0\"]\n{toml}")).unwrap();
     let Logged { child, addr, .. } = start_logged(&["serve", "--log-format", "json", "--config"], &path, "info");
-    Binary { addr, child, _dir: dir }
+    Binary { addr, _child: child, _dir: dir }
 }
 
 /// The `name=value` pair of a Set-Cookie answer, for a Cookie header.
