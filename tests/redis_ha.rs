@@ -87,6 +87,39 @@ fn wait_until(what: &str, seconds: u64, mut ok: impl FnMut() -> bool) {
     }
 }
 
+/// A bounded loop against both gateways until each honours Alice's session
+/// again. Every answer is the page with her identity or a 503 (fail closed):
+/// never a redirect to sign in, never the page without identity, never a
+/// hang. Returns the time from `failed_over` to the last gateway's first 200.
+async fn ride_out_failover(a: &Gateway, b: &Gateway, cookie: &str, failed_over: Instant, what: &str) -> Duration {
+    let (mut ok, mut unavailable) = (0, 0);
+    let mut recovered = [false, false];
+    let mut window = Duration::ZERO;
+    while !(recovered[0] && recovered[1]) {
+        for (i, gw) in [a, b].into_iter().enumerate() {
+            let asked = Instant::now();
+            let res = get_with_cookie(&gw.url("/account"), cookie).await;
+            assert!(asked.elapsed() < Duration::from_secs(5), "an answer took {:?}", asked.elapsed());
+            match res.status {
+                StatusCode::OK => {
+                    assert_eq!(echoed(&res.json(), "x-ferrygate-user"), vec!["alice@example.com"]);
+                    ok += 1;
+                    if !recovered[i] {
+                        recovered[i] = true;
+                        window = window.max(failed_over.elapsed());
+                    }
+                }
+                StatusCode::SERVICE_UNAVAILABLE => unavailable += 1,
+                other => panic!("during the {what}: {other} {}", res.text()),
+            }
+        }
+        assert!(failed_over.elapsed() < Duration::from_secs(30), "no recovery after the {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("{what}: {unavailable} answers 503, then {ok} 200");
+    window
+}
+
 /// A third gateway on the same store, serving only its admin listener:
 /// returns the URL of its `/readyz`.
 async fn readiness(cfg: &str) -> String {
@@ -227,34 +260,8 @@ async fn sessions_survive_a_sentinel_failover_with_a_short_503_window() {
     // Sentinel waits a second (down-after-milliseconds) before it acts, so
     // readiness follows the store down first.
     assert_eq!(get(&readyz).await.status, StatusCode::SERVICE_UNAVAILABLE);
-    // A bounded loop against both gateways until each honours the session again.
-    // Every answer is the page with Alice's identity or a 503 (fail closed):
-    // never a redirect to sign in, never the page without identity, never a hang.
-    let (mut ok, mut unavailable) = (0, 0);
-    let mut recovered = [false, false];
-    let mut window = Duration::ZERO;
-    while !(recovered[0] && recovered[1]) {
-        for (i, gw) in [&a, &b].into_iter().enumerate() {
-            let asked = Instant::now();
-            let res = get_with_cookie(&gw.url("/account"), &cookie).await;
-            assert!(asked.elapsed() < Duration::from_secs(5), "an answer took {:?}", asked.elapsed());
-            match res.status {
-                StatusCode::OK => {
-                    assert_eq!(echoed(&res.json(), "x-ferrygate-user"), vec!["alice@example.com"]);
-                    ok += 1;
-                    if !recovered[i] {
-                        recovered[i] = true;
-                        window = window.max(failed_over.elapsed());
-                    }
-                }
-                StatusCode::SERVICE_UNAVAILABLE => unavailable += 1,
-                other => panic!("during the failover: {other} {}", res.text()),
-            }
-        }
-        assert!(failed_over.elapsed() < Duration::from_secs(30), "no recovery after the failover");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    eprintln!("failover: {unavailable} answers 503, then {ok} 200; kill to the last gateway's first 200: {window:?}");
+    let window = ride_out_failover(&a, &b, &cookie, failed_over, "failover").await;
+    eprintln!("kill to the last gateway's first 200: {window:?}");
     assert!(
         cli(sentinels[0], &["sentinel", "get-master-addr-by-name", "mymaster"]).contains(&replica.to_string()),
         "the replica was not promoted"
@@ -418,31 +425,6 @@ async fn a_cluster_primary_fails_over_to_its_replica() {
     let primary = *holders.iter().find(|p| cli(**p, &["role"]).starts_with("master")).expect("a primary holds it");
     servers.kill(primary);
     let failed_over = Instant::now();
-    let (mut ok, mut unavailable) = (0, 0);
-    let mut recovered = [false, false];
-    let mut window = Duration::ZERO;
-    while !(recovered[0] && recovered[1]) {
-        for (i, gw) in [&a, &b].into_iter().enumerate() {
-            let asked = Instant::now();
-            let res = get_with_cookie(&gw.url("/account"), &cookie).await;
-            assert!(asked.elapsed() < Duration::from_secs(5), "an answer took {:?}", asked.elapsed());
-            match res.status {
-                StatusCode::OK => {
-                    assert_eq!(echoed(&res.json(), "x-ferrygate-user"), vec!["alice@example.com"]);
-                    ok += 1;
-                    if !recovered[i] {
-                        recovered[i] = true;
-                        window = window.max(failed_over.elapsed());
-                    }
-                }
-                StatusCode::SERVICE_UNAVAILABLE => unavailable += 1,
-                other => panic!("during the failover: {other} {}", res.text()),
-            }
-        }
-        assert!(failed_over.elapsed() < Duration::from_secs(30), "no recovery after the failover");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    eprintln!(
-        "cluster failover: {unavailable} answers 503, then {ok} 200; kill to the last gateway's first 200: {window:?}"
-    );
+    let window = ride_out_failover(&a, &b, &cookie, failed_over, "cluster failover").await;
+    eprintln!("cluster failover: kill to the last gateway's first 200: {window:?}");
 }
