@@ -22,8 +22,15 @@ pub(crate) fn truthy(v: &str) -> bool {
 }
 
 /// The login form's fields, first value of each name.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Fields(Vec<(String, String)>);
+
+/// Names only: the values hold passwords and states.
+impl std::fmt::Debug for Fields {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.iter().map(|(name, _)| name)).finish()
+    }
+}
 
 impl Fields {
     /// The fields of a query string.
@@ -90,6 +97,16 @@ mod tests {
     use super::*;
     use bytes::Bytes;
     use http_body_util::Full;
+
+    #[test]
+    fn debug_shows_the_field_names_and_no_value() {
+        let fields = Fields::from_query("email=alice%40example.com&password=hunter2-secret&state=st-8f3a");
+        let shown = format!("{fields:?}");
+        assert_eq!(shown, r#"["email", "password", "state"]"#);
+        for value in ["alice", "hunter2-secret", "st-8f3a"] {
+            assert!(!shown.contains(value), "{shown}");
+        }
+    }
 
     fn headers(content_type: &str) -> http::HeaderMap {
         let mut h = http::HeaderMap::new();
