@@ -388,18 +388,20 @@ mod tests {
         assert!(!is_websocket(&Method::POST, &h));
     }
 
-    #[test]
-    fn rewrites_location_by_prefix() {
-        let upstream = Upstream {
+    /// An upstream with one `rewrite_location` rule.
+    fn rewriting(from: &str, to: &str) -> Upstream {
+        Upstream {
             metrics: Arc::new(ferrygate_core::telemetry::SiteMetrics::new("s", "p")),
             site: "s".into(),
             origin: "http://127.0.0.1:1".parse().unwrap(),
             base_path: String::new(),
-            rewrite_location: vec![ferrygate_core::config::Rewrite {
-                from: "https://portal-internal.example/login".into(),
-                to: "/login".into(),
-            }],
-        };
+            rewrite_location: vec![ferrygate_core::config::Rewrite { from: from.into(), to: to.into() }],
+        }
+    }
+
+    #[test]
+    fn rewrites_location_by_prefix() {
+        let upstream = rewriting("https://portal-internal.example/login", "/login");
         let mut h = HeaderMap::new();
         h.insert(header::LOCATION, "https://portal-internal.example/login?x=1".parse().unwrap());
         rewrite_location(&mut h, &upstream);
@@ -411,16 +413,7 @@ mod tests {
 
     #[test]
     fn a_rewrite_never_makes_a_scheme_relative_location() {
-        let upstream = Upstream {
-            metrics: Arc::new(ferrygate_core::telemetry::SiteMetrics::new("s", "p")),
-            site: "s".into(),
-            origin: "http://127.0.0.1:1".parse().unwrap(),
-            base_path: String::new(),
-            rewrite_location: vec![ferrygate_core::config::Rewrite {
-                from: "https://old.example/".into(),
-                to: "/".into(),
-            }],
-        };
+        let upstream = rewriting("https://old.example/", "/");
         for evil in ["https://old.example//evil.example/", "https://old.example/\\evil.example/"] {
             let mut h = HeaderMap::new();
             h.insert(header::LOCATION, evil.parse().unwrap());
