@@ -130,8 +130,8 @@ pub fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
 }
 
 /// A plain-text answer with a body made at run time.
-pub fn text_owned(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    finish(base(status).header(CONTENT_TYPE, "text/plain; charset=utf-8"), Bytes::from(body))
+pub fn text_owned(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    finish(base(status).header(CONTENT_TYPE, "text/plain; charset=utf-8"), body.into())
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use http::{header, Request, StatusCode};
 use tower::{Layer, Service};
 
@@ -37,7 +38,7 @@ pub struct Routed {
 pub struct SiteRouterLayer {
     config: Arc<Config>,
     /// The 421 answer's text: which hosts are configured (made once).
-    misdirected: Arc<str>,
+    misdirected: Bytes,
 }
 
 impl SiteRouterLayer {
@@ -65,7 +66,7 @@ impl<S> Layer<S> for SiteRouterLayer {
 pub struct SiteRouter<S> {
     inner: S,
     config: Arc<Config>,
-    misdirected: Arc<str>,
+    misdirected: Bytes,
 }
 
 impl<S, B, R> Service<Request<B>> for SiteRouter<S>
@@ -90,10 +91,9 @@ where
             Err(Unroutable::Malformed) => {
                 ResponseFuture::ready(respond::text(StatusCode::BAD_REQUEST, "malformed host\n"))
             }
-            Err(Unroutable::NoSite) => ResponseFuture::ready(respond::text_owned(
-                StatusCode::MISDIRECTED_REQUEST,
-                self.misdirected.to_string(),
-            )),
+            Err(Unroutable::NoSite) => {
+                ResponseFuture::ready(respond::text_owned(StatusCode::MISDIRECTED_REQUEST, self.misdirected.clone()))
+            }
         }
     }
 }
