@@ -113,7 +113,7 @@ fn origin_form(uri: &Uri, upstream: &Upstream) -> Result<Option<Uri>, StatusCode
         }
         return pq.parse().map(Some).map_err(|_| StatusCode::BAD_REQUEST);
     }
-    format!("{}{pq}", upstream.base_path).parse().map(Some).map_err(|_| StatusCode::BAD_REQUEST)
+    Uri::try_from(format!("{}{pq}", upstream.base_path)).map(Some).map_err(|_| StatusCode::BAD_REQUEST)
 }
 
 /// The pool picks its connection by the URI: origin-form made absolute.
