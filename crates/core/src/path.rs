@@ -12,6 +12,8 @@
 
 use std::borrow::Cow;
 
+use crate::authority::{sub_delim, unreserved};
+
 /// The canonical form of `raw` (a request path). Most paths already are
 /// canonical and are returned as they are, without allocating.
 pub fn canonical(raw: &str) -> Cow<'_, str> {
@@ -34,28 +36,12 @@ fn is_canonical(raw: &str) -> bool {
     bytes.last() != Some(&b'/')
         && !raw.contains("//")
         && !raw.contains("/.")
+        // pchar and `/`, without upper case (lowered) and `;` (a segment's
+        // parameters are cut) and `%` (decoded).
         && bytes.iter().all(|&b| {
-            b.is_ascii_lowercase()
-                || b.is_ascii_digit()
-                || matches!(
-                    b,
-                    b'/' | b'-'
-                        | b'.'
-                        | b'_'
-                        | b'~'
-                        | b'!'
-                        | b'$'
-                        | b'&'
-                        | b'\''
-                        | b'('
-                        | b')'
-                        | b'*'
-                        | b'+'
-                        | b','
-                        | b'='
-                        | b':'
-                        | b'@'
-                )
+            (unreserved(b) && !b.is_ascii_uppercase())
+                || (sub_delim(b) && b != b';')
+                || matches!(b, b'/' | b':' | b'@')
         })
 }
 
