@@ -277,3 +277,27 @@ async fn a_check_from_an_untrusted_peer_is_403() {
     assert_eq!(res.status, StatusCode::FORBIDDEN);
     assert!(res.headers.get("x-ferrygate-user").is_none());
 }
+
+#[tokio::test]
+async fn without_a_session_the_check_is_401_and_calls_nothing() {
+    let env = ferrygate(false, "127.0.0.1/32").await;
+    let alice = sign_in(&env, "alice@corp.example").await;
+    let provider_calls = env._mock.seen.lock().unwrap().len();
+    assert_eq!(provider_calls, 1, "the sign-in asked the provider once");
+    // nginx auth_request style: the original request in X-Original-*.
+    let nginx = [("x-original-method", "GET"), ("x-original-uri", "/page")];
+    let res = send(check(&env, "/_ferrygate/auth", &nginx, None)).await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(res.header("cache-control"), "no-store");
+    assert_eq!(res.text(), "unauthenticated\n", "a short text, never the site's page");
+    assert!(res.headers.get("x-ferrygate-user").is_none());
+    let res = send(check(&env, "/_ferrygate/auth", &nginx, Some("ferrygate_session=not-a-session"))).await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    for _ in 0..3 {
+        let res = send(check(&env, "/_ferrygate/auth", &nginx, Some(&alice))).await;
+        assert_eq!(res.status, StatusCode::OK);
+        assert!(res.body.is_empty(), "the check reached the site: {:?}", res.body);
+    }
+    // Checks never call the provider.
+    assert_eq!(env._mock.seen.lock().unwrap().len(), provider_calls);
+}
