@@ -386,3 +386,23 @@ async fn the_callback_checks_the_state_once() {
     let replay = send(callback(&gw, Some(&state), Some(&state_cookie))).await;
     assert_eq!(replay.status, StatusCode::FORBIDDEN, "a state is single use");
 }
+
+#[tokio::test]
+async fn token_url_token_scope_and_persist_false_reach_the_wire() {
+    let (addr, state) = mock().await;
+    let upstream = echo_upstream().await;
+    let cfg = config(addr, upstream).replace(
+        "timeout = \"2s\"",
+        &format!("timeout = \"2s\"\ntoken_url = \"http://{addr}/oauth2/token?tenant=news\"\ntoken_scope = \"/oauth2/login/custom\""),
+    );
+    let gw = gateway(&cfg).await;
+    // No "remember" field: persist=false.
+    let res = login(&gw, "pw").await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.text());
+    let seen = state.seen.lock().unwrap().clone();
+    assert_eq!((seen[0].path.as_str(), seen[0].query.as_deref()), ("/oauth2/token", Some("tenant=news")));
+    let form: Vec<(String, String)> = form_urlencoded::parse(&seen[0].body).into_owned().collect();
+    assert!(form.contains(&("scope".into(), "/oauth2/login/custom".into())), "{form:?}");
+    let login: Vec<(String, String)> = form_urlencoded::parse(&seen[1].body).into_owned().collect();
+    assert!(login.contains(&("persist".into(), "false".into())), "{login:?}");
+}
