@@ -50,6 +50,8 @@ fn session() -> Session {
         groups: Vec::new(),
         token: Some("eyJhbGciOiJIUzI1NiJ9.payload-of-a-typical-length.signature".into()),
         token_type: "bearer".into(),
+        refresh_token: None,
+        token_expires_at_ms: None,
         expires_at_ms: now_ms() + 7_200_000,
     }
 }

@@ -32,6 +32,8 @@ fn main() {
                 groups: Vec::new(),
                 token: Some(format!("eyJhbGciOiJIUzI1NiJ9.{i:08}-payload-of-a-typical-access-token.signature")),
                 token_type: "bearer".into(),
+                refresh_token: None,
+                token_expires_at_ms: None,
                 expires_at_ms: now_ms() + 7_200_000,
             };
             let mut key = [7u8; 32];

@@ -58,6 +58,8 @@ pub use ferrygate_core::{
 };
 #[cfg(feature = "ldap")]
 pub use ferrygate_provider_ldap as ldap;
+#[cfg(feature = "oidc")]
+pub use ferrygate_provider_oidc as oidc;
 #[cfg(feature = "payway")]
 pub use ferrygate_provider_payway as payway;
 #[cfg(feature = "qwyk")]
@@ -75,7 +77,7 @@ use ferrygate_core::{ExposeSecret, MemoryLimiter, MemoryStore, RateLimiter, Sess
 /// The layers a Rust service wraps around itself: login routes, then identity.
 pub type Layer = tower::layer::util::Stack<IdentityLayer, GatewayLayer>;
 
-/// The provider kinds this build registers: `qwyk`, `payway`, `rest` and `ldap`,
+/// The provider kinds this build registers: `qwyk`, `payway`, `rest`, `oidc` and `ldap`,
 /// each behind its feature. Add a kind of your own with
 /// [`Kinds::with`](ferrygate_core::Kinds::with) and load the configuration
 /// with [`Config::from_toml`] or [`Config::load`]:
@@ -110,7 +112,7 @@ pub type Layer = tower::layer::util::Stack<IdentityLayer, GatewayLayer>;
 /// }
 ///
 /// let kinds = ferrygate::kinds().with(Everyone);
-/// assert_eq!(kinds.names().collect::<Vec<_>>(), ["everyone", "ldap", "payway", "qwyk", "rest"]);
+/// assert_eq!(kinds.names().collect::<Vec<_>>(), ["everyone", "ldap", "oidc", "payway", "qwyk", "rest"]);
 /// let text = r#"
 ///     [sessions]
 ///     secret = "0123456789abcdef0123456789abcdef"
@@ -137,6 +139,8 @@ pub fn kinds() -> Kinds {
     let kinds = kinds.with(payway::PaywayKind);
     #[cfg(feature = "rest")]
     let kinds = kinds.with(rest::RestKind);
+    #[cfg(feature = "oidc")]
+    let kinds = kinds.with(oidc::OidcKind);
     #[cfg(feature = "ldap")]
     let kinds = kinds.with(ldap::LdapKind);
     kinds

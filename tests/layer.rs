@@ -178,7 +178,7 @@ fn refuses_a_provider_of_a_kind_that_is_not_registered() {
     // The built-in kinds alone do not know "mock": refused, naming the key and the kinds known.
     let err = ferrygate::from_toml(CONFIG, ".".as_ref()).unwrap_err().to_string();
     assert!(err.contains("providers.p.kind: unknown provider kind \"mock\""), "{err}");
-    assert!(err.contains("ldap, payway, qwyk, rest"), "{err}");
+    assert!(err.contains("ldap, oidc, payway, qwyk, rest"), "{err}");
     // A registered kind's own table is checked by the kind, keys named in full.
     let kinds = ferrygate::kinds().with(MockKind(Arc::default()));
     let bad = CONFIG.replace("portal = \"https://portal.example/in\"", "portal = \"ftp://x\"\ncolour = 1");

@@ -125,7 +125,7 @@ where
                 let hsts = shared.hsts(req.headers(), req.extensions());
                 Ok(finish(&site, Route::Protected, hsts, response).map(http_body_util::Either::Right))
             };
-            match shared.sessions.lookup(req.headers(), &site.name).await {
+            match crate::refresh::current(&shared, req.headers(), &site.name).await {
                 Ok(found) => {
                     let rule = rule.and_then(|i| site.authorize.get(i));
                     match decide(protected, rule, found.as_ref().map(|(_, s)| s)) {
@@ -139,6 +139,9 @@ where
                     if let Some((_, session)) = found {
                         if matches!(route, Some(OwnedRoute::Login | OwnedRoute::Wizard)) {
                             req.extensions_mut().insert(Current(session.clone()));
+                        }
+                        if let Some(token) = shared.access_token(&session) {
+                            req.extensions_mut().insert(token);
                         }
                         req.extensions_mut().insert(SignedIn::from(session));
                     }
@@ -205,6 +208,8 @@ mod tests {
             groups: groups.iter().map(|g| g.to_string()).collect(),
             token: None,
             token_type: String::new(),
+            refresh_token: None,
+            token_expires_at_ms: None,
             expires_at_ms: u64::MAX,
         }
     }

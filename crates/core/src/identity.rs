@@ -49,6 +49,9 @@ where
         if let Some(user) = req.extensions().get::<SignedIn>().cloned() {
             user.write_headers(req.headers_mut());
         }
+        if let Some(token) = req.extensions_mut().remove::<crate::refresh::AccessToken>() {
+            token.write(req.headers_mut());
+        }
         if let Some(CallbackDestination(d)) = req.extensions().get::<CallbackDestination>() {
             if let Ok(v) = HeaderValue::from_str(d) {
                 req.headers_mut().insert(HeaderName::from_static("x-ferrygate-destination"), v);

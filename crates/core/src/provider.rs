@@ -87,12 +87,22 @@ pub struct Grant {
     pub user: UserInfo,
     /// Whether the redirect carries [`LoginAttempt::state`].
     pub binds_state: bool,
+    /// A refresh token: the session then lasts [`Grant::session_ttl`] and the
+    /// access token is renewed by [`Provider::refresh`] when it nears its end.
+    pub refresh_token: Option<SecretString>,
 }
 
 impl Grant {
     /// A grant that only redirects (no token, default lifetime, no user ids).
     pub fn redirect(to: impl Into<String>) -> Self {
-        Self { redirect: to.into(), token: None, session_ttl: None, user: UserInfo::default(), binds_state: false }
+        Self {
+            redirect: to.into(),
+            token: None,
+            session_ttl: None,
+            user: UserInfo::default(),
+            binds_state: false,
+            refresh_token: None,
+        }
     }
 }
 
@@ -104,6 +114,27 @@ impl fmt::Debug for Grant {
             .field("session_ttl", &self.session_ttl)
             .field("user", &self.user)
             .field("binds_state", &self.binds_state)
+            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
+}
+
+/// A renewed access token.
+pub struct Refreshed {
+    pub token: Token,
+    /// The provider rotated the refresh token: this one replaces the old.
+    pub refresh_token: Option<SecretString>,
+    /// What the provider now says of the user (groups may have changed);
+    /// `None` keeps what the session holds.
+    pub user: Option<UserInfo>,
+}
+
+impl fmt::Debug for Refreshed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Refreshed")
+            .field("token", &self.token)
+            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "[redacted]"))
+            .field("user", &self.user)
             .finish()
     }
 }
@@ -126,6 +157,22 @@ pub trait Provider: Send + Sync + 'static {
     fn resume(&self, site: &Site, session: &Session, destination: &str) -> Option<String> {
         let _ = (site, session, destination);
         None
+    }
+
+    /// Renews a session's access token with its refresh token. `Err(InvalidCredentials)`
+    /// means the provider no longer honours it (the user was disabled or
+    /// signed out there): the session ends. Any other error keeps the
+    /// session, and the next request tries again. `None` when this provider
+    /// issues no refresh tokens.
+    fn refresh<'a>(&'a self, refresh_token: &'a SecretString) -> Option<BoxFuture<'a, Result<Refreshed, LoginError>>> {
+        let _ = refresh_token;
+        None
+    }
+
+    /// Whether requests to the site carry the session's access token as
+    /// `Authorization: Bearer <token>` (`pass_access_token`).
+    fn passes_access_token(&self) -> bool {
+        false
     }
 
     /// A forgot-password request for `email`, as a detached task: the gateway

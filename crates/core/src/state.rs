@@ -25,6 +25,8 @@ pub(crate) struct Shared {
     pub(crate) limiter: Arc<dyn RateLimiter>,
     /// Accounts with a login attempt in progress.
     pub(crate) in_flight: Mutex<HashSet<String>>,
+    /// Access-token renewals in progress (see [`crate::refresh`]).
+    pub(crate) refreshing: crate::refresh::InFlight,
     /// `Strict-Transport-Security` for our own HTTPS answers, made once (`None` when off).
     hsts: Option<HeaderValue>,
 }
@@ -37,7 +39,18 @@ impl Shared {
         let hsts = (!max_age.is_zero())
             .then(|| HeaderValue::from_str(&format!("max-age={}", max_age.as_secs())).ok())
             .flatten();
-        Self { config, accounts, sessions, limiter, in_flight: Mutex::default(), hsts }
+        let refreshing = crate::refresh::in_flight();
+        Self { config, accounts, sessions, limiter, in_flight: Mutex::default(), refreshing, hsts }
+    }
+
+    /// The access token a request of `session` carries to the site: when its
+    /// provider passes it (`pass_access_token`) and it is still valid.
+    pub(crate) fn access_token(&self, session: &crate::session::Session) -> Option<crate::refresh::AccessToken> {
+        let entry = self.config.providers.get(&session.provider)?;
+        if !entry.provider.passes_access_token() || !crate::refresh::token_valid(session) {
+            return None;
+        }
+        session.token.as_deref().map(|t| crate::refresh::AccessToken(t.into()))
     }
 
     /// The CSRF check of an owned route (see [`csrf`]).

@@ -38,7 +38,7 @@ pub(crate) async fn check<B>(shared: &Shared, site: &Site, req: Request<B>) -> R
     let original = original_uri(&req, &fa.path);
     let path = crate::path::canonical(original.split('?').next().unwrap_or("/"));
     let rule = site.rule(&path).and_then(|i| site.authorize.get(i));
-    let session = match shared.sessions.lookup(req.headers(), &site.name).await {
+    let session = match crate::refresh::current(shared, req.headers(), &site.name).await {
         Ok(found) => found.map(|(_, s)| s),
         Err(e) => {
             tracing::warn!(site = %site.name, error = %e, "session lookup failed");
@@ -49,6 +49,11 @@ pub(crate) async fn check<B>(shared: &Shared, site: &Site, req: Request<B>) -> R
         Verdict::Allow => {
             let mut res = answer(StatusCode::OK, "");
             if let Some(s) = session {
+                // `pass_access_token`: for the proxy to copy (nginx `auth_request_set`,
+                // Traefik `authResponseHeaders`), as oauth2-proxy's `Authorization`.
+                if let Some(token) = shared.access_token(&s) {
+                    token.write(res.headers_mut());
+                }
                 SignedIn::from(s).write_headers(res.headers_mut());
             }
             res

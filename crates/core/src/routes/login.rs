@@ -95,10 +95,16 @@ struct Seen {
 }
 
 /// The session a grant starts: as long as the token lives (or the provider's
-/// session lifetime), never longer than `sessions.max_ttl`.
+/// session lifetime), never longer than `sessions.max_ttl`. With a refresh
+/// token it lasts the provider's session lifetime, and the access token's own
+/// end is kept apart (renewed by [`crate::refresh`]).
 fn new_session(shared: &Shared, site: &Site, account: &str, grant: &Grant) -> Session {
     let max = shared.sessions.max_ttl();
-    let ttl = grant.token.as_ref().map(|t| t.expires_in).or(grant.session_ttl).unwrap_or(max).min(max);
+    let token_ttl = grant.token.as_ref().map(|t| t.expires_in);
+    let refreshable = grant.refresh_token.is_some() && grant.session_ttl.is_some();
+    let ttl = if refreshable { grant.session_ttl } else { token_ttl.or(grant.session_ttl) };
+    let ttl = ttl.unwrap_or(max).min(max);
+    let at = |d: Duration| now_ms().saturating_add(d.as_millis() as u64);
     Session {
         site: site.name.clone(),
         provider: site.provider.clone(),
@@ -109,7 +115,9 @@ fn new_session(shared: &Shared, site: &Site, account: &str, grant: &Grant) -> Se
         groups: crate::identity::usable_groups(&site.name, &grant.user.groups),
         token: grant.token.as_ref().map(|t| t.value.expose_secret().to_owned()),
         token_type: grant.token.as_ref().map(|t| t.token_type.clone()).unwrap_or_default(),
-        expires_at_ms: now_ms() + ttl.as_millis() as u64,
+        refresh_token: grant.refresh_token.as_ref().filter(|_| refreshable).map(|t| t.expose_secret().to_owned()),
+        token_expires_at_ms: token_ttl.filter(|_| refreshable).map(at),
+        expires_at_ms: at(ttl),
     }
 }
 

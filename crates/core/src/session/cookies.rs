@@ -191,6 +191,28 @@ impl SessionManager {
         StoreKey(mac.finalize().into_bytes().into())
     }
 
+    /// The session stored under `id` now (another request may have renewed it).
+    pub async fn reread(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+        self.store.get(&self.store_key(id)).await
+    }
+
+    /// Writes `session` back under `id`, for the rest of its lifetime.
+    pub async fn replace(&self, id: &SessionId, session: &Session) -> Result<(), StoreError> {
+        self.store.insert(&self.store_key(id), session, session.remaining().min(self.max_ttl)).await
+    }
+
+    /// Claims the renewal of `id`'s access token with `refresh_token`, for
+    /// `ttl`: `true` for exactly one caller across every replica sharing the
+    /// store (the key is an HMAC in a domain of its own, holding neither).
+    pub async fn claim_refresh(&self, id: &SessionId, refresh_token: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let mut mac = self.store_key.clone();
+        mac.update(b"\0refresh\0");
+        mac.update(id.0.as_bytes());
+        mac.update(b"\0");
+        mac.update(refresh_token.as_bytes());
+        self.store.use_once(&StoreKey(mac.finalize().into_bytes().into()), ttl).await
+    }
+
     /// The live session of the request's cookie on `site`, with its id. A
     /// session created on another site is none here (a session belongs to
     /// the site it was created on).
@@ -334,6 +356,8 @@ mod tests {
             groups: Vec::new(),
             token: Some("tok".into()),
             token_type: "bearer".into(),
+            refresh_token: None,
+            token_expires_at_ms: None,
             expires_at_ms: now_ms() + ttl.as_millis() as u64,
         }
     }

@@ -47,6 +47,7 @@ fn short(key: &StoreKey) -> u128 {
 fn encode(s: &Session) -> Result<Vec<u8>, StoreError> {
     // Group names hold no control characters (`crate::identity::usable_group`).
     let groups = s.groups.join("\n");
+    let token_expires = s.token_expires_at_ms.map(|ms| ms.to_string());
     let fields = [
         Some(s.site.as_str()),
         Some(s.provider.as_str()),
@@ -57,6 +58,8 @@ fn encode(s: &Session) -> Result<Vec<u8>, StoreError> {
         s.token.as_deref(),
         Some(s.token_type.as_str()),
         (!groups.is_empty()).then_some(groups.as_str()),
+        s.refresh_token.as_deref(),
+        token_expires.as_deref(),
     ];
     let mut out = Vec::with_capacity(8 + fields.iter().map(|f| 2 + f.map_or(0, str::len)).sum::<usize>());
     out.extend_from_slice(&s.expires_at_ms.to_le_bytes());
@@ -94,6 +97,8 @@ fn decode(bytes: &[u8]) -> Option<Session> {
         token: next()?,
         token_type: next()??,
         groups: next()?.map(|g| g.split('\n').map(str::to_owned).collect()).unwrap_or_default(),
+        refresh_token: next()?,
+        token_expires_at_ms: next()?.map(|ms| ms.parse()).transpose().ok()?,
         expires_at_ms: u64::from_le_bytes(expires.try_into().ok()?),
     })
 }
@@ -199,6 +204,8 @@ mod tests {
             groups: Vec::new(),
             token: None,
             token_type: String::new(),
+            refresh_token: None,
+            token_expires_at_ms: None,
             expires_at_ms: now_ms() + ttl.as_millis() as u64,
         }
     }
@@ -209,6 +216,8 @@ mod tests {
         s.user_id = Some("42".into());
         s.token = Some("tok".into());
         s.org_id = Some(String::new());
+        s.refresh_token = Some("rt".into());
+        s.token_expires_at_ms = Some(1_700_000_000_000);
         assert_eq!(decode(&encode(&s).unwrap()), Some(s.clone()));
         let bytes = encode(&s).unwrap();
         for cut in 0..bytes.len() {

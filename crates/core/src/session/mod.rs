@@ -49,6 +49,14 @@ pub struct Session {
     pub token: Option<String>,
     #[serde(rename = "y", default)]
     pub token_type: String,
+    /// The provider's refresh token (`oidc` with `refresh = true`): the
+    /// session then outlives its access token, which is renewed with it.
+    #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// When the access token ends (milliseconds since the epoch), when that is
+    /// not when the session ends (a refreshable session).
+    #[serde(rename = "k", default, skip_serializing_if = "Option::is_none")]
+    pub token_expires_at_ms: Option<u64>,
     /// When the session (and its token) ends, in milliseconds since the epoch:
     /// wall-clock time, so replicas sharing a store agree.
     #[serde(rename = "e")]
@@ -64,6 +72,8 @@ impl fmt::Debug for Session {
             .field("org_id", &self.org_id)
             .field("groups", &self.groups)
             .field("token", &self.token.as_ref().map(|_| "[redacted]"))
+            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "[redacted]"))
+            .field("token_expires_at_ms", &self.token_expires_at_ms)
             .field("expires_at_ms", &self.expires_at_ms)
             .finish_non_exhaustive()
     }
@@ -77,6 +87,11 @@ impl Session {
 
     pub fn is_live(&self) -> bool {
         self.expires_at_ms > now_ms()
+    }
+
+    /// When the access token ends: its own expiry, else the session's.
+    pub fn token_expires_at_ms(&self) -> u64 {
+        self.token_expires_at_ms.unwrap_or(self.expires_at_ms)
     }
 
     /// Whether this session counts on `site`: it was created there and lives.

@@ -1,0 +1,181 @@
+//! Renewing a refreshable session's access token (SPEC 1.4, `refresh = true`).
+//!
+//! A session whose provider issued a refresh token outlives its access token.
+//! The request that finds the token within [`REFRESH_WITHIN`] of its end
+//! renews it before going on, and:
+//!
+//! - **one renewal per session at a time in a replica**: concurrent requests
+//!   of the same session share one renewal (a moka cache entry per session,
+//!   whose initialisation runs once for every caller waiting on it) and all
+//!   go on with its result;
+//! - **one across replicas**: the renewal is claimed in the session store
+//!   (`SET NX` with a TTL in Redis, keyed by an HMAC of the session and the
+//!   refresh token). A replica that loses the claim goes on with the current
+//!   access token while it is still valid (the common case: renewal starts
+//!   30 s early), and otherwise waits, bounded, for the winner's write;
+//! - each renewal first re-reads the session, so a request holding a copy
+//!   read before someone else renewed never spends the (rotated) old refresh
+//!   token;
+//! - a rotated refresh token replaces the old one; `invalid_grant` ends the
+//!   session; any other failure keeps it, and the next request tries again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderMap;
+use moka::future::Cache;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::error::LoginError;
+use crate::provider::{Provider, Refreshed};
+use crate::session::{now_ms, Session, SessionId, StoreError, StoreKey};
+use crate::state::Shared;
+
+/// An access token this close to its end is renewed.
+pub const REFRESH_WITHIN: Duration = Duration::from_secs(30);
+
+/// How often a replica that lost the claim looks for the winner's write.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Renewals in progress in this replica, one per session.
+pub(crate) type InFlight = Cache<StoreKey, Option<Session>>;
+
+pub(crate) fn in_flight() -> InFlight {
+    Cache::builder().max_capacity(100_000).time_to_live(Duration::from_secs(60)).build()
+}
+
+/// Whether `session`'s access token is due for renewal.
+fn due(session: &Session) -> bool {
+    session.refresh_token.is_some()
+        && session.token_expires_at_ms() <= now_ms().saturating_add(REFRESH_WITHIN.as_millis() as u64)
+}
+
+/// Whether `session`'s access token is still valid now.
+pub(crate) fn token_valid(session: &Session) -> bool {
+    session.token.is_some() && session.token_expires_at_ms() > now_ms()
+}
+
+/// The request's live session on `site`, its access token renewed first when due.
+pub(crate) async fn current(
+    shared: &Shared,
+    headers: &HeaderMap,
+    site: &str,
+) -> Result<Option<(SessionId, Session)>, StoreError> {
+    let Some((id, session)) = shared.sessions.lookup(headers, site).await? else { return Ok(None) };
+    if !due(&session) {
+        return Ok(Some((id, session)));
+    }
+    let Some(entry) = shared.config.providers.get(&session.provider) else { return Ok(Some((id, session))) };
+    let provider = entry.provider.clone();
+    let key = shared.sessions.store_key(&id);
+    let renewal = Renewal { shared, provider: &*provider, id: &id, site };
+    let outcome = shared.refreshing.try_get_with(key, renewal.run()).await;
+    // Later requests read the store again: the entry only joins concurrent ones.
+    shared.refreshing.invalidate(&key).await;
+    match outcome {
+        Ok(Some(renewed)) => Ok(Some((id, renewed))),
+        Ok(None) => Ok(None),
+        Err(e) => Err(StoreError(e.0.clone())),
+    }
+}
+
+struct Renewal<'a> {
+    shared: &'a Shared,
+    provider: &'a dyn Provider,
+    id: &'a SessionId,
+    site: &'a str,
+}
+
+impl Renewal<'_> {
+    /// The session after renewal: `None` when it ended.
+    async fn run(self) -> Result<Option<Session>, StoreError> {
+        let sessions = &self.shared.sessions;
+        let Some(mut session) = sessions.reread(self.id).await?.filter(|s| s.is_live_on(self.site)) else {
+            return Ok(None);
+        };
+        let Some(refresh_token) = session.refresh_token.clone().filter(|_| due(&session)) else {
+            // Renewed meanwhile (or not refreshable).
+            return Ok(Some(session));
+        };
+        let limit = self.provider.timeout() + Duration::from_secs(1);
+        if !sessions.claim_refresh(self.id, &refresh_token, limit).await? {
+            return self.wait_for_other(session, &refresh_token, limit).await;
+        }
+        let secret = SecretString::from(refresh_token);
+        let Some(call) = self.provider.refresh(&secret) else { return Ok(Some(session)) };
+        let provider = session.provider.clone();
+        let outcome = tokio::time::timeout(limit, call).await.unwrap_or(Err(LoginError::ProviderTimeout));
+        match outcome {
+            Ok(refreshed) => {
+                metrics::counter!("ferrygate_token_refreshes_total", "provider" => provider, "outcome" => "renewed")
+                    .increment(1);
+                apply(&mut session, refreshed, secret, self.site);
+                sessions.replace(self.id, &session).await?;
+                Ok(Some(session))
+            }
+            Err(LoginError::InvalidCredentials) => {
+                metrics::counter!("ferrygate_token_refreshes_total", "provider" => provider.clone(), "outcome" => "ended")
+                    .increment(1);
+                tracing::info!(provider = %provider, site = self.site, "the provider refused the refresh token: session ended");
+                sessions.end(self.id).await?;
+                Ok(None)
+            }
+            Err(e) => {
+                metrics::counter!("ferrygate_token_refreshes_total", "provider" => provider.clone(), "outcome" => "failed")
+                    .increment(1);
+                tracing::warn!(provider = %provider, site = self.site, error = %e, "token refresh failed; the session is kept");
+                Ok(Some(session))
+            }
+        }
+    }
+
+    /// Another replica renews: go on with the current token while it is
+    /// valid, else wait (bounded) for the renewed session to be written.
+    async fn wait_for_other(
+        &self,
+        mut session: Session,
+        refresh_token: &str,
+        limit: Duration,
+    ) -> Result<Option<Session>, StoreError> {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !token_valid(&session) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(POLL).await;
+            match self.shared.sessions.reread(self.id).await?.filter(|s| s.is_live_on(self.site)) {
+                None => return Ok(None),
+                Some(now) if now.refresh_token.as_deref() != Some(refresh_token) => return Ok(Some(now)),
+                Some(now) => session = now,
+            }
+        }
+        Ok(Some(session))
+    }
+}
+
+/// The session with the renewed token (and rotated refresh token, and what
+/// the provider now says of the user).
+fn apply(session: &mut Session, refreshed: Refreshed, used: SecretString, site: &str) {
+    let Refreshed { token, refresh_token, user } = refreshed;
+    session.token = Some(token.value.expose_secret().to_owned());
+    session.token_type = token.token_type;
+    session.token_expires_at_ms = Some(now_ms().saturating_add(token.expires_in.as_millis() as u64));
+    session.refresh_token = Some(refresh_token.unwrap_or(used).expose_secret().to_owned());
+    if let Some(user) = user {
+        if let Some(email) = user.email {
+            session.user = email;
+        }
+        session.user_id = user.user_id.or(session.user_id.take());
+        session.groups = crate::identity::usable_groups(site, &user.groups);
+    }
+}
+
+/// The access token a request carries to the site (`pass_access_token`).
+#[derive(Clone)]
+pub(crate) struct AccessToken(pub(crate) Arc<str>);
+
+impl AccessToken {
+    /// `Authorization: Bearer <token>`, marked sensitive.
+    pub(crate) fn write(&self, headers: &mut HeaderMap) {
+        if let Some(v) = crate::client::credential_header(&format!("Bearer {}", self.0)) {
+            headers.insert(http::header::AUTHORIZATION, v);
+        }
+    }
+}

@@ -1,0 +1,427 @@
+//! The `oidc` provider kind (SPEC 1.4): users of an enterprise identity
+//! provider (Okta, Entra ID, Keycloak, Auth0, PingFederate) sign in from the
+//! site's own form, by the OAuth2 resource-owner password grant.
+//!
+//! 1. Discovery: `{issuer}/.well-known/openid-configuration`, fetched on first
+//!    use and kept; its `issuer` must equal the configured one exactly. A
+//!    failed fetch is not kept: the next login tries again.
+//! 2. `POST {token_endpoint}` with `grant_type=password`, the client
+//!    authenticated by `client_secret_basic` or `client_secret_post`.
+//! 3. The ID token verified ([`verify`]) with the JWKS key its `kid` names;
+//!    an unknown `kid` re-fetches the JWKS, at most once a minute, so a key
+//!    rotation needs no restart. With `id_token = "optional"` and none in the
+//!    answer, the claims come from the userinfo endpoint.
+//! 4. With `refresh = true`, the refresh token is kept in the session and
+//!    [`Provider::refresh`] renews the access token (`grant_type=refresh_token`).
+
+mod config;
+pub mod verify;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use ferrygate_core::client::{credential_header, Answer};
+use ferrygate_core::provider::{BoxFuture, Grant, LoginAttempt, Provider, Refreshed, Token, UserInfo};
+use ferrygate_core::{ExposeSecret, HttpClient, LoginError, SecretString};
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use http::{Method, Request, StatusCode};
+use http_body_util::Full;
+use jsonwebtoken::jwk::JwkSet;
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+pub use config::{ClientAuth, IdToken, OidcConfig, OidcKind};
+use verify::{Claims, Refusal};
+
+/// `expires_in` assumed when the token endpoint gives none.
+pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+/// An unknown `kid` re-fetches the JWKS at most this often.
+pub const JWKS_REFETCH_EVERY: Duration = Duration::from_secs(60);
+const FORM: &str = "application/x-www-form-urlencoded";
+
+/// The endpoints in use: discovered, or overridden by the configuration.
+#[derive(Debug, Clone)]
+struct Endpoints {
+    token: String,
+    jwks: String,
+    userinfo: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Discovery {
+    issuer: String,
+    token_endpoint: Option<String>,
+    jwks_uri: Option<String>,
+    userinfo_endpoint: Option<String>,
+}
+
+/// The provider's signing keys, and when an unknown `kid` last fetched them.
+struct Keys {
+    set: Arc<JwkSet>,
+    refetched: Option<Instant>,
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    access_token: String,
+    #[serde(default)]
+    token_type: Option<String>,
+    expires_in: Option<u64>,
+    id_token: Option<String>,
+    refresh_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ErrorAnswer {
+    error: String,
+}
+
+/// A configured oidc provider.
+pub struct Oidc {
+    name: String,
+    config: OidcConfig,
+    client: HttpClient,
+    endpoints: Mutex<Option<Arc<Endpoints>>>,
+    keys: Mutex<Option<Keys>>,
+}
+
+impl std::fmt::Debug for Oidc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Oidc").field("name", &self.name).field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// Why a token exchange gave no token.
+enum Failure {
+    /// The login outcome it means (already logged).
+    Login(LoginError),
+    /// The ID token was refused (logged by the caller, with the reason).
+    IdToken(Refusal),
+}
+
+impl From<LoginError> for Failure {
+    fn from(e: LoginError) -> Self {
+        Failure::Login(e)
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// `application/x-www-form-urlencoded` encoding of one value (RFC 6749 Appendix B).
+fn form_encode(value: &str) -> String {
+    form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+/// `Basic base64(urlencode(id):urlencode(secret))`, RFC 6749 2.3.1.
+pub fn basic_credentials(client_id: &str, client_secret: &str) -> String {
+    let pair = format!("{}:{}", form_encode(client_id), form_encode(client_secret));
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))
+}
+
+impl Oidc {
+    pub fn new(name: &str, config: OidcConfig, client: HttpClient) -> Self {
+        Self { name: name.to_owned(), config, client, endpoints: Mutex::new(None), keys: Mutex::new(None) }
+    }
+
+    async fn send(&self, req: Request<Full<Bytes>>, what: &str) -> Result<Answer, LoginError> {
+        self.client.send(req, self.config.timeout).await.map_err(|e| e.logged(&self.name, what))
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str, what: &str) -> Result<T, LoginError> {
+        let req = Request::builder()
+            .uri(url)
+            .header(ACCEPT, "application/json")
+            .body(Full::default())
+            .map_err(|_| LoginError::ProviderUnavailable)?;
+        let answer = self.send(req, what).await?;
+        if answer.status != StatusCode::OK {
+            tracing::warn!(provider = %self.name, status = answer.status.as_u16(), "{what} failed");
+            return Err(LoginError::ProviderUnavailable);
+        }
+        serde_json::from_slice(&answer.body).map_err(|e| {
+            tracing::warn!(provider = %self.name, error = %e, "{what}: not the expected JSON");
+            LoginError::ProviderUnavailable
+        })
+    }
+
+    /// The endpoints: discovered once (a failure is not kept), overrides first.
+    async fn endpoints(&self) -> Result<Arc<Endpoints>, LoginError> {
+        let mut slot = self.endpoints.lock().await;
+        if let Some(e) = slot.as_ref() {
+            return Ok(e.clone());
+        }
+        let c = &self.config;
+        let discovered = if c.token_endpoint.is_some() && c.jwks_uri.is_some() {
+            None
+        } else {
+            let url = format!("{}/.well-known/openid-configuration", c.issuer.trim_end_matches('/'));
+            let doc: Discovery = self.get_json(&url, "discovery").await?;
+            if doc.issuer != c.issuer {
+                tracing::error!(provider = %self.name, configured = %c.issuer, discovered = %doc.issuer,
+                    "the discovery document names another issuer");
+                return Err(LoginError::ProviderUnavailable);
+            }
+            Some(doc)
+        };
+        let pick = |over: &Option<String>, found: Option<&Option<String>>| {
+            over.clone().or_else(|| found.and_then(|f| f.clone())).filter(|u| !u.is_empty())
+        };
+        let d = discovered.as_ref();
+        let token = pick(&c.token_endpoint, d.map(|d| &d.token_endpoint));
+        let jwks = pick(&c.jwks_uri, d.map(|d| &d.jwks_uri));
+        let userinfo = pick(&c.userinfo_endpoint, d.map(|d| &d.userinfo_endpoint));
+        let (Some(token), Some(jwks)) = (token, jwks) else {
+            tracing::error!(provider = %self.name, "discovery gave no token_endpoint or jwks_uri");
+            return Err(LoginError::ProviderUnavailable);
+        };
+        let endpoints = Arc::new(Endpoints { token, jwks, userinfo });
+        *slot = Some(endpoints.clone());
+        Ok(endpoints)
+    }
+
+    /// The signing keys: fetched on first use, and again when `stale` (a
+    /// token named a key we lack) unless that already happened this minute.
+    async fn keys(&self, jwks: &str, stale: bool) -> Result<Arc<JwkSet>, LoginError> {
+        let mut slot = self.keys.lock().await;
+        let refetched = match slot.as_ref() {
+            Some(k) if !stale => return Ok(k.set.clone()),
+            Some(k) if k.refetched.is_some_and(|at| at.elapsed() < JWKS_REFETCH_EVERY) => {
+                tracing::warn!(provider = %self.name, "an unknown kid, and the keys were fetched again less than a minute ago");
+                return Ok(k.set.clone());
+            }
+            Some(_) => Some(Instant::now()),
+            None => None,
+        };
+        let set: JwkSet = self.get_json(jwks, "JWKS request").await?;
+        let set = Arc::new(set);
+        *slot = Some(Keys { set: set.clone(), refetched });
+        Ok(set)
+    }
+
+    /// The claims of a verified ID token; an unknown `kid` re-fetches the keys once.
+    async fn verified(&self, endpoints: &Endpoints, token: &str) -> Result<Claims, Failure> {
+        let c = &self.config;
+        let keys = self.keys(&endpoints.jwks, false).await?;
+        match verify::verify(token, &keys, &c.issuer, &c.client_id, now_secs()) {
+            Err(Refusal::UnknownKey(_)) => {
+                let keys = self.keys(&endpoints.jwks, true).await?;
+                verify::verify(token, &keys, &c.issuer, &c.client_id, now_secs()).map_err(Failure::IdToken)
+            }
+            other => other.map_err(Failure::IdToken),
+        }
+    }
+
+    /// `POST {token_endpoint}` with `params` and the client's authentication.
+    async fn token_request(&self, endpoints: &Endpoints, params: &[(&str, &str)]) -> Result<TokenAnswer, LoginError> {
+        let c = &self.config;
+        let post = c.client_auth == ClientAuth::ClientSecretPost;
+        let body = {
+            let mut body = form_urlencoded::Serializer::new(String::new());
+            body.extend_pairs(params);
+            if post {
+                body.append_pair("client_id", &c.client_id);
+                body.append_pair("client_secret", c.client_secret.expose_secret());
+            }
+            body.finish()
+        };
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri(&endpoints.token)
+            .header(CONTENT_TYPE, FORM)
+            .header(ACCEPT, "application/json");
+        if !post {
+            let value = basic_credentials(&c.client_id, c.client_secret.expose_secret());
+            req = req.header(AUTHORIZATION, credential_header(&value).ok_or(LoginError::ProviderUnavailable)?);
+        }
+        let req = req.body(Full::new(Bytes::from(body))).map_err(|_| LoginError::ProviderUnavailable)?;
+        let answer = self.send(req, "token request").await?;
+        if answer.status == StatusCode::OK {
+            return serde_json::from_slice::<TokenAnswer>(&answer.body)
+                .ok()
+                .filter(|t| !t.access_token.is_empty())
+                .ok_or_else(|| {
+                    tracing::warn!(provider = %self.name, "the token answer holds no access token");
+                    LoginError::ProviderUnavailable
+                });
+        }
+        Err(self.refusal(&answer))
+    }
+
+    /// What a token endpoint's refusal means (SPEC 1.4), logged.
+    fn refusal(&self, answer: &Answer) -> LoginError {
+        let status = answer.status.as_u16();
+        let code = serde_json::from_slice::<ErrorAnswer>(&answer.body).ok().map(|e| e.error);
+        // Error codes are the provider's words, not the user's: logged when plain.
+        let code = code.filter(|c| c.len() <= 64 && c.bytes().all(|b| b.is_ascii_graphic()));
+        match (answer.status, code.as_deref()) {
+            (_, Some("invalid_grant")) => LoginError::InvalidCredentials,
+            (_, Some(c @ ("invalid_client" | "unauthorized_client" | "unsupported_grant_type" | "invalid_scope"))) => {
+                tracing::error!(provider = %self.name, status, code = c,
+                    "the identity provider refused this client: check client_id, client_secret, client_auth, \
+                     scope and that the password grant is enabled");
+                LoginError::ProviderUnavailable
+            }
+            (s, _) if s.is_server_error() => {
+                tracing::warn!(provider = %self.name, status, "the token endpoint failed");
+                LoginError::ProviderUnavailable
+            }
+            (StatusCode::UNAUTHORIZED, None) => {
+                tracing::error!(provider = %self.name, status, "the token endpoint refused the client");
+                LoginError::ProviderUnavailable
+            }
+            (_, Some(c)) => {
+                tracing::warn!(provider = %self.name, status, code = c, "the identity provider refused the login");
+                LoginError::ProviderRejected
+            }
+            (_, None) => {
+                tracing::warn!(provider = %self.name, status, "the token endpoint answered no error code");
+                LoginError::ProviderUnavailable
+            }
+        }
+    }
+
+    /// The user's claims: the verified ID token's, or (optional and absent) userinfo's.
+    async fn claims(&self, endpoints: &Endpoints, answer: &TokenAnswer) -> Result<Option<Claims>, Failure> {
+        if let Some(id_token) = &answer.id_token {
+            return self.verified(endpoints, id_token).await.map(Some);
+        }
+        if self.config.id_token == IdToken::Required {
+            return Err(Failure::IdToken(Refusal::Claims("no id_token in the token answer".into())));
+        }
+        Ok(None)
+    }
+
+    async fn userinfo(&self, endpoints: &Endpoints, access_token: &str) -> Result<Claims, LoginError> {
+        let Some(url) = &endpoints.userinfo else {
+            tracing::error!(provider = %self.name, "id_token = \"optional\" needs a userinfo_endpoint");
+            return Err(LoginError::ProviderUnavailable);
+        };
+        let bearer = credential_header(&format!("Bearer {access_token}")).ok_or(LoginError::ProviderUnavailable)?;
+        let req = Request::builder()
+            .uri(url)
+            .header(ACCEPT, "application/json")
+            .header(AUTHORIZATION, bearer)
+            .body(Full::default())
+            .map_err(|_| LoginError::ProviderUnavailable)?;
+        let answer = self.send(req, "userinfo request").await?;
+        let claims = (answer.status == StatusCode::OK)
+            .then(|| serde_json::from_slice::<Claims>(&answer.body).ok())
+            .flatten()
+            .filter(|c| c.get("sub").and_then(Value::as_str).is_some_and(|s| !s.is_empty()));
+        claims.ok_or_else(|| {
+            tracing::warn!(provider = %self.name, status = answer.status.as_u16(), "userinfo gave no claims with a sub");
+            LoginError::ProviderUnavailable
+        })
+    }
+
+    /// Who the claims say the user is.
+    fn user(&self, claims: &Claims) -> UserInfo {
+        let text = |name: &str| claims.get(name).and_then(Value::as_str).filter(|v| !v.is_empty());
+        let sub = text("sub");
+        let name = text(&self.config.username_claim).or_else(|| text("preferred_username")).or(sub);
+        let groups = match claims.get(&self.config.groups_claim) {
+            Some(Value::String(g)) => vec![g.clone()],
+            Some(Value::Array(all)) => all.iter().filter_map(|g| g.as_str().map(str::to_owned)).collect(),
+            _ => Vec::new(),
+        };
+        UserInfo { email: name.map(str::to_owned), user_id: sub.map(str::to_owned), groups, ..UserInfo::default() }
+    }
+
+    fn token(&self, answer: &TokenAnswer) -> Token {
+        Token {
+            value: SecretString::from(answer.access_token.clone()),
+            token_type: answer.token_type.clone().unwrap_or_else(|| "Bearer".to_owned()),
+            expires_in: answer.expires_in.map_or(DEFAULT_TOKEN_LIFETIME, Duration::from_secs),
+        }
+    }
+
+    async fn login(&self, attempt: &LoginAttempt<'_>) -> Result<Grant, Failure> {
+        let endpoints = self.endpoints().await?;
+        let params = [
+            ("grant_type", "password"),
+            ("username", attempt.username),
+            ("password", attempt.password.expose_secret()),
+            ("scope", self.config.scope.as_str()),
+        ];
+        let answer = self.token_request(&endpoints, &params).await?;
+        let claims = match self.claims(&endpoints, &answer).await? {
+            Some(claims) => claims,
+            None => self.userinfo(&endpoints, &answer.access_token).await?,
+        };
+        let refresh_token =
+            answer.refresh_token.clone().filter(|t| self.config.refresh && !t.is_empty()).map(SecretString::from);
+        Ok(Grant {
+            token: Some(self.token(&answer)),
+            session_ttl: refresh_token.is_some().then_some(self.config.session_ttl),
+            refresh_token,
+            user: self.user(&claims),
+            ..Grant::redirect(attempt.destination)
+        })
+    }
+
+    async fn renew(&self, refresh_token: &SecretString) -> Result<Refreshed, Failure> {
+        let endpoints = self.endpoints().await?;
+        let params = [("grant_type", "refresh_token"), ("refresh_token", refresh_token.expose_secret())];
+        let answer = self.token_request(&endpoints, &params).await?;
+        // A refreshed ID token is optional; when there is one, it must verify.
+        let user = match &answer.id_token {
+            Some(id_token) => Some(self.user(&self.verified(&endpoints, id_token).await?)),
+            None => None,
+        };
+        Ok(Refreshed {
+            token: self.token(&answer),
+            refresh_token: answer.refresh_token.clone().filter(|t| !t.is_empty()).map(SecretString::from),
+            user,
+        })
+    }
+
+    /// The login outcome of a failure, the ID token's refusal logged.
+    fn outcome(&self, failure: Failure) -> LoginError {
+        match failure {
+            Failure::Login(e) => e,
+            Failure::IdToken(why) => {
+                tracing::warn!(provider = %self.name, reason = %why, "ID token refused");
+                LoginError::ProviderUnavailable
+            }
+        }
+    }
+}
+
+impl Provider for Oidc {
+    fn authenticate<'a>(&'a self, attempt: &'a LoginAttempt<'a>) -> BoxFuture<'a, Result<Grant, LoginError>> {
+        Box::pin(async move {
+            match tokio::time::timeout(self.config.timeout, self.login(attempt)).await {
+                Ok(outcome) => outcome.map_err(|f| self.outcome(f)),
+                Err(_) => {
+                    tracing::warn!(provider = %self.name, timeout = ?self.config.timeout, "the identity provider did not answer in time");
+                    Err(LoginError::ProviderTimeout)
+                }
+            }
+        })
+    }
+
+    fn timeout(&self) -> Duration {
+        self.config.timeout
+    }
+
+    fn refresh<'a>(&'a self, refresh_token: &'a SecretString) -> Option<BoxFuture<'a, Result<Refreshed, LoginError>>> {
+        if !self.config.refresh {
+            return None;
+        }
+        Some(Box::pin(async move {
+            match tokio::time::timeout(self.config.timeout, self.renew(refresh_token)).await {
+                Ok(outcome) => outcome.map_err(|f| self.outcome(f)),
+                Err(_) => Err(LoginError::ProviderTimeout),
+            }
+        }))
+    }
+
+    fn passes_access_token(&self) -> bool {
+        self.config.pass_access_token
+    }
+}

@@ -1,0 +1,145 @@
+//! ID token verification (SPEC 1.4): a JWS signed by a key of the provider's
+//! JWKS, named by its `kid`, with an asymmetric algorithm only.
+//!
+//! Refused before any key is touched: `none` (not an algorithm the JOSE
+//! crate parses), HS* (the classic confusion of an HMAC "signed" with a
+//! public key or the client secret), and any algorithm not listed in
+//! [`ALGORITHMS`]. The key must be of the algorithm's family (RSA for RS*/PS*,
+//! EC on the matching curve for ES*) and, when the JWK says, meant for
+//! signatures and for that algorithm.
+
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::{Map, Value};
+
+/// The signature algorithms an ID token may use.
+pub const ALGORITHMS: [Algorithm; 6] =
+    [Algorithm::RS256, Algorithm::RS384, Algorithm::RS512, Algorithm::PS256, Algorithm::ES256, Algorithm::ES384];
+
+/// Clock skew allowed on `exp`, `nbf` and `iat`, in seconds.
+pub const SKEW_SECS: u64 = 60;
+
+/// Why an ID token was refused (logged; never holds the token).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("not a JWS with a known header ({0})")]
+    Malformed(String),
+    #[error("algorithm {0} is not allowed")]
+    Algorithm(String),
+    /// No key of the JWKS has this `kid` (re-fetching the JWKS may help).
+    #[error("no key with kid {0:?}")]
+    UnknownKey(Option<String>),
+    #[error("the key named by kid does not fit the algorithm")]
+    KeyMismatch,
+    #[error("{0}")]
+    Claims(String),
+}
+
+/// The validated claims of an ID token.
+pub type Claims = Map<String, Value>;
+
+/// The key of `keys` that verifies a token with `alg` and `kid`: the one with
+/// that `kid`, or, when the token names none, the only key that fits.
+fn key_for<'k>(keys: &'k JwkSet, alg: Algorithm, kid: Option<&str>) -> Result<&'k Jwk, Refusal> {
+    let fits = |k: &&Jwk| fits(k, alg);
+    match kid {
+        Some(kid) => {
+            let key = keys
+                .keys
+                .iter()
+                .find(|k| k.common.key_id.as_deref() == Some(kid))
+                .ok_or_else(|| Refusal::UnknownKey(Some(kid.to_owned())))?;
+            Some(key).filter(fits).ok_or(Refusal::KeyMismatch)
+        }
+        None => {
+            let mut candidates = keys.keys.iter().filter(fits);
+            match (candidates.next(), candidates.next()) {
+                (Some(only), None) => Ok(only),
+                _ => Err(Refusal::UnknownKey(None)),
+            }
+        }
+    }
+}
+
+/// Whether `key` may verify `alg`: its family and curve, its `use` and `alg` when given.
+fn fits(key: &Jwk, alg: Algorithm) -> bool {
+    let family = match (&key.algorithm, alg) {
+        (AlgorithmParameters::RSA(_), Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 | Algorithm::PS256) => {
+            true
+        }
+        (AlgorithmParameters::EllipticCurve(ec), Algorithm::ES256) => ec.curve == EllipticCurve::P256,
+        (AlgorithmParameters::EllipticCurve(ec), Algorithm::ES384) => ec.curve == EllipticCurve::P384,
+        _ => false,
+    };
+    let for_signing = !matches!(key.common.public_key_use, Some(PublicKeyUse::Encryption));
+    let same_alg = key.common.key_algorithm.is_none_or(|a| key_alg(a) == Some(alg));
+    family && for_signing && same_alg
+}
+
+fn key_alg(a: KeyAlgorithm) -> Option<Algorithm> {
+    Some(match a {
+        KeyAlgorithm::RS256 => Algorithm::RS256,
+        KeyAlgorithm::RS384 => Algorithm::RS384,
+        KeyAlgorithm::RS512 => Algorithm::RS512,
+        KeyAlgorithm::PS256 => Algorithm::PS256,
+        KeyAlgorithm::ES256 => Algorithm::ES256,
+        KeyAlgorithm::ES384 => Algorithm::ES384,
+        _ => return None,
+    })
+}
+
+/// The token's header: its algorithm (one of [`ALGORITHMS`]) and `kid`.
+pub fn header(token: &str) -> Result<(Algorithm, Option<String>), Refusal> {
+    // `alg: none` and unknown algorithms fail to parse; say which it was.
+    let header = jsonwebtoken::decode_header(token).map_err(|e| match alg_of(token) {
+        Some(alg) => Refusal::Algorithm(alg),
+        None => Refusal::Malformed(format!("{:?}", e.kind())),
+    })?;
+    if !ALGORITHMS.contains(&header.alg) {
+        return Err(Refusal::Algorithm(format!("{:?}", header.alg)));
+    }
+    Ok((header.alg, header.kid))
+}
+
+/// The `alg` a header names, for the log, when it is a short plain name.
+fn alg_of(token: &str) -> Option<String> {
+    use base64::Engine as _;
+    let first = token.split('.').next()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(first).ok()?;
+    let header: Map<String, Value> = serde_json::from_slice(&bytes).ok()?;
+    let alg = header.get("alg")?.as_str()?;
+    (alg.len() <= 16 && alg.bytes().all(|b| b.is_ascii_alphanumeric())).then(|| alg.to_owned())
+}
+
+/// Verifies `token` against `keys`: signature, `iss`, `aud`/`azp`, `exp`,
+/// `nbf`, `iat` (60 s of skew), and a `sub`. `now` in seconds since the epoch.
+pub fn verify(token: &str, keys: &JwkSet, issuer: &str, client_id: &str, now: u64) -> Result<Claims, Refusal> {
+    let (alg, kid) = header(token)?;
+    let jwk = key_for(keys, alg, kid.as_deref())?;
+    let key = DecodingKey::from_jwk(jwk).map_err(|_| Refusal::KeyMismatch)?;
+    let mut validation = Validation::new(alg);
+    validation.leeway = SKEW_SECS;
+    validation.validate_nbf = true;
+    validation.set_issuer(&[issuer]);
+    validation.set_audience(&[client_id]);
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    let data = jsonwebtoken::decode::<Claims>(token, &key, &validation)
+        .map_err(|e| Refusal::Claims(format!("{:?}", e.kind())))?;
+    let claims = data.claims;
+    if let Some(iat) = claims.get("iat") {
+        let iat = iat.as_u64().ok_or_else(|| Refusal::Claims("iat is not a number".into()))?;
+        if iat > now + SKEW_SECS {
+            return Err(Refusal::Claims("iat is in the future".into()));
+        }
+    }
+    // Several audiences: the token must have been issued to us (`azp`).
+    if let Some(Value::Array(audiences)) = claims.get("aud") {
+        if audiences.len() > 1 && claims.get("azp").and_then(Value::as_str) != Some(client_id) {
+            return Err(Refusal::Claims("several audiences and azp is not the client".into()));
+        }
+    }
+    if claims.get("sub").and_then(Value::as_str).is_none_or(str::is_empty) {
+        return Err(Refusal::Claims("no sub".into()));
+    }
+    Ok(claims)
+}
