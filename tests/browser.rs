@@ -82,5 +82,5 @@ async fn the_three_flows_in_a_real_browser() {
     let report = String::from_utf8_lossy(&out.stdout);
     eprintln!("{report}{}browser suite took {:?}", String::from_utf8_lossy(&out.stderr), started.elapsed());
     assert!(out.status.success(), "browser scenarios failed:\n{report}");
-    assert_eq!(report.lines().filter(|l| l.starts_with("ok ")).count(), 8, "{report}");
+    assert_eq!(report.lines().filter(|l| l.starts_with("ok ")).count(), 9, "{report}");
 }

@@ -354,6 +354,7 @@ fn every_deploy_example_passes_check() {
                 .env("FERRYGATE_SESSION_SECRET", SECRET)
                 .env("PAYWAY_CLIENT_SECRET", "x")
                 .env("LDAP_BIND_PASSWORD", "x")
+                .env("OIDC_CLIENT_SECRET", "x")
                 .output()
                 .unwrap();
             let stderr = String::from_utf8_lossy(&out.stderr);
@@ -362,7 +363,7 @@ fn every_deploy_example_passes_check() {
             checked += 1;
         }
     }
-    assert!(checked >= 6, "examples missing: {checked} checked");
+    assert!(checked >= 7, "examples missing: {checked} checked");
 }
 
 #[test]

@@ -191,3 +191,54 @@ async fn staff_sign_in_to_the_intranet_through_the_rest_flow() {
     let sent = send(req(http::Method::GET, known.header("location"), None, None)).await.text();
     assert!(sent.contains("If that address belongs to a Contoso account"));
 }
+
+#[tokio::test]
+async fn staff_sign_in_to_the_staff_portal_through_the_oidc_flow() {
+    let (demo, base) = start().await;
+    let port = base.rsplit(':').next().unwrap();
+    let host = format!("sso.localhost:{port}");
+    let req = |method: http::Method, path: &str, cookie: Option<&str>, body: Option<String>| {
+        let mut r = http::Request::builder().method(method).uri(format!("{base}{path}")).header("host", host.as_str());
+        if let Some(c) = cookie {
+            r = r.header("cookie", c);
+        }
+        if body.is_some() {
+            r = r.header("content-type", "application/x-www-form-urlencoded");
+        }
+        r.body(http_body_util::Full::new(bytes::Bytes::from(body.unwrap_or_default()))).unwrap()
+    };
+    // The embedded issuer publishes itself and an ES256 key.
+    let discovery = get(&format!("http://{}/.well-known/openid-configuration", demo.issuer)).await.json();
+    assert_eq!(discovery["issuer"], format!("http://{}", demo.issuer));
+    let jwks = get(&format!("http://{}/jwks", demo.issuer)).await.json();
+    assert_eq!(jwks["keys"][0]["alg"], "ES256");
+
+    let guarded = send(req(http::Method::GET, "/workspace", None, None)).await;
+    assert_eq!(guarded.status, 303);
+    assert_eq!(guarded.header("location"), "/login?destination=%2Fworkspace");
+    let wrong = format!("email={}&password=wrong", USERS[0].email.replace('@', "%40"));
+    let refused = send(req(http::Method::POST, "/login", None, Some(wrong))).await;
+    assert_eq!(refused.status, 303);
+    assert!(refused.header("location").contains("error=invalid_credentials"), "{}", refused.header("location"));
+
+    let alice = USERS[0];
+    let form =
+        format!("email={}&password={}&destination=%2Fworkspace", alice.email.replace('@', "%40"), alice.password);
+    let login = send(req(http::Method::POST, "/login", None, Some(form))).await;
+    assert_eq!(login.status, 303, "{}", login.text());
+    assert_eq!(login.header("location"), "/workspace");
+    let cookie = cookie_pair(&login);
+    let page = send(req(http::Method::GET, "/workspace", Some(&cookie), None)).await.text();
+    assert!(page.contains(&format!(r#"<dd id="user">{}</dd>"#, alice.email)), "{page}");
+    assert!(page.contains(r#"<dd id="groups">admins,staff</dd>"#), "{page}");
+    assert!(page.contains("received (40 characters"), "the access token reaches the site: {page}");
+    assert_eq!(send(req(http::Method::GET, "/admin", Some(&cookie), None)).await.status, 200);
+    // Bob is staff only.
+    let bob = USERS[1];
+    let form = format!("email={}&password={}", bob.email.replace('@', "%40"), bob.password);
+    let bob_cookie = cookie_pair(&send(req(http::Method::POST, "/login", None, Some(form))).await);
+    assert_eq!(send(req(http::Method::GET, "/admin", Some(&bob_cookie), None)).await.status, 403);
+    let out = send(req(http::Method::GET, "/logout", Some(&cookie), None)).await;
+    assert_eq!(out.status, 303);
+    assert_eq!(send(req(http::Method::GET, "/workspace", Some(&cookie), None)).await.status, 303);
+}

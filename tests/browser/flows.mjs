@@ -9,6 +9,7 @@ const BASE = process.env.BASE_URL;              // http://127.0.0.1:PORT  (North
 const PORT = new URL(BASE).port;
 const NEWS = `http://localhost:${PORT}`;         // The Daily Courant (payway)
 const INTRANET = `http://intranet.localhost:${PORT}`; // Contoso (rest)
+const SSO = `http://sso.localhost:${PORT}`;           // Fabrikam (oidc)
 const ATTACKER = process.env.ATTACKER_URL;       // another origin with a hostile form
 const SHOTS = process.env.SCREENSHOT_DIR;
 const EMAIL = process.env.DEMO_EMAIL;
@@ -126,6 +127,30 @@ const scenarios = {
     check(response.status() === 403, `a user outside the rule's groups is refused, got ${response.status()}`);
     check((await page.textContent('body')).includes('forbidden'), 'the refusal names forbidden');
     await page.screenshot({ path: `${SHOTS}/rest-forbidden.png` });
+  },
+
+  async oidc_staff_portal_sign_in_and_group_rule(page) {
+    await page.goto(`${SSO}/workspace`);
+    await page.waitForURL(/\/login\?destination=%2Fworkspace/);
+    await page.fill('#email', EMAIL);
+    await page.fill('#password', 'not-the-password');
+    await Promise.all([page.waitForURL(/error=invalid_credentials/), page.click('button[type=submit]')]);
+    check(await page.isVisible('.error'), 'a wrong password shows the error');
+    check((await page.inputValue('#password')) === '', 'and an empty password field');
+    await page.fill('#email', EMAIL);
+    await page.fill('#password', PASSWORD);
+    await Promise.all([page.waitForURL(`${SSO}/workspace`), page.click('button[type=submit]')]);
+    check((await page.textContent('#user')) === EMAIL, 'the workspace shows the identity from the ID token');
+    check((await page.textContent('#groups')) === 'admins,staff', 'with the groups claim');
+    check((await page.textContent('#bearer')).startsWith('received'), 'and the access token reaches the site');
+    await page.screenshot({ path: `${SHOTS}/oidc-workspace.png` });
+    await page.click('text=Administration');
+    await page.waitForURL(`${SSO}/admin`);
+    check((await page.textContent('#admin')) === 'Administration', 'an admin opens the admin page');
+    await page.goto(`${SSO}/logout`);
+    await page.waitForURL(`${SSO}/`);
+    const again = await page.goto(`${SSO}/workspace`);
+    check(again.url().includes('/login?destination='), 'signed out: the workspace asks to sign in again');
   },
 
   async cross_site_post_is_refused(page) {

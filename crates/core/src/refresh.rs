@@ -106,6 +106,11 @@ impl Renewal<'_> {
         let provider = session.provider.clone();
         let outcome = tokio::time::timeout(limit, call).await.unwrap_or(Err(LoginError::ProviderTimeout));
         match outcome {
+            Ok(refreshed) if another_user(&session, &refreshed) => {
+                tracing::warn!(provider = %provider, site = self.site, "a renewal named another user: session ended");
+                sessions.end(self.id).await?;
+                Ok(None)
+            }
             Ok(refreshed) => {
                 metrics::counter!("ferrygate_token_refreshes_total", "provider" => provider, "outcome" => "renewed")
                     .increment(1);
@@ -150,6 +155,12 @@ impl Renewal<'_> {
     }
 }
 
+/// Whether a renewal's claims name another user (`sub`) than the session's.
+fn another_user(session: &Session, refreshed: &Refreshed) -> bool {
+    let renewed = refreshed.user.as_ref().and_then(|u| u.user_id.as_deref());
+    matches!((session.user_id.as_deref(), renewed), (Some(was), Some(now)) if was != now)
+}
+
 /// The session with the renewed token (and rotated refresh token, and what
 /// the provider now says of the user).
 fn apply(session: &mut Session, refreshed: Refreshed, used: SecretString, site: &str) {
@@ -162,7 +173,9 @@ fn apply(session: &mut Session, refreshed: Refreshed, used: SecretString, site: 
         if let Some(email) = user.email {
             session.user = email;
         }
-        session.user_id = user.user_id.or(session.user_id.take());
+        if user.user_id.is_some() {
+            session.user_id = user.user_id;
+        }
         session.groups = crate::identity::usable_groups(site, &user.groups);
     }
 }
@@ -177,5 +190,80 @@ impl AccessToken {
         if let Some(v) = crate::client::credential_header(&format!("Bearer {}", self.0)) {
             headers.insert(http::header::AUTHORIZATION, v);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::{Token, UserInfo};
+
+    fn session(token_in: Duration) -> Session {
+        Session {
+            site: "s".into(),
+            provider: "p".into(),
+            user: "alice@corp.test".into(),
+            user_id: Some("u-alice".into()),
+            org_id: None,
+            external_id: None,
+            groups: vec!["staff".into()],
+            token: Some("at-1".into()),
+            token_type: "Bearer".into(),
+            refresh_token: Some("rt-1".into()),
+            token_expires_at_ms: Some(now_ms() + token_in.as_millis() as u64),
+            expires_at_ms: now_ms() + 3_600_000,
+        }
+    }
+
+    fn renewed(refresh: Option<&str>, user: Option<UserInfo>) -> Refreshed {
+        Refreshed {
+            token: Token {
+                value: "at-2".to_owned().into(),
+                token_type: "Bearer".into(),
+                expires_in: Duration::from_secs(600),
+            },
+            refresh_token: refresh.map(|r| r.to_owned().into()),
+            user,
+        }
+    }
+
+    #[test]
+    fn due_within_30_seconds_of_the_end_and_only_with_a_refresh_token() {
+        assert!(!due(&session(Duration::from_secs(31 + 5))));
+        assert!(due(&session(Duration::from_secs(29))));
+        assert!(due(&session(Duration::ZERO)));
+        let plain = Session { refresh_token: None, ..session(Duration::ZERO) };
+        assert!(!due(&plain), "a session without a refresh token is never renewed");
+        assert!(token_valid(&session(Duration::from_secs(5))));
+        assert!(!token_valid(&Session { token_expires_at_ms: Some(now_ms() - 1), ..session(Duration::ZERO) }));
+    }
+
+    #[test]
+    fn a_rotated_refresh_token_replaces_the_old_and_a_kept_one_stays() {
+        let mut s = session(Duration::ZERO);
+        apply(&mut s, renewed(Some("rt-2"), None), "rt-1".to_owned().into(), "s");
+        assert_eq!((s.token.as_deref(), s.refresh_token.as_deref()), (Some("at-2"), Some("rt-2")));
+        assert!(s.token_expires_at_ms.unwrap() > now_ms() + 590_000);
+        assert_eq!(s.groups, ["staff"], "no claims: the session's identity stays");
+        let mut s = session(Duration::ZERO);
+        apply(&mut s, renewed(None, None), "rt-1".to_owned().into(), "s");
+        assert_eq!(s.refresh_token.as_deref(), Some("rt-1"));
+    }
+
+    #[test]
+    fn renewed_claims_update_groups_and_another_sub_is_another_user() {
+        let claims = |sub: &str| UserInfo {
+            email: Some("alice@corp.test".into()),
+            user_id: Some(sub.into()),
+            groups: vec!["admins".into()],
+            ..UserInfo::default()
+        };
+        let s = session(Duration::ZERO);
+        assert!(!another_user(&s, &renewed(None, Some(claims("u-alice")))));
+        assert!(another_user(&s, &renewed(None, Some(claims("u-mallory")))));
+        assert!(!another_user(&s, &renewed(None, None)));
+        let mut s = session(Duration::ZERO);
+        apply(&mut s, renewed(None, Some(claims("u-alice"))), "rt-1".to_owned().into(), "s");
+        assert_eq!(s.groups, ["admins"]);
     }
 }

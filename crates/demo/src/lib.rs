@@ -10,11 +10,14 @@
 //!   page that sends the browser back to the site's landing page with `state`.
 //!
 //! - a staff intranet whose workspace is protected by a rest-style identity
-//!   service, with a user directory and a forgot-password endpoint.
+//!   service, with a user directory and a forgot-password endpoint;
+//! - a staff portal whose users sign in through the `oidc` kind against an
+//!   OpenID issuer embedded here ([`sso`]).
 //!
 //! The newspaper is the site for `localhost`, the intranet for
-//! `intranet.localhost` (browsers resolve `*.localhost` to loopback), the
-//! freight forwarder the default site (e.g. `127.0.0.1`).
+//! `intranet.localhost`, the staff portal for `sso.localhost` (browsers
+//! resolve `*.localhost` to loopback), the freight forwarder the default site
+//! (e.g. `127.0.0.1`).
 //!
 //! [`Demo::config_toml`] writes the Ferrygate configuration that ties them
 //! together; it goes through the same parser and validation as any file.
@@ -25,6 +28,7 @@
 
 mod http;
 mod pages;
+pub mod sso;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -79,6 +83,8 @@ struct State {
     service_tokens: Mutex<Vec<String>>,
     handles: Mutex<HashMap<String, &'static str>>,
     redirect_uri: OnceLock<String>,
+    /// The embedded OpenID issuer of the staff portal.
+    issuer: sso::Issuer,
 }
 
 /// The demo Payway client.
@@ -94,6 +100,8 @@ pub struct Demo {
     pub payway: SocketAddr,
     pub intranet: SocketAddr,
     pub identity: SocketAddr,
+    pub staff: SocketAddr,
+    pub issuer: SocketAddr,
     users_csv: std::path::PathBuf,
     state: Arc<State>,
 }
@@ -108,6 +116,8 @@ impl std::fmt::Debug for Demo {
             .field("payway", &self.payway)
             .field("intranet", &self.intranet)
             .field("identity", &self.identity)
+            .field("staff", &self.staff)
+            .field("issuer", &self.issuer)
             .finish_non_exhaustive()
     }
 }
@@ -124,6 +134,9 @@ impl Demo {
         let payway = serve(loopback, handler(state.clone(), payway)).await?;
         let intranet = serve(loopback, handler(state.clone(), intranet)).await?;
         let identity = serve(loopback, handler(state.clone(), identity)).await?;
+        let staff = serve(loopback, handler(state.clone(), sso::staff)).await?;
+        let issuer = serve(loopback, handler(state.clone(), sso::issuer)).await?;
+        let _ = state.issuer.url.set(format!("http://{issuer}"));
         let unique = Alphanumeric.sample_string(&mut rand::rng(), 8);
         let users_csv = std::env::temp_dir().join(format!("ferrygate-demo-{}-{unique}-users.csv", std::process::id()));
         // Alice is an administrator, Bob is staff only.
@@ -133,7 +146,7 @@ impl Demo {
             csv.push_str(&format!("{},{},emp-{:04},contoso,{groups}\n", u.email, 1001 + i, 7 + i));
         }
         std::fs::write(&users_csv, csv)?;
-        Ok(Self { site, provider, portal, news, payway, intranet, identity, users_csv, state })
+        Ok(Self { site, provider, portal, news, payway, intranet, identity, staff, issuer, users_csv, state })
     }
 
     /// Starts only the Qwyk-style provider on a loopback port (for the library
@@ -259,7 +272,45 @@ redirect = "/"
 [sites.forgot_password]
 path = "/forgot-password"
 redirect = "/forgot-password?sent=1"
+
+[providers.demo-oidc]
+kind = "oidc"
+issuer = "http://{issuer}"
+client_id = "{oidc_client}"
+client_secret = "{oidc_secret}"
+scope = "openid email profile groups"
+refresh = true
+pass_access_token = true
+session_ttl = "8h"
+timeout = "5s"
+
+[[sites]]
+name = "fabrikam"
+hosts = ["sso.localhost"]
+upstream = "http://{staff}"
+provider = "demo-oidc"
+protected_paths = ["/workspace"]
+
+[[sites.authorize]]
+paths = ["/admin"]
+groups = ["admins"]
+
+[sites.login]
+path = "/login"
+failure_redirect = "/login"
+
+[sites.portal]
+default_destination = "/workspace"
+allowed_destinations = ["/workspace", "/admin"]
+
+[sites.logout]
+paths = ["/logout"]
+redirect = "/"
 "#,
+            issuer = self.issuer,
+            staff = self.staff,
+            oidc_client = sso::CLIENT_ID,
+            oidc_secret = sso::CLIENT_SECRET,
             identity = self.identity,
             intranet = self.intranet,
             users = self.users_csv.display(),

@@ -15,6 +15,7 @@ header .logo { font-weight:700; letter-spacing:.02em; color:#fff; margin:0; }
 header.portal { background:var(--brand-dark); }
 header.news { background:#7c2d12; }
 header.intranet { background:#3730a3; }
+header.staff { background:#166534; }
 main { max-width:980px; margin:40px auto; padding:0 24px; }
 .hero { display:grid; grid-template-columns:1.2fr 1fr; gap:32px; align-items:center; }
 .hero h1 { font-size:40px; line-height:1.15; margin:0 0 12px; }
@@ -333,4 +334,75 @@ pub(crate) fn intranet_forgot(sent: bool) -> String {
             .to_owned()
     };
     intranet_page("Forgot password — Contoso Intranet", &body)
+}
+
+// ----- Fabrikam staff portal: the oidc demo site -----
+
+fn staff_page(title: &str, body: &str) -> String {
+    layout(
+        title,
+        "staff",
+        "Fabrikam Staff Portal",
+        r#"<a href="/">Home</a><a href="/workspace">Workspace</a><a href="/login">Sign in</a>"#,
+        body,
+    )
+}
+
+pub(crate) fn staff_landing() -> String {
+    staff_page(
+        "Fabrikam Staff Portal",
+        r#"<section class="hero"><div><span class="badge">Single sign-on</span>
+<h1>One company login, on Fabrikam's own page.</h1>
+<p>Staff accounts live in Fabrikam's identity provider. Ferrygate signs you in with it server to server (the OpenID Connect password grant), checks the signed ID token, and keeps your access token fresh for the workspace.</p>
+<div class="actions"><a class="button" href="/workspace">Open the workspace</a></div></div>
+<div class="card"><h3>This is the oidc demo</h3><p>The identity provider is embedded in the demo: it publishes discovery and an ES256 key, and issues five-minute access tokens that Ferrygate renews with refresh tokens.</p></div></section>"#,
+    )
+}
+
+pub(crate) fn staff_login(error: Option<&str>, destination: Option<&str>) -> String {
+    let destination = destination
+        .map(|d| format!(r#"<input type="hidden" name="destination" value="{}">"#, esc(d)))
+        .unwrap_or_default();
+    staff_page(
+        "Sign in — Fabrikam Staff Portal",
+        &format!(
+            r#"<div class="card narrow"><h2>Sign in with your Fabrikam account</h2>{error}
+<form method="post" action="/login">
+<label for="email">Work email</label><input id="email" name="email" type="email" autocomplete="username" required>
+<label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" value="" required>{destination}
+<button type="submit">Sign in</button></form>{users}</div>"#,
+            error = error_box(error),
+            users = users_hint(),
+        ),
+    )
+}
+
+pub(crate) fn staff_workspace(user: &str, groups: &str, token_chars: usize) -> String {
+    let token = if token_chars > 0 {
+        format!("received ({token_chars} characters, renewed before it ends)")
+    } else {
+        "none".to_owned()
+    };
+    staff_page(
+        "Workspace — Fabrikam Staff Portal",
+        &format!(
+            r#"<div class="card"><span class="badge">Identity from Ferrygate</span><h2 id="signed-in">Hello, {user}</h2>
+<dl><dt>X-Ferrygate-User</dt><dd id="user">{user}</dd><dt>X-Ferrygate-Groups</dt><dd id="groups">{groups}</dd>
+<dt>Authorization: Bearer</dt><dd id="bearer">{token}</dd></dl>
+<div class="actions"><a class="button" href="/admin">Administration</a> <a class="button" href="/logout">Sign out</a></div></div>"#,
+            user = esc(user),
+            groups = esc(groups),
+            token = esc(&token),
+        ),
+    )
+}
+
+pub(crate) fn staff_admin(user: &str) -> String {
+    staff_page(
+        "Administration — Fabrikam Staff Portal",
+        &format!(
+            r#"<div class="card"><h2 id="admin">Administration</h2><p>Signed in as {}: a member of <code>admins</code>, so Ferrygate let you in.</p></div>"#,
+            esc(user)
+        ),
+    )
 }

@@ -40,7 +40,7 @@ pub type Claims = Map<String, Value>;
 
 /// The key of `keys` that verifies a token with `alg` and `kid`: the one with
 /// that `kid`, or, when the token names none, the only key that fits.
-fn key_for<'k>(keys: &'k JwkSet, alg: Algorithm, kid: Option<&str>) -> Result<&'k Jwk, Refusal> {
+pub fn key_for<'k>(keys: &'k JwkSet, alg: Algorithm, kid: Option<&str>) -> Result<&'k Jwk, Refusal> {
     let fits = |k: &&Jwk| fits(k, alg);
     match kid {
         Some(kid) => {
