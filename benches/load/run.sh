@@ -125,7 +125,33 @@ for _ in $(seq 100); do grep -q 'provider: ' "$WORK/demo.log" 2>/dev/null && bre
 PROVIDER=$(grep -o 'provider: [0-9.:]*' "$WORK/demo.log" | head -1 | cut -d' ' -f2)
 sed -i "s|server = \"http://127.0.0.1:9\"|server = \"http://$PROVIDER\"|; s|organization_id = 1|organization_id = 12|; s|site_id = 2|site_id = 34|" "$WORK/ferrygate.toml"
 RUST_LOG=warn "$FG" serve --config "$WORK/ferrygate.toml" >"$WORK/fg.log" 2>&1 & FGPID=$!; PIDS+=($FGPID)
-for p in $UP $NG $FGP $DEMO; do
+# A second gateway for the oidc form logins, against the demo's embedded OpenID issuer.
+ISSUER=$(grep -o 'issuer: [0-9.:]*' "$WORK/demo.log" | head -1 | cut -d' ' -f2)
+OFP=$(port)
+cat > "$WORK/ferrygate-oidc.toml" <<TOML
+[server]
+listen = ["127.0.0.1:$OFP"]
+[sessions]
+secret = "$SECRET"
+cookie_secure = false
+[limits]
+login_per_ip = "100000000/sec"
+login_per_account = "100000000/sec"
+[providers.o]
+kind = "oidc"
+issuer = "http://$ISSUER"
+client_id = "demo-fabrikam"
+client_secret = "demo-fabrikam-secret"
+refresh = true
+[[sites]]
+name = "site"
+upstream = "http://127.0.0.1:$UP"
+provider = "o"
+[sites.login]
+path = "/login"
+TOML
+RUST_LOG=warn "$FG" serve --config "$WORK/ferrygate-oidc.toml" >"$WORK/fg-oidc.log" 2>&1 & PIDS+=($!)
+for p in $UP $NG $FGP $DEMO $OFP; do
   for _ in $(seq 50); do (echo > /dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.1; done
 done
 
@@ -234,6 +260,9 @@ end
 LUA
 read -r LOGIN_RPS LOGIN_P50 LOGIN_P99 _ < <(load "http://127.0.0.1:$FGP/login" "$WORK/login.lua" 2>"$WORK/login-failures")
 LOGIN_ERR=$(grep -o '[0-9]*$' "$WORK/login-failures" || echo "?")
+# The same form logins through the oidc kind: token request, ES256 ID token verified.
+read -r OIDC_RPS OIDC_P50 OIDC_P99 _ < <(load "http://127.0.0.1:$OFP/login" "$WORK/login.lua" 2>"$WORK/oidc-failures")
+OIDC_ERR=$(grep -o '[0-9]*$' "$WORK/oidc-failures" || echo "?")
 LOGIN_RSS=$(rss $FGPID)
 SESSIONS_NOW=$(cur_rss $FGPID)
 SESSIONS=$(curl -s "http://127.0.0.1:$ADMIN/metrics" | awk '/^ferrygate_sessions_active / {print $2}')
@@ -285,6 +314,7 @@ printf "%-34s %12s %9s %9s %10s %10s\n" "ferrygate pass-through" "$F" "$(m "${P5
 printf "%-34s %12s %9s %9s %10s\n" "ferrygate returning-user 303" "$RET_RPS" "$RET_P50" "$RET_P99" "x$(ratio "$RET_RPS" "$F") pass"
 printf "%-34s %12s %9s %9s %10s\n" "ferrygate forward-auth check 200" "$FA_RPS" "$FA_P50" "$FA_P99" "x$(ratio "$FA_RPS" "$F") pass"
 printf "%-34s %12s %9s %9s %10s\n" "ferrygate form login (demo qwyk)" "$LOGIN_RPS" "$LOGIN_P50" "$LOGIN_P99" "x$(ratio "$LOGIN_RPS" "$F") pass"
+printf "%-34s %12s %9s %9s %10s\n" "ferrygate form login (demo oidc)" "$OIDC_RPS" "$OIDC_P50" "$OIDC_P99" "x$(ratio "$OIDC_RPS" "$F") pass"
 for store in redis cluster; do
   [ -n "${STORE_RET[$store]:-}" ] || continue
   printf "%-34s %12s %9s %9s %10s\n" "returning-user 303, $store store" "${STORE_RET[$store]}" "" "" "x$(ratio "${STORE_RET[$store]}" "$RET_RPS") memory"
@@ -294,4 +324,4 @@ cpu_line
 echo
 echo "ferrygate RSS: idle $IDLE_RSS MiB; peak under pass-through $PASS_RSS MiB; under returning users $RET_RSS MiB; under logins $LOGIN_RSS MiB"
 echo "live sessions after the login run: $SESSIONS, RSS $SESSIONS_NOW MiB; scaled to 100 000 sessions: $PER_100K MiB"
-echo "failures: returning-user non-2xx/3xx ${RET_ERR:-0}; forward-auth non-2xx/3xx ${FA_ERR:-0}; logins not sent to the portal ${LOGIN_ERR}"
+echo "failures: returning-user non-2xx/3xx ${RET_ERR:-0}; forward-auth non-2xx/3xx ${FA_ERR:-0}; logins not sent to the portal ${LOGIN_ERR}; oidc logins refused ${OIDC_ERR}"
