@@ -241,8 +241,12 @@ async fn run(server: Server, demo: Option<ferrygate::demo::Demo>, signals: Signa
         println!(
             "    http://localhost:{port}/   The Daily Courant (payway: login handle, OAuth2 redirect, state check)"
         );
-        println!("    http://intranet.localhost:{port}/   Contoso Intranet (rest: pass-through, directory, protected pages)");
-        println!("    http://sso.localhost:{port}/   Fabrikam Staff Portal (oidc: password grant, ID token, refresh)\n");
+        println!(
+            "    http://intranet.localhost:{port}/   Contoso Intranet (rest: pass-through, directory, protected pages)"
+        );
+        println!(
+            "    http://sso.localhost:{port}/   Fabrikam Staff Portal (oidc: password grant, ID token, refresh)\n"
+        );
         println!("  Sign in with one of these demo accounts:");
         for u in ferrygate::demo::USERS {
             println!("    {:<20} password: {}", u.email, u.password);

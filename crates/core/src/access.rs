@@ -125,7 +125,7 @@ where
                 let hsts = shared.hsts(req.headers(), req.extensions());
                 Ok(finish(&site, Route::Protected, hsts, response).map(http_body_util::Either::Right))
             };
-            match crate::refresh::current(&shared, req.headers(), &site.name).await {
+            match shared.session(req.headers(), &site.name).await {
                 Ok(found) => {
                     let rule = rule.and_then(|i| site.authorize.get(i));
                     match decide(protected, rule, found.as_ref().map(|(_, s)| s)) {

@@ -49,7 +49,7 @@ where
         if let Some(user) = req.extensions().get::<SignedIn>().cloned() {
             user.write_headers(req.headers_mut());
         }
-        if let Some(token) = req.extensions_mut().remove::<crate::refresh::AccessToken>() {
+        if let Some(token) = req.extensions_mut().remove::<AccessToken>() {
             token.write(req.headers_mut());
         }
         if let Some(CallbackDestination(d)) = req.extensions().get::<CallbackDestination>() {
@@ -58,6 +58,20 @@ where
             }
         }
         self.inner.call(req)
+    }
+}
+
+/// The access token a request carries to the site (`pass_access_token`):
+/// crate-private, so no client or inner service can set or read it.
+#[derive(Clone)]
+pub(crate) struct AccessToken(pub(crate) std::sync::Arc<str>);
+
+impl AccessToken {
+    /// `Authorization: Bearer <token>`, marked sensitive; it replaces any the client sent.
+    pub(crate) fn write(&self, headers: &mut HeaderMap) {
+        if let Some(v) = crate::client::credential_header(&format!("Bearer {}", self.0)) {
+            headers.insert(http::header::AUTHORIZATION, v);
+        }
     }
 }
 

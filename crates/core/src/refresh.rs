@@ -19,7 +19,7 @@
 //! - a rotated refresh token replaces the old one; `invalid_grant` ends the
 //!   session; any other failure keeps it, and the next request tries again.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use http::HeaderMap;
@@ -27,9 +27,10 @@ use moka::future::Cache;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::error::LoginError;
+use crate::identity::AccessToken;
+use crate::kind::ProviderEntry;
 use crate::provider::{Provider, Refreshed};
-use crate::session::{now_ms, Session, SessionId, StoreError, StoreKey};
-use crate::state::Shared;
+use crate::session::{now_ms, Session, SessionId, SessionManager, StoreError, StoreKey};
 
 /// An access token this close to its end is renewed.
 pub const REFRESH_WITHIN: Duration = Duration::from_secs(30);
@@ -37,11 +38,18 @@ pub const REFRESH_WITHIN: Duration = Duration::from_secs(30);
 /// How often a replica that lost the claim looks for the winner's write.
 const POLL: Duration = Duration::from_millis(50);
 
-/// Renewals in progress in this replica, one per session.
-pub(crate) type InFlight = Cache<StoreKey, Option<Session>>;
+/// The configured providers, by name.
+type Providers = BTreeMap<String, ProviderEntry>;
 
-pub(crate) fn in_flight() -> InFlight {
-    Cache::builder().max_capacity(100_000).time_to_live(Duration::from_secs(60)).build()
+/// Renewals in progress in this replica, one per session.
+pub(crate) struct Renewals {
+    in_flight: Cache<StoreKey, Option<Session>>,
+}
+
+impl Default for Renewals {
+    fn default() -> Self {
+        Self { in_flight: Cache::builder().max_capacity(100_000).time_to_live(Duration::from_secs(60)).build() }
+    }
 }
 
 /// Whether `session`'s access token is due for renewal.
@@ -55,32 +63,45 @@ pub(crate) fn token_valid(session: &Session) -> bool {
     session.token.is_some() && session.token_expires_at_ms() > now_ms()
 }
 
-/// The request's live session on `site`, its access token renewed first when due.
-pub(crate) async fn current(
-    shared: &Shared,
-    headers: &HeaderMap,
-    site: &str,
-) -> Result<Option<(SessionId, Session)>, StoreError> {
-    let Some((id, session)) = shared.sessions.lookup(headers, site).await? else { return Ok(None) };
-    if !due(&session) {
-        return Ok(Some((id, session)));
-    }
-    let Some(entry) = shared.config.providers.get(&session.provider) else { return Ok(Some((id, session))) };
-    let provider = entry.provider.clone();
-    let key = shared.sessions.store_key(&id);
-    let renewal = Renewal { shared, provider: &*provider, id: &id, site };
-    let outcome = shared.refreshing.try_get_with(key, renewal.run()).await;
-    // Later requests read the store again: the entry only joins concurrent ones.
-    shared.refreshing.invalidate(&key).await;
-    match outcome {
-        Ok(Some(renewed)) => Ok(Some((id, renewed))),
-        Ok(None) => Ok(None),
-        Err(e) => Err(StoreError(e.0.clone())),
+impl Renewals {
+    /// The request's live session on `site`, its access token renewed first when due.
+    pub(crate) async fn current(
+        &self,
+        sessions: &SessionManager,
+        providers: &Providers,
+        headers: &HeaderMap,
+        site: &str,
+    ) -> Result<Option<(SessionId, Session)>, StoreError> {
+        let Some((id, session)) = sessions.lookup(headers, site).await? else { return Ok(None) };
+        if !due(&session) {
+            return Ok(Some((id, session)));
+        }
+        let Some(entry) = providers.get(&session.provider) else { return Ok(Some((id, session))) };
+        let key = sessions.store_key(&id);
+        let renewal = Renewal { sessions, provider: &*entry.provider, id: &id, site };
+        let outcome = self.in_flight.try_get_with(key, renewal.run()).await;
+        // Later requests read the store again: the entry only joins concurrent ones.
+        self.in_flight.invalidate(&key).await;
+        match outcome {
+            Ok(Some(renewed)) => Ok(Some((id, renewed))),
+            Ok(None) => Ok(None),
+            Err(e) => Err(StoreError(e.0.clone())),
+        }
     }
 }
 
+/// The access token a request of `session` carries to the site: when its
+/// provider passes it (`pass_access_token`) and it is still valid.
+pub(crate) fn access_token(providers: &Providers, session: &Session) -> Option<AccessToken> {
+    let entry = providers.get(&session.provider)?;
+    if !entry.provider.passes_access_token() || !token_valid(session) {
+        return None;
+    }
+    session.token.as_deref().map(|t| AccessToken(t.into()))
+}
+
 struct Renewal<'a> {
-    shared: &'a Shared,
+    sessions: &'a SessionManager,
     provider: &'a dyn Provider,
     id: &'a SessionId,
     site: &'a str,
@@ -89,7 +110,7 @@ struct Renewal<'a> {
 impl Renewal<'_> {
     /// The session after renewal: `None` when it ended.
     async fn run(self) -> Result<Option<Session>, StoreError> {
-        let sessions = &self.shared.sessions;
+        let sessions = self.sessions;
         let Some(mut session) = sessions.reread(self.id).await?.filter(|s| s.is_live_on(self.site)) else {
             return Ok(None);
         };
@@ -145,7 +166,7 @@ impl Renewal<'_> {
         let deadline = tokio::time::Instant::now() + limit;
         while !token_valid(&session) && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(POLL).await;
-            match self.shared.sessions.reread(self.id).await?.filter(|s| s.is_live_on(self.site)) {
+            match self.sessions.reread(self.id).await?.filter(|s| s.is_live_on(self.site)) {
                 None => return Ok(None),
                 Some(now) if now.refresh_token.as_deref() != Some(refresh_token) => return Ok(Some(now)),
                 Some(now) => session = now,
@@ -177,19 +198,6 @@ fn apply(session: &mut Session, refreshed: Refreshed, used: SecretString, site: 
             session.user_id = user.user_id;
         }
         session.groups = crate::identity::usable_groups(site, &user.groups);
-    }
-}
-
-/// The access token a request carries to the site (`pass_access_token`).
-#[derive(Clone)]
-pub(crate) struct AccessToken(pub(crate) Arc<str>);
-
-impl AccessToken {
-    /// `Authorization: Bearer <token>`, marked sensitive.
-    pub(crate) fn write(&self, headers: &mut HeaderMap) {
-        if let Some(v) = crate::client::credential_header(&format!("Bearer {}", self.0)) {
-            headers.insert(http::header::AUTHORIZATION, v);
-        }
     }
 }
 

@@ -26,7 +26,7 @@ pub(crate) struct Shared {
     /// Accounts with a login attempt in progress.
     pub(crate) in_flight: Mutex<HashSet<String>>,
     /// Access-token renewals in progress (see [`crate::refresh`]).
-    pub(crate) refreshing: crate::refresh::InFlight,
+    pub(crate) renewals: crate::refresh::Renewals,
     /// `Strict-Transport-Security` for our own HTTPS answers, made once (`None` when off).
     hsts: Option<HeaderValue>,
 }
@@ -39,18 +39,22 @@ impl Shared {
         let hsts = (!max_age.is_zero())
             .then(|| HeaderValue::from_str(&format!("max-age={}", max_age.as_secs())).ok())
             .flatten();
-        let refreshing = crate::refresh::in_flight();
-        Self { config, accounts, sessions, limiter, in_flight: Mutex::default(), refreshing, hsts }
+        let renewals = crate::refresh::Renewals::default();
+        Self { config, accounts, sessions, limiter, in_flight: Mutex::default(), renewals, hsts }
     }
 
-    /// The access token a request of `session` carries to the site: when its
-    /// provider passes it (`pass_access_token`) and it is still valid.
-    pub(crate) fn access_token(&self, session: &crate::session::Session) -> Option<crate::refresh::AccessToken> {
-        let entry = self.config.providers.get(&session.provider)?;
-        if !entry.provider.passes_access_token() || !crate::refresh::token_valid(session) {
-            return None;
-        }
-        session.token.as_deref().map(|t| crate::refresh::AccessToken(t.into()))
+    /// The request's live session on `site`, its access token renewed when due.
+    pub(crate) async fn session(
+        &self,
+        headers: &HeaderMap,
+        site: &str,
+    ) -> Result<Option<(crate::session::SessionId, crate::session::Session)>, crate::session::StoreError> {
+        self.renewals.current(&self.sessions, &self.config.providers, headers, site).await
+    }
+
+    /// The access token a request of `session` carries to the site, if any.
+    pub(crate) fn access_token(&self, session: &crate::session::Session) -> Option<crate::identity::AccessToken> {
+        crate::refresh::access_token(&self.config.providers, session)
     }
 
     /// The CSRF check of an owned route (see [`csrf`]).
