@@ -49,6 +49,8 @@ impl Issuer {
                  "preferred_username": "alice", "groups": ["staff", "admins"]},
                 {"username": "bob", "password": "bob-pw", "sub": "u-bob", "preferred_username": "bob", "groups": "staff"},
                 {"username": "locked@corp.test", "password": "locked-pw", "sub": "u-locked", "locked": true},
+                {"username": "eve", "password": "eve-pw", "sub": "u-eve", "email": "ceo@corp.test",
+                 "email_verified": false, "preferred_username": "eve", "groups": ["staff"]},
                 {"username": "mfa@corp.test", "password": "mfa-pw", "sub": "u-mfa", "mfa": true},
             ],
         });
@@ -185,6 +187,10 @@ async fn users_sign_in_with_identity_and_groups_by_the_password_grant() {
     assert_eq!(echoed(&echo, "x-ferrygate-user"), vec!["bob"]);
     assert_eq!(echoed(&echo, "x-ferrygate-groups"), vec!["staff"]);
     assert_eq!(get_with_cookie(&gw.url("/admin"), &bob).await.status, StatusCode::FORBIDDEN);
+    // Eve typed the CEO's address into her profile: an unverified email names nobody.
+    let eve = cookie_pair(&login(&gw, "eve", "eve-pw").await);
+    let echo = get_with_cookie(&gw.url("/app"), &eve).await.json();
+    assert_eq!(echoed(&echo, "x-ferrygate-user"), vec!["eve"]);
     // username_claim: the claim named, falling back to preferred_username, then sub.
     let gw = gateway_for(&issuer.url, "username_claim = \"sub\"").await;
     let echo = get_with_cookie(&gw.url("/app"), &cookie_pair(&login(&gw, "bob", "bob-pw").await)).await.json();
@@ -388,6 +394,17 @@ async fn without_refresh_the_session_lasts_the_token_and_no_bearer_is_sent() {
         .body(Full::default())
         .unwrap();
     assert_eq!(bearer(&send(req).await.json()), issued);
+    // Without a session (or with one whose token ended), a client's own never reaches the site either.
+    let req = Request::get(gw.url("/public"))
+        .header("authorization", "Bearer forged-by-client")
+        .body(Full::default())
+        .unwrap();
+    assert!(echoed(&send(req).await.json(), "authorization").is_empty());
+    // A site whose provider does not pass tokens leaves the client's Authorization alone.
+    let gw = gateway_for(&issuer.url, "").await;
+    let req =
+        Request::get(gw.url("/public")).header("authorization", "Basic c2l0ZTpvd24=").body(Full::default()).unwrap();
+    assert_eq!(echoed(&send(req).await.json(), "authorization"), vec!["Basic c2l0ZTpvd24="]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -102,6 +102,10 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        if req.extensions().get::<Routed>().is_some_and(|r| r.site.passes_access_token) {
+            // Only the gateway's token, of a live session, reaches the site (the identity layer writes it).
+            req.headers_mut().remove(http::header::AUTHORIZATION);
+        }
         let Some(Routed { site, route, protected, rule }) = req.extensions().get::<Routed>() else {
             return ResponseFuture::inner(self.inner.call(req));
         };

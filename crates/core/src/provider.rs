@@ -119,14 +119,17 @@ impl fmt::Debug for Grant {
     }
 }
 
-/// A renewed access token.
+/// A renewed access token, and what the provider now says of the user: each
+/// of `user_id`, `user` and `groups` replaces the session's only when given.
 pub struct Refreshed {
     pub token: Token,
     /// The provider rotated the refresh token: this one replaces the old.
     pub refresh_token: Option<SecretString>,
-    /// What the provider now says of the user (groups may have changed);
-    /// `None` keeps what the session holds.
-    pub user: Option<UserInfo>,
+    /// The user's id (`sub`): another one than the session's ends the session.
+    pub user_id: Option<String>,
+    /// The account name.
+    pub user: Option<String>,
+    pub groups: Option<Vec<String>>,
 }
 
 impl fmt::Debug for Refreshed {
@@ -134,8 +137,9 @@ impl fmt::Debug for Refreshed {
         f.debug_struct("Refreshed")
             .field("token", &self.token)
             .field("refresh_token", &self.refresh_token.as_ref().map(|_| "[redacted]"))
-            .field("user", &self.user)
-            .finish()
+            .field("user_id", &self.user_id)
+            .field("groups", &self.groups)
+            .finish_non_exhaustive()
     }
 }
 
@@ -159,11 +163,12 @@ pub trait Provider: Send + Sync + 'static {
         None
     }
 
-    /// Renews a session's access token with its refresh token. `Err(InvalidCredentials)`
-    /// means the provider no longer honours it (the user was disabled or
-    /// signed out there): the session ends. Any other error keeps the
-    /// session, and the next request tries again. `None` when this provider
-    /// issues no refresh tokens.
+    /// Renews a session's access token with its refresh token.
+    /// `Err(InvalidCredentials)` means the provider no longer honours it (the
+    /// user was disabled or signed out there) and `Err(ProviderRejected)` that
+    /// the user must sign in again (e.g. MFA now required): the session ends.
+    /// Any other error keeps the session, and the next request tries again.
+    /// `None` when this provider issues no refresh tokens.
     fn refresh<'a>(&'a self, refresh_token: &'a SecretString) -> Option<BoxFuture<'a, Result<Refreshed, LoginError>>> {
         let _ = refresh_token;
         None

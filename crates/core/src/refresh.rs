@@ -1,35 +1,40 @@
 //! Renewing a refreshable session's access token (SPEC 1.4, `refresh = true`).
 //!
 //! A session whose provider issued a refresh token outlives its access token.
-//! The request that finds the token within [`REFRESH_WITHIN`] of its end
-//! renews it before going on, and:
+//! The proxied request that finds the token within [`REFRESH_WITHIN`] of its
+//! end renews it before going on (the forward-auth check does not: it never
+//! calls a provider), and:
 //!
 //! - **one renewal per session at a time in a replica**: concurrent requests
 //!   of the same session share one renewal (a moka cache entry per session,
 //!   whose initialisation runs once for every caller waiting on it) and all
-//!   go on with its result;
+//!   go on with its result. The renewal runs on a task of its own, so a
+//!   client that goes away cannot cancel it between the provider's answer
+//!   and the write that keeps a rotated refresh token;
 //! - **one across replicas**: the renewal is claimed in the session store
 //!   (`SET NX` with a TTL in Redis, keyed by an HMAC of the session and the
-//!   refresh token). A replica that loses the claim goes on with the current
-//!   access token while it is still valid (the common case: renewal starts
-//!   30 s early), and otherwise waits, bounded, for the winner's write;
+//!   refresh token), for longer than the renewal may take. A replica that
+//!   loses the claim goes on with the current access token while it is still
+//!   valid (the common case: renewal starts 30 s early), and otherwise waits,
+//!   bounded, for the winner's write;
 //! - each renewal first re-reads the session, so a request holding a copy
 //!   read before someone else renewed never spends the (rotated) old refresh
-//!   token;
-//! - a rotated refresh token replaces the old one; `invalid_grant` ends the
-//!   session; any other failure keeps it, and the next request tries again.
+//!   token; the renewed session is written only while the session is still
+//!   stored, so a logout during a renewal stays a logout;
+//! - a rotated refresh token replaces the old one; `invalid_grant` (or a
+//!   provider that now wants the user to sign in again) ends the session;
+//!   any other failure keeps it, and the next request tries again.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use http::HeaderMap;
 use moka::future::Cache;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::error::LoginError;
 use crate::identity::AccessToken;
 use crate::kind::ProviderEntry;
-use crate::provider::{Provider, Refreshed};
+use crate::provider::Refreshed;
 use crate::session::{now_ms, Session, SessionId, SessionManager, StoreError, StoreKey};
 
 /// An access token this close to its end is renewed.
@@ -53,7 +58,7 @@ impl Default for Renewals {
 }
 
 /// Whether `session`'s access token is due for renewal.
-fn due(session: &Session) -> bool {
+pub(crate) fn due(session: &Session) -> bool {
     session.refresh_token.is_some()
         && session.token_expires_at_ms() <= now_ms().saturating_add(REFRESH_WITHIN.as_millis() as u64)
 }
@@ -63,30 +68,28 @@ pub(crate) fn token_valid(session: &Session) -> bool {
     session.token.is_some() && session.token_expires_at_ms() > now_ms()
 }
 
+/// Milliseconds in `d`, saturating.
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 impl Renewals {
-    /// The request's live session on `site`, its access token renewed first when due.
-    pub(crate) async fn current(
+    /// Renews the access token of the session `id` on `site` (found due):
+    /// the session after renewal, `None` when it ended. Run it on a task of
+    /// its own (see the module docs).
+    pub(crate) async fn renew(
         &self,
         sessions: &SessionManager,
         providers: &Providers,
-        headers: &HeaderMap,
+        id: &SessionId,
         site: &str,
-    ) -> Result<Option<(SessionId, Session)>, StoreError> {
-        let Some((id, session)) = sessions.lookup(headers, site).await? else { return Ok(None) };
-        if !due(&session) {
-            return Ok(Some((id, session)));
-        }
-        let Some(entry) = providers.get(&session.provider) else { return Ok(Some((id, session))) };
-        let key = sessions.store_key(&id);
-        let renewal = Renewal { sessions, provider: &*entry.provider, id: &id, site };
+    ) -> Result<Option<Session>, StoreError> {
+        let key = sessions.store_key(id);
+        let renewal = Renewal { sessions, providers, id, site };
         let outcome = self.in_flight.try_get_with(key, renewal.run()).await;
         // Later requests read the store again: the entry only joins concurrent ones.
         self.in_flight.invalidate(&key).await;
-        match outcome {
-            Ok(Some(renewed)) => Ok(Some((id, renewed))),
-            Ok(None) => Ok(None),
-            Err(e) => Err(StoreError(e.0.clone())),
-        }
+        outcome.map_err(|e| StoreError(e.0.clone()))
     }
 }
 
@@ -102,7 +105,7 @@ pub(crate) fn access_token(providers: &Providers, session: &Session) -> Option<A
 
 struct Renewal<'a> {
     sessions: &'a SessionManager,
-    provider: &'a dyn Provider,
+    providers: &'a Providers,
     id: &'a SessionId,
     site: &'a str,
 }
@@ -118,38 +121,52 @@ impl Renewal<'_> {
             // Renewed meanwhile (or not refreshable).
             return Ok(Some(session));
         };
-        let limit = self.provider.timeout() + Duration::from_secs(1);
-        if !sessions.claim_refresh(self.id, &refresh_token, limit).await? {
+        let Some(provider) = self.providers.get(&session.provider).map(|e| e.provider.clone()) else {
+            return Ok(Some(session));
+        };
+        // A provider's call is bounded by its own timeout; this bounds a provider that hangs.
+        let limit = provider.timeout() * 3;
+        // Held for longer than the renewal and its write may take.
+        if !sessions.claim_refresh(self.id, &refresh_token, limit + Duration::from_secs(10)).await? {
             return self.wait_for_other(session, &refresh_token, limit).await;
         }
         let secret = SecretString::from(refresh_token);
-        let Some(call) = self.provider.refresh(&secret) else { return Ok(Some(session)) };
-        let provider = session.provider.clone();
-        let outcome = tokio::time::timeout(limit, call).await.unwrap_or(Err(LoginError::ProviderTimeout));
+        let name = session.provider.clone();
+        let outcome = match provider.refresh(&secret) {
+            Some(call) => tokio::time::timeout(limit, call).await.unwrap_or(Err(LoginError::ProviderTimeout)),
+            None => return Ok(Some(session)),
+        };
+        let counted = |outcome: &'static str| {
+            metrics::counter!("ferrygate_token_refreshes_total", "provider" => name.clone(), "outcome" => outcome)
+                .increment(1);
+        };
         match outcome {
             Ok(refreshed) if another_user(&session, &refreshed) => {
-                tracing::warn!(provider = %provider, site = self.site, "a renewal named another user: session ended");
+                counted("ended");
+                tracing::warn!(provider = %name, site = self.site, "a renewal named another user: session ended");
                 sessions.end(self.id).await?;
                 Ok(None)
             }
             Ok(refreshed) => {
-                metrics::counter!("ferrygate_token_refreshes_total", "provider" => provider, "outcome" => "renewed")
-                    .increment(1);
                 apply(&mut session, refreshed, secret, self.site);
-                sessions.replace(self.id, &session).await?;
+                if !sessions.replace(self.id, &session).await? {
+                    // Ended (a logout) while the provider answered: it stays ended.
+                    counted("ended");
+                    return Ok(None);
+                }
+                counted("renewed");
                 Ok(Some(session))
             }
-            Err(LoginError::InvalidCredentials) => {
-                metrics::counter!("ferrygate_token_refreshes_total", "provider" => provider.clone(), "outcome" => "ended")
-                    .increment(1);
-                tracing::info!(provider = %provider, site = self.site, "the provider refused the refresh token: session ended");
+            Err(e @ (LoginError::InvalidCredentials | LoginError::ProviderRejected)) => {
+                counted("ended");
+                tracing::info!(provider = %name, site = self.site, outcome = %e,
+                    "the provider refused the refresh token: session ended");
                 sessions.end(self.id).await?;
                 Ok(None)
             }
             Err(e) => {
-                metrics::counter!("ferrygate_token_refreshes_total", "provider" => provider.clone(), "outcome" => "failed")
-                    .increment(1);
-                tracing::warn!(provider = %provider, site = self.site, error = %e, "token refresh failed; the session is kept");
+                counted("failed");
+                tracing::warn!(provider = %name, site = self.site, error = %e, "token refresh failed; the session is kept");
                 Ok(Some(session))
             }
         }
@@ -176,35 +193,34 @@ impl Renewal<'_> {
     }
 }
 
-/// Whether a renewal's claims name another user (`sub`) than the session's.
+/// Whether a renewal names another user (`sub`) than the session's.
 fn another_user(session: &Session, refreshed: &Refreshed) -> bool {
-    let renewed = refreshed.user.as_ref().and_then(|u| u.user_id.as_deref());
-    matches!((session.user_id.as_deref(), renewed), (Some(was), Some(now)) if was != now)
+    matches!((session.user_id.as_deref(), refreshed.user_id.as_deref()), (Some(was), Some(now)) if was != now)
 }
 
 /// The session with the renewed token (and rotated refresh token, and what
-/// the provider now says of the user).
+/// the provider now says of the user, field by field).
 fn apply(session: &mut Session, refreshed: Refreshed, used: SecretString, site: &str) {
-    let Refreshed { token, refresh_token, user } = refreshed;
+    let Refreshed { token, refresh_token, user_id, user, groups } = refreshed;
     session.token = Some(token.value.expose_secret().to_owned());
     session.token_type = token.token_type;
-    session.token_expires_at_ms = Some(now_ms().saturating_add(token.expires_in.as_millis() as u64));
+    session.token_expires_at_ms = Some(now_ms().saturating_add(ms(token.expires_in)));
     session.refresh_token = Some(refresh_token.unwrap_or(used).expose_secret().to_owned());
     if let Some(user) = user {
-        if let Some(email) = user.email {
-            session.user = email;
-        }
-        if user.user_id.is_some() {
-            session.user_id = user.user_id;
-        }
-        session.groups = crate::identity::usable_groups(site, &user.groups);
+        session.user = user;
+    }
+    if user_id.is_some() {
+        session.user_id = user_id;
+    }
+    if let Some(groups) = groups {
+        session.groups = crate::identity::usable_groups(site, &groups);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provider::{Token, UserInfo};
+    use crate::provider::Token;
 
     fn session(token_in: Duration) -> Session {
         Session {
@@ -223,7 +239,7 @@ mod tests {
         }
     }
 
-    fn renewed(refresh: Option<&str>, user: Option<UserInfo>) -> Refreshed {
+    fn renewed(refresh: Option<&str>, sub: Option<&str>, groups: Option<&[&str]>) -> Refreshed {
         Refreshed {
             token: Token {
                 value: "at-2".to_owned().into(),
@@ -231,7 +247,9 @@ mod tests {
                 expires_in: Duration::from_secs(600),
             },
             refresh_token: refresh.map(|r| r.to_owned().into()),
-            user,
+            user_id: sub.map(str::to_owned),
+            user: None,
+            groups: groups.map(|g| g.iter().map(|s| (*s).to_owned()).collect()),
         }
     }
 
@@ -249,29 +267,26 @@ mod tests {
     #[test]
     fn a_rotated_refresh_token_replaces_the_old_and_a_kept_one_stays() {
         let mut s = session(Duration::ZERO);
-        apply(&mut s, renewed(Some("rt-2"), None), "rt-1".to_owned().into(), "s");
+        apply(&mut s, renewed(Some("rt-2"), None, None), "rt-1".to_owned().into(), "s");
         assert_eq!((s.token.as_deref(), s.refresh_token.as_deref()), (Some("at-2"), Some("rt-2")));
         assert!(s.token_expires_at_ms.unwrap() > now_ms() + 590_000);
         assert_eq!(s.groups, ["staff"], "no claims: the session's identity stays");
         let mut s = session(Duration::ZERO);
-        apply(&mut s, renewed(None, None), "rt-1".to_owned().into(), "s");
+        apply(&mut s, renewed(None, None, None), "rt-1".to_owned().into(), "s");
         assert_eq!(s.refresh_token.as_deref(), Some("rt-1"));
     }
 
     #[test]
-    fn renewed_claims_update_groups_and_another_sub_is_another_user() {
-        let claims = |sub: &str| UserInfo {
-            email: Some("alice@corp.test".into()),
-            user_id: Some(sub.into()),
-            groups: vec!["admins".into()],
-            ..UserInfo::default()
-        };
+    fn renewed_claims_update_what_they_carry_and_another_sub_is_another_user() {
         let s = session(Duration::ZERO);
-        assert!(!another_user(&s, &renewed(None, Some(claims("u-alice")))));
-        assert!(another_user(&s, &renewed(None, Some(claims("u-mallory")))));
-        assert!(!another_user(&s, &renewed(None, None)));
+        assert!(!another_user(&s, &renewed(None, Some("u-alice"), None)));
+        assert!(another_user(&s, &renewed(None, Some("u-mallory"), None)));
+        assert!(!another_user(&s, &renewed(None, None, None)));
         let mut s = session(Duration::ZERO);
-        apply(&mut s, renewed(None, Some(claims("u-alice"))), "rt-1".to_owned().into(), "s");
+        apply(&mut s, renewed(None, Some("u-alice"), Some(&["admins"])), "rt-1".to_owned().into(), "s");
+        assert_eq!((s.groups.as_slice(), s.user.as_str()), (["admins".to_owned()].as_slice(), "alice@corp.test"));
+        // A renewal without a groups claim keeps the groups (not: none).
+        apply(&mut s, renewed(None, Some("u-alice"), None), "rt-1".to_owned().into(), "s");
         assert_eq!(s.groups, ["admins"]);
     }
 }

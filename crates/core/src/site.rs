@@ -36,6 +36,9 @@ pub struct Site {
     pub provider: String,
     /// The `kind` of that provider.
     pub provider_kind: &'static str,
+    /// The provider sends the session's access token to the site
+    /// (`pass_access_token`): a client's own `Authorization` never reaches it.
+    pub passes_access_token: bool,
     /// Normalised origins (`scheme://host[:port]`).
     pub allowed_origins: Vec<String>,
     pub protected_paths: Vec<String>,

@@ -43,13 +43,24 @@ impl Shared {
         Self { config, accounts, sessions, limiter, in_flight: Mutex::default(), renewals, hsts }
     }
 
-    /// The request's live session on `site`, its access token renewed when due.
+    /// The request's live session on `site`, its access token renewed first
+    /// when due — on a task of its own, which a request that goes away
+    /// cannot cancel (see [`crate::refresh`]).
     pub(crate) async fn session(
-        &self,
+        self: &Arc<Self>,
         headers: &HeaderMap,
         site: &str,
     ) -> Result<Option<(crate::session::SessionId, crate::session::Session)>, crate::session::StoreError> {
-        self.renewals.current(&self.sessions, &self.config.providers, headers, site).await
+        let Some((id, session)) = self.sessions.lookup(headers, site).await? else { return Ok(None) };
+        if !crate::refresh::due(&session) {
+            return Ok(Some((id, session)));
+        }
+        let (shared, task_id, site) = (self.clone(), id.clone(), site.to_owned());
+        let renewal = tokio::spawn(async move {
+            shared.renewals.renew(&shared.sessions, &shared.config.providers, &task_id, &site).await
+        });
+        let renewed = renewal.await.map_err(|e| crate::session::StoreError(format!("renewal task: {e}")))??;
+        Ok(renewed.map(|s| (id, s)))
     }
 
     /// The access token a request of `session` carries to the site, if any.

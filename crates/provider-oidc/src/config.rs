@@ -91,8 +91,9 @@ struct Table {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OidcKind;
 
-/// An endpoint a password crosses: HTTPS, or plain HTTP on a loopback host (tests, the demo).
-fn secure_enough(url: &url::Url) -> bool {
+/// An endpoint a password or token crosses: HTTPS, or plain HTTP on a
+/// loopback host (tests, the demo).
+pub(crate) fn secure_enough(url: &url::Url) -> bool {
     url.scheme() == "https"
         || match url.host() {
             Some(url::Host::Domain(d)) => d == "localhost" || d.ends_with(".localhost"),

@@ -17,7 +17,7 @@
 mod config;
 pub mod verify;
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -50,6 +50,17 @@ struct Endpoints {
     userinfo: Option<String>,
 }
 
+impl Endpoints {
+    /// The first endpoint a password or token would cross in clear to another host.
+    fn insecure(&self) -> Option<&str> {
+        [Some(&self.token), Some(&self.jwks), self.userinfo.as_ref()]
+            .into_iter()
+            .flatten()
+            .find(|url| !url::Url::parse(url).is_ok_and(|u| config::secure_enough(&u)))
+            .map(String::as_str)
+    }
+}
+
 #[derive(Deserialize)]
 struct Discovery {
     issuer: String,
@@ -58,10 +69,21 @@ struct Discovery {
     userinfo_endpoint: Option<String>,
 }
 
-/// The provider's signing keys, and when an unknown `kid` last fetched them.
+/// The provider's signing keys: read without waiting; fetched by one caller
+/// at a time (`fetching`), which also remembers when an unknown `kid` last
+/// fetched them.
+#[derive(Default)]
 struct Keys {
-    set: Arc<JwkSet>,
-    refetched: Option<Instant>,
+    set: RwLock<Option<Arc<JwkSet>>>,
+    fetching: Mutex<Option<Instant>>,
+}
+
+/// A JWKS as published: each key that jsonwebtoken can read is kept, the
+/// others (algorithms and curves it does not know, e.g. ES512 or Ed448
+/// encryption keys) are skipped, so one unusual key cannot stop every login.
+#[derive(Deserialize)]
+struct PublishedKeys {
+    keys: Vec<Value>,
 }
 
 #[derive(Deserialize)]
@@ -69,9 +91,27 @@ struct TokenAnswer {
     access_token: String,
     #[serde(default)]
     token_type: Option<String>,
+    #[serde(default, deserialize_with = "seconds")]
     expires_in: Option<u64>,
     id_token: Option<String>,
     refresh_token: Option<String>,
+}
+
+/// The keys of a published JWKS that jsonwebtoken can read, and how many it could not.
+fn readable(published: PublishedKeys) -> (JwkSet, usize) {
+    let total = published.keys.len();
+    let keys: Vec<_> = published.keys.into_iter().filter_map(|k| serde_json::from_value(k).ok()).collect();
+    let skipped = total - keys.len();
+    (JwkSet { keys }, skipped)
+}
+
+/// `expires_in` as a number, or a string of digits (Entra ID's v1 endpoint).
+fn seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    Ok(match Option::<Value>::deserialize(d)? {
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(s)) => s.trim().parse().ok(),
+        _ => None,
+    })
 }
 
 #[derive(Deserialize)]
@@ -85,7 +125,7 @@ pub struct Oidc {
     config: OidcConfig,
     client: HttpClient,
     endpoints: Mutex<Option<Arc<Endpoints>>>,
-    keys: Mutex<Option<Keys>>,
+    keys: Keys,
 }
 
 impl std::fmt::Debug for Oidc {
@@ -125,7 +165,7 @@ pub fn basic_credentials(client_id: &str, client_secret: &str) -> String {
 
 impl Oidc {
     pub fn new(name: &str, config: OidcConfig, client: HttpClient) -> Self {
-        Self { name: name.to_owned(), config, client, endpoints: Mutex::new(None), keys: Mutex::new(None) }
+        Self { name: name.to_owned(), config, client, endpoints: Mutex::new(None), keys: Keys::default() }
     }
 
     async fn send(&self, req: Request<Full<Bytes>>, what: &str) -> Result<Answer, LoginError> {
@@ -180,26 +220,48 @@ impl Oidc {
             return Err(LoginError::ProviderUnavailable);
         };
         let endpoints = Arc::new(Endpoints { token, jwks, userinfo });
+        if let Some(url) = endpoints.insecure() {
+            tracing::error!(provider = %self.name, endpoint = %url,
+                "a discovered endpoint is not https:// (plain http:// only on a loopback host)");
+            return Err(LoginError::ProviderUnavailable);
+        }
         *slot = Some(endpoints.clone());
         Ok(endpoints)
     }
 
+    fn cached_keys(&self) -> Option<Arc<JwkSet>> {
+        self.keys.set.read().ok().and_then(|k| k.clone())
+    }
+
     /// The signing keys: fetched on first use, and again when `stale` (a
-    /// token named a key we lack) unless that already happened this minute.
+    /// token named a key we lack) unless an unknown `kid` did so this minute.
     async fn keys(&self, jwks: &str, stale: bool) -> Result<Arc<JwkSet>, LoginError> {
-        let mut slot = self.keys.lock().await;
-        let refetched = match slot.as_ref() {
-            Some(k) if !stale => return Ok(k.set.clone()),
-            Some(k) if k.refetched.is_some_and(|at| at.elapsed() < JWKS_REFETCH_EVERY) => {
+        if let Some(set) = self.cached_keys().filter(|_| !stale) {
+            return Ok(set);
+        }
+        let mut refetched = self.keys.fetching.lock().await;
+        let cached = self.cached_keys();
+        match (&cached, stale) {
+            // Fetched by another caller while this one waited.
+            (Some(set), false) => return Ok(set.clone()),
+            (Some(set), true) if refetched.is_some_and(|at| at.elapsed() < JWKS_REFETCH_EVERY) => {
                 tracing::warn!(provider = %self.name, "an unknown kid, and the keys were fetched again less than a minute ago");
-                return Ok(k.set.clone());
+                return Ok(set.clone());
             }
-            Some(_) => Some(Instant::now()),
-            None => None,
-        };
-        let set: JwkSet = self.get_json(jwks, "JWKS request").await?;
+            _ => {}
+        }
+        let published: PublishedKeys = self.get_json(jwks, "JWKS request").await?;
+        let (set, skipped) = readable(published);
+        if skipped > 0 {
+            tracing::info!(provider = %self.name, skipped, "JWKS keys of unknown types skipped");
+        }
         let set = Arc::new(set);
-        *slot = Some(Keys { set: set.clone(), refetched });
+        if stale && cached.is_some() {
+            *refetched = Some(Instant::now());
+        }
+        if let Ok(mut slot) = self.keys.set.write() {
+            *slot = Some(set.clone());
+        }
         Ok(set)
     }
 
@@ -323,13 +385,29 @@ impl Oidc {
     fn user(&self, claims: &Claims) -> UserInfo {
         let text = |name: &str| claims.get(name).and_then(Value::as_str).filter(|v| !v.is_empty());
         let sub = text("sub");
-        let name = text(&self.config.username_claim).or_else(|| text("preferred_username")).or(sub);
-        let groups = match claims.get(&self.config.groups_claim) {
-            Some(Value::String(g)) => vec![g.clone()],
-            Some(Value::Array(all)) => all.iter().filter_map(|g| g.as_str().map(str::to_owned)).collect(),
-            _ => Vec::new(),
-        };
+        let name = self.username(claims).or_else(|| text("preferred_username")).or(sub);
+        let groups = self.groups(claims).unwrap_or_default();
         UserInfo { email: name.map(str::to_owned), user_id: sub.map(str::to_owned), groups, ..UserInfo::default() }
+    }
+
+    /// The `username_claim`'s value; an `email` the provider says is not
+    /// verified is none (anyone could have typed it into their profile).
+    fn username<'c>(&self, claims: &'c Claims) -> Option<&'c str> {
+        let claim = self.config.username_claim.as_str();
+        if claim == "email" && claims.get("email_verified").and_then(Value::as_bool) == Some(false) {
+            tracing::info!(provider = %self.name, "the email claim is not verified: not used as the user name");
+            return None;
+        }
+        claims.get(claim).and_then(Value::as_str).filter(|v| !v.is_empty())
+    }
+
+    /// The groups claim: a string or an array of strings; `None` when absent.
+    fn groups(&self, claims: &Claims) -> Option<Vec<String>> {
+        match claims.get(&self.config.groups_claim)? {
+            Value::String(g) => Some(vec![g.clone()]),
+            Value::Array(all) => Some(all.iter().filter_map(|g| g.as_str().map(str::to_owned)).collect()),
+            _ => None,
+        }
     }
 
     fn token(&self, answer: &TokenAnswer) -> Token {
@@ -368,16 +446,33 @@ impl Oidc {
         let endpoints = self.endpoints().await?;
         let params = [("grant_type", "refresh_token"), ("refresh_token", refresh_token.expose_secret())];
         let answer = self.token_request(&endpoints, &params).await?;
-        // A refreshed ID token is optional; when there is one, it must verify.
-        let user = match &answer.id_token {
-            Some(id_token) => Some(self.user(&self.verified(&endpoints, id_token).await?)),
-            None => None,
-        };
-        Ok(Refreshed {
+        let mut refreshed = Refreshed {
             token: self.token(&answer),
             refresh_token: answer.refresh_token.clone().filter(|t| !t.is_empty()).map(SecretString::from),
-            user,
-        })
+            user_id: None,
+            user: None,
+            groups: None,
+        };
+        // A renewed ID token is optional. One that fails its checks ends the
+        // session; keys that cannot be fetched now keep the renewed tokens
+        // (the refresh token may already be rotated) and the claims as they were.
+        if let Some(id_token) = &answer.id_token {
+            match self.verified(&endpoints, id_token).await {
+                Ok(claims) => {
+                    refreshed.user_id = claims.get("sub").and_then(Value::as_str).map(str::to_owned);
+                    refreshed.user = self.username(&claims).map(str::to_owned);
+                    refreshed.groups = self.groups(&claims);
+                }
+                Err(Failure::IdToken(why)) => {
+                    tracing::warn!(provider = %self.name, reason = %why, "renewed ID token refused: session ended");
+                    return Err(Failure::Login(LoginError::InvalidCredentials));
+                }
+                Err(Failure::Login(_)) => {
+                    tracing::warn!(provider = %self.name, "renewed ID token not checked (no keys): claims kept");
+                }
+            }
+        }
+        Ok(refreshed)
     }
 
     /// The login outcome of a failure, the ID token's refusal logged.
@@ -413,15 +508,67 @@ impl Provider for Oidc {
         if !self.config.refresh {
             return None;
         }
-        Some(Box::pin(async move {
-            match tokio::time::timeout(self.config.timeout, self.renew(refresh_token)).await {
-                Ok(outcome) => outcome.map_err(|f| self.outcome(f)),
-                Err(_) => Err(LoginError::ProviderTimeout),
-            }
-        }))
+        // Each call has its own timeout; no deadline around the whole, which
+        // could drop a token answer (and its rotated refresh token) half-way.
+        Some(Box::pin(async move { self.renew(refresh_token).await.map_err(|f| self.outcome(f)) }))
     }
 
     fn passes_access_token(&self) -> bool {
         self.config.pass_access_token
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_of_unknown_types_are_skipped_not_fatal() {
+        let published: PublishedKeys = serde_json::from_value(serde_json::json!({"keys": [
+            {"kty": "EC", "kid": "p521", "crv": "P-521", "alg": "ES512", "x": "AA", "y": "AA"},
+            {"kty": "OKP", "kid": "x448", "crv": "X448", "x": "AA"},
+            {"kty": "RSA", "kid": "enc", "use": "enc", "alg": "RSA-OAEP-512", "n": "AQAB", "e": "AQAB"},
+            {"kty": "RSA", "kid": "sig", "use": "sig", "alg": "RS256", "n": "AQAB", "e": "AQAB"},
+        ]}))
+        .unwrap();
+        let (set, skipped) = readable(published);
+        assert_eq!(set.keys.iter().map(|k| k.common.key_id.as_deref()).collect::<Vec<_>>(), [Some("sig")]);
+        assert_eq!(skipped, 3);
+    }
+
+    #[test]
+    fn discovered_endpoints_must_be_https_or_loopback() {
+        let at = |token: &str, userinfo: Option<&str>| Endpoints {
+            token: token.into(),
+            jwks: "https://idp.example/keys".into(),
+            userinfo: userinfo.map(str::to_owned),
+        };
+        assert_eq!(at("https://idp.example/token", None).insecure(), None);
+        assert_eq!(at("http://127.0.0.1:8080/token", Some("http://localhost/u")).insecure(), None);
+        assert_eq!(at("http://[::1]:1/token", None).insecure(), None);
+        assert_eq!(at("http://idp.example/token", None).insecure(), Some("http://idp.example/token"));
+        assert_eq!(at("https://idp.example/token", Some("http://10.0.0.1/u")).insecure(), Some("http://10.0.0.1/u"));
+        assert_eq!(at("not a url", None).insecure(), Some("not a url"));
+    }
+
+    #[test]
+    fn expires_in_may_be_a_number_or_a_string() {
+        for (answer, want) in [
+            (r#"{"access_token":"a","expires_in":300}"#, Some(300)),
+            (r#"{"access_token":"a","expires_in":"3599"}"#, Some(3599)),
+            (r#"{"access_token":"a"}"#, None),
+            (r#"{"access_token":"a","expires_in":"soon"}"#, None),
+        ] {
+            let t: TokenAnswer = serde_json::from_str(answer).unwrap();
+            assert_eq!(t.expires_in, want, "{answer}");
+        }
+    }
+
+    #[test]
+    fn basic_credentials_form_encode_before_base64() {
+        // RFC 6749 2.3.1 / Appendix B: space is '+', ':' and '%' are escaped.
+        let value = basic_credentials("my client", "s3cr:t%");
+        let decoded = base64::engine::general_purpose::STANDARD.decode(value.strip_prefix("Basic ").unwrap()).unwrap();
+        assert_eq!(String::from_utf8(decoded).unwrap(), "my+client:s3cr%3At%25");
     }
 }

@@ -126,6 +126,10 @@ pub fn verify(token: &str, keys: &JwkSet, issuer: &str, client_id: &str, now: u6
     let data = jsonwebtoken::decode::<Claims>(token, &key, &validation)
         .map_err(|e| Refusal::Claims(format!("{:?}", e.kind())))?;
     let claims = data.claims;
+    // jsonwebtoken also takes an array holding the issuer; the spec wants it exactly.
+    if claims.get("iss").and_then(Value::as_str) != Some(issuer) {
+        return Err(Refusal::Claims("iss is not the issuer".into()));
+    }
     if let Some(iat) = claims.get("iat") {
         let iat = iat.as_u64().ok_or_else(|| Refusal::Claims("iat is not a number".into()))?;
         if iat > now + SKEW_SECS {

@@ -180,6 +180,7 @@ fn issuer_audience_and_times_are_checked_with_60s_of_skew() {
         ("another issuer", with(json!({"iss": "https://idp.example/oauth2/other"}))),
         ("issuer with a trailing slash", with(json!({"iss": format!("{ISSUER}/")}))),
         ("no issuer", with(json!({"iss": null}))),
+        ("the issuer inside an array", with(json!({"iss": [ISSUER]}))),
         ("another audience", with(json!({"aud": "client-2"}))),
         ("no audience", with(json!({"aud": null}))),
         ("several audiences, no azp", with(json!({"aud": [CLIENT, "client-2"]}))),

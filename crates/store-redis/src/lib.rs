@@ -180,6 +180,24 @@ impl SessionStore for RedisStore {
         })
     }
 
+    fn update<'a>(
+        &'a self,
+        k: &'a StoreKey,
+        session: &'a Session,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let value = serde_json::to_vec(session).map_err(|e| StoreError(e.to_string()))?;
+            let ms = ttl.as_millis().clamp(1, u64::MAX as u128) as u64;
+            let mut conn = self.conn().await?;
+            // XX: only while the key exists — a session ended meanwhile stays ended.
+            let mut set = redis::cmd("SET");
+            set.arg(key(k)).arg(value).arg("PX").arg(ms).arg("XX");
+            let set: Option<String> = self.call(set.query_async(&mut conn)).await?;
+            Ok(set.is_some())
+        })
+    }
+
     fn remove<'a>(&'a self, k: &'a StoreKey) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             let mut conn = self.conn().await?;

@@ -23,8 +23,8 @@ impl Check<'_> {
         providers: &BTreeMap<String, ProviderEntry>,
         kinds: &Kinds,
     ) -> Option<Site> {
-        let (provider_kind, rules) = match providers.get(&raw.provider) {
-            Some(p) => (p.kind, p.rules),
+        let (provider_kind, rules, passes_access_token) = match providers.get(&raw.provider) {
+            Some(p) => (p.kind, p.rules, p.provider.passes_access_token()),
             None if self.unbuilt.contains(&raw.provider) => return None,
             None => {
                 self.err(&format!("{key}.provider"), format!("no provider named {:?} in [providers]", raw.provider));
@@ -233,6 +233,7 @@ impl Check<'_> {
             }),
             provider: raw.provider,
             provider_kind,
+            passes_access_token,
             allowed_origins,
             protected_paths,
             login,

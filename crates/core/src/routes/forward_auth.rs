@@ -38,7 +38,7 @@ pub(crate) async fn check<B>(shared: &Shared, site: &Site, req: Request<B>) -> R
     let original = original_uri(&req, &fa.path);
     let path = crate::path::canonical(original.split('?').next().unwrap_or("/"));
     let rule = site.rule(&path).and_then(|i| site.authorize.get(i));
-    let session = match shared.session(req.headers(), &site.name).await {
+    let session = match shared.sessions.lookup(req.headers(), &site.name).await {
         Ok(found) => found.map(|(_, s)| s),
         Err(e) => {
             tracing::warn!(site = %site.name, error = %e, "session lookup failed");

@@ -104,7 +104,7 @@ fn new_session(shared: &Shared, site: &Site, account: &str, grant: &Grant) -> Se
     let refreshable = grant.refresh_token.is_some() && grant.session_ttl.is_some();
     let ttl = if refreshable { grant.session_ttl } else { token_ttl.or(grant.session_ttl) };
     let ttl = ttl.unwrap_or(max).min(max);
-    let at = |d: Duration| now_ms().saturating_add(d.as_millis() as u64);
+    let at = |d: Duration| now_ms().saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     Session {
         site: site.name.clone(),
         provider: site.provider.clone(),

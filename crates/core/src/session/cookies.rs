@@ -196,9 +196,10 @@ impl SessionManager {
         self.store.get(&self.store_key(id)).await
     }
 
-    /// Writes `session` back under `id`, for the rest of its lifetime.
-    pub async fn replace(&self, id: &SessionId, session: &Session) -> Result<(), StoreError> {
-        self.store.insert(&self.store_key(id), session, session.remaining().min(self.max_ttl)).await
+    /// Writes `session` back under `id`, for the rest of its lifetime, only
+    /// while it is stored: `false` when it ended meanwhile (and stays ended).
+    pub async fn replace(&self, id: &SessionId, session: &Session) -> Result<bool, StoreError> {
+        self.store.update(&self.store_key(id), session, session.remaining().min(self.max_ttl)).await
     }
 
     /// Claims the renewal of `id`'s access token with `refresh_token`, for

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use moka::future::Cache;
+use moka::ops::compute::{CompResult, Op};
 use moka::Expiry;
 
 use super::{Session, SessionStore, StoreError, StoreKey};
@@ -25,6 +26,16 @@ struct PerEntry;
 
 impl Expiry<u128, Entry> for PerEntry {
     fn expire_after_create(&self, _key: &u128, entry: &Entry, _now: Instant) -> Option<Duration> {
+        Some(entry.ttl)
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &u128,
+        entry: &Entry,
+        _now: Instant,
+        _left: Option<Duration>,
+    ) -> Option<Duration> {
         Some(entry.ttl)
     }
 }
@@ -163,6 +174,30 @@ impl SessionStore for MemoryStore {
         })
     }
 
+    fn update<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        session: &'a Session,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let session: Arc<[u8]> = encode(session)?.into();
+            // One step: replaced only while present, never re-created.
+            let done = self
+                .cache
+                .entry(short(key))
+                .and_compute_with(|present| {
+                    let op = match present {
+                        Some(_) => Op::Put(Entry { session, ttl }),
+                        None => Op::Nop,
+                    };
+                    std::future::ready(op)
+                })
+                .await;
+            Ok(matches!(done, CompResult::ReplacedWith(_)))
+        })
+    }
+
     fn remove<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             self.cache.invalidate(&short(key)).await;
@@ -223,6 +258,22 @@ mod tests {
         for cut in 0..bytes.len() {
             assert_eq!(decode(&bytes[..cut]), None, "a truncated entry must not decode");
         }
+    }
+
+    #[tokio::test]
+    async fn update_replaces_a_stored_session_and_never_brings_one_back() {
+        let store = MemoryStore::new(100);
+        let key = StoreKey([3; 32]);
+        let mut s = session(Duration::from_secs(60));
+        assert!(!store.update(&key, &s, Duration::from_secs(60)).await.unwrap(), "nothing stored: no update");
+        assert!(store.get(&key).await.unwrap().is_none(), "an update must not create the entry");
+        store.insert(&key, &s, Duration::from_secs(60)).await.unwrap();
+        s.token = Some("renewed".into());
+        assert!(store.update(&key, &s, Duration::from_secs(60)).await.unwrap());
+        assert_eq!(store.get(&key).await.unwrap().unwrap().token.as_deref(), Some("renewed"));
+        store.remove(&key).await.unwrap();
+        assert!(!store.update(&key, &s, Duration::from_secs(60)).await.unwrap(), "a removed session stays removed");
+        assert!(store.get(&key).await.unwrap().is_none());
     }
 
     #[tokio::test]

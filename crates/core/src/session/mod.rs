@@ -138,6 +138,23 @@ pub trait SessionStore: Send + Sync + 'static {
         session: &'a Session,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Replaces the session under `key` for `ttl`, only while one is stored
+    /// there: `false` when it was gone (ended meanwhile, e.g. by a logout on
+    /// another replica), which must not bring it back. The default reads,
+    /// then writes; a store that can do it in one step should.
+    fn update<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        session: &'a Session,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            if self.get(key).await?.is_none() {
+                return Ok(false);
+            }
+            self.insert(key, session, ttl).await.map(|()| true)
+        })
+    }
     /// Removes `key`; removing a missing key is not an error.
     fn remove<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<(), StoreError>>;
     /// Whether the store answers (readiness).
