@@ -392,3 +392,27 @@ allowed_destinations = ["/app"]
         assert!(!log.contains(secret), "a secret reached the log:\n{log}");
     }
 }
+
+/// A directory that accepts the connection and never answers: 504
+/// `provider_timeout` after `timeout`, not a hung login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_answers_is_504_after_the_timeout() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            keep.lock().unwrap().push(socket); // read nothing, answer nothing
+        }
+    });
+    let provider = format!("url = \"ldap://127.0.0.1:{port}\"\nallow_insecure = true");
+    let (gw, _dir) = gateway_for(&provider, None).await;
+    let t = Instant::now();
+    let res = login(&gw, "alice", ALICE_PW).await;
+    let took = t.elapsed();
+    assert_eq!((res.status, res.json()["error"].as_str()), (StatusCode::GATEWAY_TIMEOUT, Some("provider_timeout")));
+    // `timeout = "2s"` in the table: answered after it, and well before the client gives up.
+    assert!(took >= Duration::from_millis(1900) && took < Duration::from_secs(5), "took {took:?}");
+    assert!(!held.lock().unwrap().is_empty(), "the login reached the silent server");
+}
