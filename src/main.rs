@@ -231,7 +231,8 @@ async fn demo(listen: SocketAddr) -> ExitCode {
 async fn run(server: Server, demo: Option<ferrygate::demo::Demo>, signals: Signals) -> ExitCode {
     let addrs = server.local_addrs();
     let listening: Vec<String> = addrs.iter().map(ToString::to_string).collect();
-    tracing::info!(addrs = %listening.join(" "), "ferrygate listening");
+    let admin = server.admin_addr().map(|a| a.to_string()).unwrap_or_default();
+    tracing::info!(addrs = %listening.join(" "), admin = %admin, "ferrygate listening");
     if let (Some(demo), Some(addr)) = (&demo, addrs.first()) {
         let url = format!("http://{addr}");
         demo.set_gateway_url(&url);

@@ -568,3 +568,33 @@ async fn no_secret_in_logs_answers_or_debug_output() {
         assert!(!debug.contains(secret.as_str()), "a Debug output holds a secret ({secret}): {debug}");
     }
 }
+
+/// The real binary counts renewals on `/metrics`
+/// (`ferrygate_token_refreshes_total{provider, outcome}`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewals_are_counted_on_the_admin_metrics() {
+    let issuer = Issuer::start(json!({"expires_in": 20}));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ferrygate.toml");
+    let text = config(&issuer.url, echo_upstream().await, REFRESH, "");
+    std::fs::write(&path, format!("[server]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n{text}"))
+        .unwrap();
+    let fg = start_logged(&["serve", "--log-format", "json", "--config"], &path, "info");
+    let base = format!("http://{}", fg.addr);
+    // The admin listener bound port 0; the "listening" line says where.
+    let listening: Value = serde_json::from_str(fg.early.last().unwrap()).unwrap();
+    let admin = listening["admin"].as_str().unwrap().to_owned();
+    let cookie = cookie_pair(
+        &post_json(&format!("{base}/login"), json!({"email": "alice@corp.test", "password": ALICE_PW})).await,
+    );
+    assert_eq!(get_with_cookie(&format!("{base}/app"), &cookie).await.status, StatusCode::OK);
+    issuer.control("revoke?sub=u-alice").await;
+    assert_eq!(get_with_cookie(&format!("{base}/app"), &cookie).await.status, StatusCode::SEE_OTHER);
+    let text = get(&format!("http://{admin}/metrics")).await.text();
+    for needle in [
+        r#"ferrygate_token_refreshes_total{provider="corp",outcome="renewed"} 1"#,
+        r#"ferrygate_token_refreshes_total{provider="corp",outcome="ended"} 1"#,
+    ] {
+        assert!(text.contains(needle), "missing {needle} in:\n{text}");
+    }
+}
