@@ -51,6 +51,8 @@ impl Issuer {
                 {"username": "locked@corp.test", "password": "locked-pw", "sub": "u-locked", "locked": true},
                 {"username": "eve", "password": "eve-pw", "sub": "u-eve", "email": "ceo@corp.test",
                  "email_verified": false, "preferred_username": "eve", "groups": ["staff"]},
+                {"username": "mallory", "password": "mallory-pw", "sub": "u-mallory", "email": "ceo@corp.test",
+                 "email_verified": "false", "groups": ["staff"]},
                 {"username": "mfa@corp.test", "password": "mfa-pw", "sub": "u-mfa", "mfa": true},
             ],
         });
@@ -191,6 +193,10 @@ async fn users_sign_in_with_identity_and_groups_by_the_password_grant() {
     let eve = cookie_pair(&login(&gw, "eve", "eve-pw").await);
     let echo = get_with_cookie(&gw.url("/app"), &eve).await.json();
     assert_eq!(echoed(&echo, "x-ferrygate-user"), vec!["eve"]);
+    // "false" as a string (some userinfo endpoints) is not verified either; no preferred_username: sub.
+    let mallory = cookie_pair(&login(&gw, "mallory", "mallory-pw").await);
+    let echo = get_with_cookie(&gw.url("/app"), &mallory).await.json();
+    assert_eq!(echoed(&echo, "x-ferrygate-user"), vec!["u-mallory"]);
     // username_claim: the claim named, falling back to preferred_username, then sub.
     let gw = gateway_for(&issuer.url, "username_claim = \"sub\"").await;
     let echo = get_with_cookie(&gw.url("/app"), &cookie_pair(&login(&gw, "bob", "bob-pw").await)).await.json();
@@ -232,7 +238,9 @@ async fn refusals_map_to_the_documented_codes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_endpoint_errors_the_real_process_cannot_give() {
     let issuer = Issuer::start(json!({}));
-    let cases: [(u16, &'static str, u64, StatusCode, &str); 7] = [
+    let cases: [(u16, &'static str, u64, StatusCode, &str); 9] = [
+        (429, r#"{"error":"too_many_requests"}"#, 0, StatusCode::BAD_GATEWAY, "provider_unavailable"),
+        (400, r#"{"error":"temporarily_unavailable"}"#, 0, StatusCode::BAD_GATEWAY, "provider_unavailable"),
         (400, r#"{"error":"interaction_required"}"#, 0, StatusCode::UNAUTHORIZED, "provider_rejected"),
         (400, r#"{"error":"consent_required"}"#, 0, StatusCode::UNAUTHORIZED, "provider_rejected"),
         (400, r#"{"error":"unsupported_grant_type"}"#, 0, StatusCode::BAD_GATEWAY, "provider_unavailable"),
@@ -597,4 +605,38 @@ async fn renewals_are_counted_on_the_admin_metrics() {
     ] {
         assert!(text.contains(needle), "missing {needle} in:\n{text}");
     }
+}
+
+/// A renewal's ID token signed by a key not yet to be had (the keys were
+/// fetched again less than a minute ago) keeps the session and its renewed
+/// tokens; and the forward-auth check renews like any request of the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewals_survive_a_key_rotation_and_happen_on_forward_auth_checks() {
+    let issuer = Issuer::start(json!({"expires_in": 20}));
+    let text = format!(
+        "trusted_proxies = [\"127.0.0.1/32\"]\n{}\n[sites.forward_auth]\npath = \"/_ferrygate/auth\"\n",
+        config(&issuer.url, echo_upstream().await, REFRESH, "")
+    );
+    let gw = gateway(&text).await;
+    let cookie = cookie_pair(&login(&gw, "alice@corp.test", ALICE_PW).await);
+    issuer.control("rotate").await; // the first unknown kid: fetched again
+    assert_eq!(get_with_cookie(&gw.url("/app"), &cookie).await.status, StatusCode::OK);
+    issuer.control("rotate").await; // the second, within the minute: not to be had
+    let res = get_with_cookie(&gw.url("/app"), &cookie).await;
+    assert_eq!(res.status, StatusCode::OK, "a key rotation ended the session: {}", res.text());
+    let renewed = issuer.control("issued").await["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(bearer(&res.json()), renewed);
+    assert_eq!(issuer.stats().await["refresh_token"], 2);
+    // The forward-auth check renews too, and hands the proxy the current token.
+    let req = Request::get(gw.url("/_ferrygate/auth"))
+        .header("cookie", &cookie)
+        .header("x-original-uri", "/app")
+        .header("x-original-method", "GET")
+        .body(Full::default())
+        .unwrap();
+    let res = send(req).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(issuer.stats().await["refresh_token"], 3);
+    let renewed = issuer.control("issued").await["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(res.header("authorization"), format!("Bearer {renewed}"));
 }

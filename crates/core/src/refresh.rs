@@ -1,9 +1,8 @@
 //! Renewing a refreshable session's access token (SPEC 1.4, `refresh = true`).
 //!
 //! A session whose provider issued a refresh token outlives its access token.
-//! The proxied request that finds the token within [`REFRESH_WITHIN`] of its
-//! end renews it before going on (the forward-auth check does not: it never
-//! calls a provider), and:
+//! The request that finds the token within [`REFRESH_WITHIN`] of its end —
+//! a proxied one, or a forward-auth check — renews it before going on, and:
 //!
 //! - **one renewal per session at a time in a replica**: concurrent requests
 //!   of the same session share one renewal (a moka cache entry per session,
@@ -124,18 +123,20 @@ impl Renewal<'_> {
         let Some(provider) = self.providers.get(&session.provider).map(|e| e.provider.clone()) else {
             return Ok(Some(session));
         };
-        // A provider's call is bounded by its own timeout; this bounds a provider that hangs.
-        let limit = provider.timeout() * 3;
+        let secret = SecretString::from(refresh_token);
+        // Lazy: nothing is sent before it is awaited. None: this provider
+        // renews no more (e.g. `refresh = false` since a reload); claim nothing.
+        let Some(call) = provider.refresh(&secret) else { return Ok(Some(session)) };
+        // Each of a provider's calls is bounded by its own timeout (an oidc
+        // renewal makes at most four); this bounds a provider that hangs.
+        let limit = provider.timeout() * 4;
         // Held for longer than the renewal and its write may take.
-        if !sessions.claim_refresh(self.id, &refresh_token, limit + Duration::from_secs(10)).await? {
+        if !sessions.claim_refresh(self.id, secret.expose_secret(), limit + Duration::from_secs(10)).await? {
+            let refresh_token = secret.expose_secret().to_owned();
             return self.wait_for_other(session, &refresh_token, limit).await;
         }
-        let secret = SecretString::from(refresh_token);
         let name = session.provider.clone();
-        let outcome = match provider.refresh(&secret) {
-            Some(call) => tokio::time::timeout(limit, call).await.unwrap_or(Err(LoginError::ProviderTimeout)),
-            None => return Ok(Some(session)),
-        };
+        let outcome = tokio::time::timeout(limit, call).await.unwrap_or(Err(LoginError::ProviderTimeout));
         let counted = |outcome: &'static str| {
             metrics::counter!("ferrygate_token_refreshes_total", "provider" => name.clone(), "outcome" => outcome)
                 .increment(1);

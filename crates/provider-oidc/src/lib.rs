@@ -328,6 +328,11 @@ impl Oidc {
                      scope and that the password grant is enabled");
                 LoginError::ProviderUnavailable
             }
+            // Busy, not refusing: never a reason to end a session.
+            (StatusCode::TOO_MANY_REQUESTS, _) | (_, Some("temporarily_unavailable" | "slow_down")) => {
+                tracing::warn!(provider = %self.name, status, "the token endpoint is busy");
+                LoginError::ProviderUnavailable
+            }
             (s, _) if s.is_server_error() => {
                 tracing::warn!(provider = %self.name, status, "the token endpoint failed");
                 LoginError::ProviderUnavailable
@@ -394,7 +399,12 @@ impl Oidc {
     /// verified is none (anyone could have typed it into their profile).
     fn username<'c>(&self, claims: &'c Claims) -> Option<&'c str> {
         let claim = self.config.username_claim.as_str();
-        if claim == "email" && claims.get("email_verified").and_then(Value::as_bool) == Some(false) {
+        let unverified = match claims.get("email_verified") {
+            Some(Value::Bool(b)) => !b,
+            Some(Value::String(s)) => s.eq_ignore_ascii_case("false"),
+            _ => false,
+        };
+        if claim == "email" && unverified {
             tracing::info!(provider = %self.name, "the email claim is not verified: not used as the user name");
             return None;
         }
@@ -457,18 +467,23 @@ impl Oidc {
         // session; keys that cannot be fetched now keep the renewed tokens
         // (the refresh token may already be rotated) and the claims as they were.
         if let Some(id_token) = &answer.id_token {
-            match self.verified(&endpoints, id_token).await {
-                Ok(claims) => {
+            // Bounded on its own: the token answer is in hand and must be kept.
+            let checked = tokio::time::timeout(self.config.timeout, self.verified(&endpoints, id_token)).await;
+            match checked {
+                Ok(Ok(claims)) => {
                     refreshed.user_id = claims.get("sub").and_then(Value::as_str).map(str::to_owned);
                     refreshed.user = self.username(&claims).map(str::to_owned);
                     refreshed.groups = self.groups(&claims);
                 }
-                Err(Failure::IdToken(why)) => {
+                // Keys not to be had just now (unreachable, or a new key not yet
+                // published to us): the tokens came from the token endpoint over
+                // an authenticated channel; keep them and the claims as they were.
+                Err(_) | Ok(Err(Failure::Login(_) | Failure::IdToken(Refusal::UnknownKey(_)))) => {
+                    tracing::warn!(provider = %self.name, "renewed ID token not checked (keys unavailable): claims kept");
+                }
+                Ok(Err(Failure::IdToken(why))) => {
                     tracing::warn!(provider = %self.name, reason = %why, "renewed ID token refused: session ended");
                     return Err(Failure::Login(LoginError::InvalidCredentials));
-                }
-                Err(Failure::Login(_)) => {
-                    tracing::warn!(provider = %self.name, "renewed ID token not checked (no keys): claims kept");
                 }
             }
         }
@@ -508,8 +523,10 @@ impl Provider for Oidc {
         if !self.config.refresh {
             return None;
         }
-        // Each call has its own timeout; no deadline around the whole, which
-        // could drop a token answer (and its rotated refresh token) half-way.
+        // Each call has its own timeout (the ID token check one of its own, after
+        // the token answer); no deadline here that could drop a token answer
+        // (and its rotated refresh token) half-way. The core bounds the whole
+        // by four timeouts.
         Some(Box::pin(async move { self.renew(refresh_token).await.map_err(|f| self.outcome(f)) }))
     }
 

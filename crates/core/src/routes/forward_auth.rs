@@ -1,6 +1,10 @@
 //! `forward_auth.path` (SPEC 2.1): the check nginx `auth_request`, Traefik
 //! `ForwardAuth`, Caddy `forward_auth` and Envoy `ext_authz` ask before
-//! serving a request. It never calls a provider and never reaches the site.
+//! serving a request. It never authenticates with a provider and never
+//! reaches the site; the one provider call it may make is a refreshable
+//! session's token renewal ([`crate::refresh`]), as every request of that
+//! session does — so a `pass_access_token` site behind forward
+//! authentication keeps receiving a current token.
 //!
 //! The original request comes from `X-Original-URI`/`-Method` (nginx), else
 //! `X-Forwarded-Uri`/`-Method` (Traefik, Caddy), else the rest of the path
@@ -10,6 +14,8 @@
 //! on its canonical form, by the same decision as the session layer's
 //! ([`crate::access::decide`]): 200 with the identity headers, 401 (or, with
 //! `redirect = true`, 302 to the login page), or 403 `forbidden`.
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, LOCATION};
@@ -23,7 +29,7 @@ use crate::respond;
 use crate::site::Site;
 use crate::state::Shared;
 
-pub(crate) async fn check<B>(shared: &Shared, site: &Site, req: Request<B>) -> Response<Full<Bytes>> {
+pub(crate) async fn check<B>(shared: &Arc<Shared>, site: &Site, req: Request<B>) -> Response<Full<Bytes>> {
     // The body, if any, is not needed (and need not be shared across the await).
     let req = Request::from_parts(req.into_parts().0, ());
     let trusted = req
@@ -38,7 +44,7 @@ pub(crate) async fn check<B>(shared: &Shared, site: &Site, req: Request<B>) -> R
     let original = original_uri(&req, &fa.path);
     let path = crate::path::canonical(original.split('?').next().unwrap_or("/"));
     let rule = site.rule(&path).and_then(|i| site.authorize.get(i));
-    let session = match shared.sessions.lookup(req.headers(), &site.name).await {
+    let session = match shared.session(req.headers(), &site.name).await {
         Ok(found) => found.map(|(_, s)| s),
         Err(e) => {
             tracing::warn!(site = %site.name, error = %e, "session lookup failed");

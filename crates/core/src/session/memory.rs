@@ -200,7 +200,9 @@ impl SessionStore for MemoryStore {
 
     fn remove<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            self.cache.invalidate(&short(key)).await;
+            // Through the entry API, like `update`: the two are ordered per key,
+            // so a logout cannot slip between an update's read and its write.
+            self.cache.entry(short(key)).and_compute_with(|_| std::future::ready(Op::Remove)).await;
             Ok(())
         })
     }
