@@ -659,3 +659,45 @@ async fn the_site_hears_the_host_its_site_was_chosen_by() {
     assert_eq!(echoed(&json, "host"), vec!["public.example"], "{answer}");
     assert_eq!(echoed(&json, "x-forwarded-host"), vec!["public.example"]);
 }
+
+/// A keep-alive connection's requests share one deadline timer, re-armed per
+/// request: each request gets the whole `upstream_timeout` from its own
+/// start — after fast requests, after the timer has fired while idle, and
+/// again after a timeout.
+#[tokio::test]
+async fn every_request_on_a_connection_gets_its_own_whole_upstream_timeout() {
+    let upstream = serve(|req: Request<Incoming>| async move {
+        if req.uri().path() == "/slow" {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        } else if req.uri().path() == "/medium" {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        Response::new(full("ok"))
+    })
+    .await;
+    let gw = gateway(&site_config(&format!("http://{upstream}"), "upstream_timeout = \"400ms\"", "")).await;
+    let mut client = keep_alive(&gw).await;
+    let mut ask = async |path: &str| {
+        client.ready().await.unwrap();
+        let req = Request::get(path).header(http::header::HOST, gw.addr.to_string()).body(Full::default()).unwrap();
+        let started = std::time::Instant::now();
+        let res = tokio::time::timeout(BOUND, client.send_request(req)).await.unwrap().unwrap();
+        (res.status(), started.elapsed())
+    };
+    assert_eq!(ask("/fast").await.0, StatusCode::OK);
+    // 250 ms into a 400 ms deadline, twice in a row: a deadline carried over
+    // from the request before would cut the second one short.
+    assert_eq!(ask("/medium").await.0, StatusCode::OK);
+    assert_eq!(ask("/medium").await.0, StatusCode::OK);
+    // Idle past the first requests' deadlines: the timer fired with nobody waiting.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(ask("/medium").await.0, StatusCode::OK);
+    let (status, took) = ask("/slow").await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    assert!(took >= Duration::from_millis(390) && took < Duration::from_millis(1400), "took {took:?}");
+    assert_eq!(
+        ask("/medium").await.0,
+        StatusCode::OK,
+        "after a timeout the connection's next request has its whole time"
+    );
+}
