@@ -28,6 +28,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 need=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
+command -v h2load >/dev/null 2>&1 || need+=(nghttp2-client)
 if [ ${#need[@]} -gt 0 ]; then
   as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
@@ -48,7 +49,7 @@ while True:
         except OSError:
             pass
 '; }
-UP=$(port); NG=$(port); FGP=$(port); DEMO=$(port); ADMIN=$(port)
+UP=$(port); NG=$(port); NG2=$(port); FGP=$(port); DEMO=$(port); ADMIN=$(port)
 
 # The tiny upstream (a 13-byte answer): an nginx of its own, so that each proxy under
 # test is a separate process talking to a separate upstream process, and the CPU each
@@ -79,6 +80,21 @@ nginx_conf nginx "  upstream site { server 127.0.0.1:$UP; keepalive 128; }
       proxy_http_version 1.1;
       proxy_set_header Connection \"\";
       # The same header work Ferrygate does on every proxied request.
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+      proxy_set_header X-Forwarded-Host \$host;
+      proxy_set_header X-Request-Id \$request_id;
+      add_header X-Request-Id \$request_id;
+    }
+  }
+  # The same proxy for HTTP/2 clients (h2c, prior knowledge), for the h2 row.
+  server {
+    listen 127.0.0.1:$NG2 http2;
+    location / {
+      proxy_pass http://site;
+      proxy_http_version 1.1;
+      proxy_set_header Connection \"\";
       proxy_set_header Host \$host;
       proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
       proxy_set_header X-Forwarded-Proto \$scheme;
@@ -199,6 +215,17 @@ for r in $(seq "$ROUNDS"); do
     echo "  round $r $target: $rps req/s, p50 ${p50} ms, p99 ${p99} ms"
   done
 done
+# HTTP/2 downstream (h2c, prior knowledge; the upstream stays HTTP/1.1): h2load,
+# 16 connections × 10 concurrent streams, alternated rounds. No target yet.
+declare -A H2
+h2rps() { h2load -D "$DURATION" -c 16 -m 10 -t "$THREADS" "$1" 2>/dev/null | awk '/^finished in/ {gsub(",", "", $4); print $4}'; }
+for r in $(seq "$ROUNDS"); do
+  for target in nginx ferrygate; do
+    case $target in nginx) url="http://127.0.0.1:$NG2/";; ferrygate) url="http://127.0.0.1:$FGP/";; esac
+    rps=$(h2rps "$url"); H2[$target]+="$rps "
+    echo "  round $r h2 $target: $rps req/s"
+  done
+done
 PASS_RSS=$(rss $FGPID)
 reset_peak $FGPID
 m() { echo "$1" | tr ' ' '\n' | grep -v '^$' | median; }
@@ -212,6 +239,7 @@ if [ -n "${PASS_ONLY:-}" ]; then
   N=$(m "${RPS[nginx]}"); F=$(m "${RPS[ferrygate]}")
   awk -v f="$F" -v n="$N" -v d="$(m "${RPS[direct]}")" -v fp="$(m "${P99[ferrygate]}")" -v np="$(m "${P99[nginx]}")" \
     'BEGIN {printf "pass-through: %.2f x nginx, %.2f x direct; p99 %s ms vs nginx %s ms\n", f/n, f/d, fp, np}'
+  awk -v f="$(m "${H2[ferrygate]}")" -v n="$(m "${H2[nginx]}")" 'BEGIN {printf "h2 downstream: ferrygate %s req/s, nginx %s req/s, %.2f x nginx\n", f, n, f/n}'
   exit 0
 fi
 
@@ -311,6 +339,9 @@ printf "%-34s %12s %9s %9s %10s %10s\n" "load" "req/s" "p50 ms" "p99 ms" "vs ngi
 printf "%-34s %12s %9s %9s %10s %10s\n" "direct (upstream alone)" "$D" "$(m "${P50[direct]}")" "$(m "${P99[direct]}")" "$(ratio "$D" "$N")" "1.00"
 printf "%-34s %12s %9s %9s %10s %10s\n" "nginx, 2 workers, keep-alive" "$N" "$(m "${P50[nginx]}")" "$(m "${P99[nginx]}")" "1.00" "$(ratio "$N" "$D")"
 printf "%-34s %12s %9s %9s %10s %10s\n" "ferrygate pass-through" "$F" "$(m "${P50[ferrygate]}")" "$(m "${P99[ferrygate]}")" "$(ratio "$F" "$N")" "$(ratio "$F" "$D")"
+H2F=$(m "${H2[ferrygate]}"); H2N=$(m "${H2[nginx]}")
+printf "%-34s %12s %9s %9s %10s\n" "nginx, h2c clients (h2load)" "$H2N" "" "" "1.00"
+printf "%-34s %12s %9s %9s %10s\n" "ferrygate, h2c clients (h2load)" "$H2F" "" "" "$(ratio "$H2F" "$H2N")"
 printf "%-34s %12s %9s %9s %10s\n" "ferrygate returning-user 303" "$RET_RPS" "$RET_P50" "$RET_P99" "x$(ratio "$RET_RPS" "$F") pass"
 printf "%-34s %12s %9s %9s %10s\n" "ferrygate forward-auth check 200" "$FA_RPS" "$FA_P50" "$FA_P99" "x$(ratio "$FA_RPS" "$F") pass"
 printf "%-34s %12s %9s %9s %10s\n" "ferrygate form login (demo qwyk)" "$LOGIN_RPS" "$LOGIN_P50" "$LOGIN_P99" "x$(ratio "$LOGIN_RPS" "$F") pass"
