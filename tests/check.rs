@@ -81,6 +81,41 @@ forgot_password_url = "https://auth.corp.example/forgot?email={{{{USEREMAIL}}}}"
 session_ttl = "8h"
 timeout = "5s"
 
+[providers.corp-okta]
+kind = "oidc"
+issuer = "https://corp.okta.com/oauth2/default"   # discovery: {{issuer}}/.well-known/openid-configuration
+client_id = "0oa1b2c3d4"
+client_secret = "${{OIDC_CLIENT_SECRET}}"
+client_auth = "client_secret_basic"     # client_secret_basic | client_secret_post
+scope = "openid email profile groups"
+token_endpoint = ""                     # optional overrides of the discovered endpoints
+userinfo_endpoint = ""
+id_token = "required"                   # required | optional (then userinfo)
+username_claim = "email"
+groups_claim = "groups"
+refresh = false
+pass_access_token = false
+session_ttl = "8h"                      # with refresh = true
+timeout = "5s"
+
+[providers.corp-ldap]
+kind = "ldap"
+url = "ldaps://ldap.corp.example:636"   # ldap:// or ldaps://
+start_tls = false
+allow_insecure = false                  # permit a password over plain ldap:// (tests only)
+bind_dn = "cn=ferrygate,ou=services,dc=corp,dc=example"
+bind_password = "${{LDAP_BIND_PASSWORD}}"
+base_dn = "ou=people,dc=corp,dc=example"
+user_filter = "(&(objectClass=inetOrgPerson)(|(mail={{username}})(uid={{username}})))"
+email_attribute = "mail"
+id_attribute = "uid"
+groups_base_dn = "ou=groups,dc=corp,dc=example"
+group_filter = "(&(objectClass=groupOfNames)(member={{dn}}))"
+group_name_attribute = "cn"
+groups_attribute = ""                   # "memberOf" reads groups from the user entry instead
+session_ttl = "8h"
+timeout = "5s"
+
 [[sites]]
 name = "acme"
 hosts = ["www.acme.example"]
@@ -136,6 +171,8 @@ fn run(args: &[&str], dir: &Path, config: &str) -> Output {
     cmd.args(args).arg("--config").arg(&path);
     cmd.env("FERRYGATE_SESSION_SECRET", SECRET)
         .env("PAYWAY_CLIENT_SECRET", "payway-secret")
+        .env("OIDC_CLIENT_SECRET", "oidc-secret")
+        .env("LDAP_BIND_PASSWORD", "ldap-secret")
         .env_remove("FERRYGATE_CONFIG");
     cmd.output().unwrap()
 }
@@ -166,7 +203,7 @@ fn the_spec_example_passes_with_warnings_for_sections_that_do_not_apply() {
     assert!(stderr.contains("warning: sites[0].forgot_password: applies to rest providers only"), "{stderr}");
     assert!(stderr.contains("warning: sites[0].callback: applies to payway providers only"), "{stderr}");
     assert!(!stderr.contains("warning: sites[0].wizard"), "{stderr}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 site(s), 3 provider(s), 2 warning(s))"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 site(s), 5 provider(s), 2 warning(s))"));
 }
 
 #[test]
@@ -305,7 +342,12 @@ fn the_config_path_defaults_to_the_environment_then_the_working_directory() {
     let dir = tempfile::tempdir().unwrap();
     let config = spec_example(dir.path());
     std::fs::write(dir.path().join("ferrygate.toml"), &config).unwrap();
-    let envs = [("FERRYGATE_SESSION_SECRET", SECRET), ("PAYWAY_CLIENT_SECRET", "x")];
+    let envs = [
+        ("FERRYGATE_SESSION_SECRET", SECRET),
+        ("PAYWAY_CLIENT_SECRET", "x"),
+        ("OIDC_CLIENT_SECRET", "x"),
+        ("LDAP_BIND_PASSWORD", "x"),
+    ];
     let out = Command::new(BIN)
         .arg("check")
         .current_dir(dir.path())
