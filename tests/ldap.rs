@@ -416,3 +416,24 @@ async fn a_server_that_never_answers_is_504_after_the_timeout() {
     assert!(took >= Duration::from_millis(1900) && took < Duration::from_secs(5), "took {took:?}");
     assert!(!held.lock().unwrap().is_empty(), "the login reached the silent server");
 }
+
+/// The session lasts `session_ttl`: a remembered login's cookie says so
+/// (Max-Age), a plain one ends with the browser session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_lasts_session_ttl() {
+    let slapd = Slapd::start();
+    let (gw, _dir) = gateway_for(&format!("{}\nsession_ttl = \"2h\"", plain(&slapd)), None).await;
+    let remembered =
+        post_form(&gw.url("/login"), &[("email", "alice"), ("password", ALICE_PW), ("remember", "on")]).await;
+    assert_eq!(remembered.status, StatusCode::SEE_OTHER);
+    let cookie = remembered.header("set-cookie");
+    let max_age: u64 = cookie
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("Max-Age="))
+        .unwrap_or_else(|| panic!("no Max-Age: {cookie}"))
+        .parse()
+        .unwrap();
+    assert!((7190..=7200).contains(&max_age), "{cookie}");
+    let plain_login = post_form(&gw.url("/login"), &[("email", "alice"), ("password", ALICE_PW)]).await;
+    assert!(!plain_login.header("set-cookie").contains("Max-Age"), "{}", plain_login.header("set-cookie"));
+}

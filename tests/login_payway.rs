@@ -406,3 +406,28 @@ async fn token_url_token_scope_and_persist_false_reach_the_wire() {
     let login: Vec<(String, String)> = form_urlencoded::parse(&seen[1].body).into_owned().collect();
     assert!(login.contains(&("persist".into(), "false".into())), "{login:?}");
 }
+
+/// The real binary counts service-token fetches on `/metrics`
+/// (`ferrygate_service_token_fetches_total{provider}`): one for many logins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_token_fetches_are_counted_on_the_admin_metrics() {
+    let (addr, state) = mock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ferrygate.toml");
+    let text = config(addr, echo_upstream().await);
+    std::fs::write(&path, format!("[server]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n{text}"))
+        .unwrap();
+    let fg = start_logged(&["serve", "--log-format", "json", "--config"], &path, "info");
+    let listening: serde_json::Value = serde_json::from_str(fg.early.last().unwrap()).unwrap();
+    let admin = listening["admin"].as_str().unwrap().to_owned();
+    for i in 0..3 {
+        let email = format!("reader{i}@news.example");
+        let res =
+            post_form(&format!("http://{}/login", fg.addr), &[("email", email.as_str()), ("password", "right")]).await;
+        assert_eq!(res.status, StatusCode::SEE_OTHER);
+    }
+    assert_eq!(state.token_requests.load(Ordering::SeqCst), 1);
+    let text = get(&format!("http://{admin}/metrics")).await.text();
+    let needle = r#"ferrygate_service_token_fetches_total{provider="news"} 1"#;
+    assert!(text.contains(needle), "missing {needle} in:\n{text}");
+}
