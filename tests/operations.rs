@@ -47,28 +47,18 @@ impl Running {
     }
 }
 
-fn free_port() -> u16 {
-    // The admin address must be in the config; the test reads it back from there.
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn start(config: &Path) -> Running {
-    let Logged { child, addr, lines, .. } =
+    let Logged { child, addr, early, lines } =
         start_logged(&["serve", "--log-format", "json", "--config"], config, "info");
-    let text = std::fs::read_to_string(config).unwrap();
-    let admin = text.lines().find_map(|l| l.strip_prefix("listen = \"127.0.0.1:")).unwrap();
-    let admin = format!("127.0.0.1:{}", admin.trim_end_matches('"')).parse().unwrap();
+    // The admin listener binds port 0; the "listening" line says where.
+    let listening: serde_json::Value = serde_json::from_str(early.last().unwrap()).unwrap();
+    let admin = listening["admin"].as_str().unwrap().parse().unwrap();
     Running { child, addr, admin, lines }
 }
 
-fn config_text(
-    provider: std::net::SocketAddr,
-    upstream: std::net::SocketAddr,
-    admin_port: u16,
-    extra_site: &str,
-) -> String {
+fn config_text(provider: std::net::SocketAddr, upstream: std::net::SocketAddr, extra_site: &str) -> String {
     format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\nshutdown_grace = \"5s\"\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n{}",
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nshutdown_grace = \"5s\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{}",
         qwyk_config(provider, upstream, "", extra_site)
     )
 }
@@ -87,7 +77,7 @@ async fn admin_endpoints_and_metrics() {
     let upstream = echo_upstream().await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ferrygate.toml");
-    std::fs::write(&path, config_text(mock.addr, upstream, free_port(), "")).unwrap();
+    std::fs::write(&path, config_text(mock.addr, upstream, "")).unwrap();
     let fg = start(&path);
     let admin = |p: &str| format!("http://{}{p}", fg.admin);
     assert_eq!(get(&admin("/healthz")).await.status, StatusCode::OK);
@@ -144,11 +134,10 @@ async fn reloads_apply_valid_files_keep_sessions_and_refuse_invalid_ones() {
     let mock = Mock::start(200, TOKEN, Duration::ZERO).await;
     let upstream = echo_upstream().await;
     let dir = tempfile::tempdir().unwrap();
-    let admin_port = free_port();
     // ConfigMap layout: ferrygate.toml -> ..data/ferrygate.toml, ..data -> a versioned folder.
     let v1 = dir.path().join("v1");
     std::fs::create_dir(&v1).unwrap();
-    std::fs::write(v1.join("ferrygate.toml"), config_text(mock.addr, upstream, admin_port, "")).unwrap();
+    std::fs::write(v1.join("ferrygate.toml"), config_text(mock.addr, upstream, "")).unwrap();
     std::os::unix::fs::symlink("v1", dir.path().join("..data")).unwrap();
     std::os::unix::fs::symlink("..data/ferrygate.toml", dir.path().join("ferrygate.toml")).unwrap();
     let fg = start(&dir.path().join("ferrygate.toml"));
@@ -161,11 +150,8 @@ async fn reloads_apply_valid_files_keep_sessions_and_refuse_invalid_ones() {
     // A new version arrives by symlink swap: /secret becomes protected.
     let v2 = dir.path().join("v2");
     std::fs::create_dir(&v2).unwrap();
-    std::fs::write(
-        v2.join("ferrygate.toml"),
-        config_text(mock.addr, upstream, admin_port, "protected_paths = [\"/secret\"]"),
-    )
-    .unwrap();
+    std::fs::write(v2.join("ferrygate.toml"), config_text(mock.addr, upstream, "protected_paths = [\"/secret\"]"))
+        .unwrap();
     std::os::unix::fs::symlink("v2", dir.path().join("..data_tmp")).unwrap();
     std::fs::rename(dir.path().join("..data_tmp"), dir.path().join("..data")).unwrap();
     wait_until("the reload", async || get(&url("/secret")).await.status == StatusCode::SEE_OTHER).await;
@@ -187,7 +173,7 @@ async fn reloads_apply_valid_files_keep_sessions_and_refuse_invalid_ones() {
     assert!(get(&metrics).await.text().contains(r#"ferrygate_config_reloads_total{result="success"} 1"#));
 
     // SIGHUP reloads too: back to a valid file without protection.
-    std::fs::write(v3.join("ferrygate.toml"), config_text(mock.addr, upstream, admin_port, "")).unwrap();
+    std::fs::write(v3.join("ferrygate.toml"), config_text(mock.addr, upstream, "")).unwrap();
     // The file poller would notice the change too: the log says which one reloaded.
     let hup = Command::new("kill").args(["-HUP", &fg.child.id().to_string()]).status().unwrap();
     assert!(hup.success());
@@ -206,7 +192,7 @@ async fn shutdown_drains_in_flight_requests_and_exits_zero() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ferrygate.toml");
-    std::fs::write(&path, config_text("127.0.0.1:9".parse().unwrap(), slow, free_port(), "")).unwrap();
+    std::fs::write(&path, config_text("127.0.0.1:9".parse().unwrap(), slow, "")).unwrap();
     let mut fg = start(&path);
     let url = format!("http://{}/slow", fg.addr);
     let in_flight = tokio::spawn(async move { get(&url).await });
@@ -307,7 +293,7 @@ async fn json_logs_are_one_object_per_line() {
     let upstream = echo_upstream().await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ferrygate.toml");
-    std::fs::write(&path, config_text(mock.addr, upstream, free_port(), "")).unwrap();
+    std::fs::write(&path, config_text(mock.addr, upstream, "")).unwrap();
     // The global flag before the subcommand, as well.
     let Logged { mut child, addr, early: mut lines, lines: rest } =
         start_logged(&["--log-format", "json", "serve", "--config"], &path, "debug");
