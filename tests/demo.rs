@@ -19,6 +19,26 @@ async fn start() -> (Demo, String) {
     (demo, base)
 }
 
+/// Requests to the gateway at `base` for the site `host` (the gateway's
+/// port kept), with an optional cookie and form body.
+fn on_host(
+    base: &str,
+    host: &str,
+) -> impl Fn(http::Method, &str, Option<&str>, Option<String>) -> http::Request<http_body_util::Full<bytes::Bytes>> {
+    let port = base.rsplit(':').next().unwrap();
+    let (base, host) = (base.to_owned(), format!("{host}:{port}"));
+    move |method, path, cookie, body| {
+        let mut r = http::Request::builder().method(method).uri(format!("{base}{path}")).header("host", host.as_str());
+        if let Some(c) = cookie {
+            r = r.header("cookie", c);
+        }
+        if body.is_some() {
+            r = r.header("content-type", "application/x-www-form-urlencoded");
+        }
+        r.body(http_body_util::Full::new(bytes::Bytes::from(body.unwrap_or_default()))).unwrap()
+    }
+}
+
 #[tokio::test]
 async fn a_newcomer_logs_in_and_lands_in_the_portal() {
     let (_demo, base) = start().await;
@@ -143,18 +163,7 @@ async fn a_subscriber_signs_in_through_the_payway_flow() {
 #[tokio::test]
 async fn staff_sign_in_to_the_intranet_through_the_rest_flow() {
     let (_demo, base) = start().await;
-    let port = base.rsplit(':').next().unwrap();
-    let host = format!("intranet.localhost:{port}");
-    let req = |method: http::Method, path: &str, cookie: Option<&str>, body: Option<String>| {
-        let mut r = http::Request::builder().method(method).uri(format!("{base}{path}")).header("host", host.as_str());
-        if let Some(c) = cookie {
-            r = r.header("cookie", c);
-        }
-        if body.is_some() {
-            r = r.header("content-type", "application/x-www-form-urlencoded");
-        }
-        r.body(http_body_util::Full::new(bytes::Bytes::from(body.unwrap_or_default()))).unwrap()
-    };
+    let req = on_host(&base, "intranet.localhost");
     let guarded = send(req(http::Method::GET, "/app", None, None)).await;
     assert_eq!(guarded.status, 303);
     assert_eq!(guarded.header("location"), "/login?destination=%2Fapp");
@@ -195,18 +204,7 @@ async fn staff_sign_in_to_the_intranet_through_the_rest_flow() {
 #[tokio::test]
 async fn staff_sign_in_to_the_staff_portal_through_the_oidc_flow() {
     let (demo, base) = start().await;
-    let port = base.rsplit(':').next().unwrap();
-    let host = format!("sso.localhost:{port}");
-    let req = |method: http::Method, path: &str, cookie: Option<&str>, body: Option<String>| {
-        let mut r = http::Request::builder().method(method).uri(format!("{base}{path}")).header("host", host.as_str());
-        if let Some(c) = cookie {
-            r = r.header("cookie", c);
-        }
-        if body.is_some() {
-            r = r.header("content-type", "application/x-www-form-urlencoded");
-        }
-        r.body(http_body_util::Full::new(bytes::Bytes::from(body.unwrap_or_default()))).unwrap()
-    };
+    let req = on_host(&base, "sso.localhost");
     // The embedded issuer publishes itself and an ES256 key.
     let discovery = get(&format!("http://{}/.well-known/openid-configuration", demo.issuer)).await.json();
     assert_eq!(discovery["issuer"], format!("http://{}", demo.issuer));

@@ -95,23 +95,51 @@ pub(crate) fn landing() -> String {
     )
 }
 
-pub(crate) fn login(error: Option<&str>, destination: Option<&str>) -> String {
-    let destination = destination
-        .map(|d| format!(r#"<input type="hidden" name="destination" value="{}">"#, esc(d)))
-        .unwrap_or_default();
-    site_page(
-        "Sign in — Northwind Freight",
-        &format!(
-            r#"<div class="card narrow"><h2>Sign in to your customer portal</h2>{error}
+/// The sign-in card of every demo site: its heading and email label, an
+/// optional "remember me" box, the destination carried through, an optional
+/// line under the form.
+struct SignIn<'a> {
+    heading: &'a str,
+    email_label: &'a str,
+    remember: Option<&'a str>,
+    below: &'a str,
+}
+
+impl SignIn<'_> {
+    fn card(&self, error: Option<&str>, destination: Option<&str>) -> String {
+        let remember = self
+            .remember
+            .map(|label| {
+                format!(r#"<label class="check"><input type="checkbox" name="remember" value="true"> {label}</label>"#)
+            })
+            .unwrap_or_default();
+        let destination = destination
+            .map(|d| format!(r#"<input type="hidden" name="destination" value="{}">"#, esc(d)))
+            .unwrap_or_default();
+        format!(
+            r#"<div class="card narrow"><h2>{heading}</h2>{error}
 <form method="post" action="/login">
-<label for="email">Email address</label><input id="email" name="email" type="email" autocomplete="username" required>
+<label for="email">{email_label}</label><input id="email" name="email" type="email" autocomplete="username" required>
 <label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" value="" required>
-<label class="check"><input type="checkbox" name="remember" value="true"> Keep me signed in</label>{destination}
-<button type="submit">Sign in</button></form>{users}</div>"#,
+{remember}{destination}
+<button type="submit">Sign in</button></form>{below}{users}</div>"#,
+            heading = self.heading,
+            email_label = self.email_label,
             error = error_box(error),
+            below = self.below,
             users = users_hint(),
-        ),
-    )
+        )
+    }
+}
+
+pub(crate) fn login(error: Option<&str>, destination: Option<&str>) -> String {
+    let form = SignIn {
+        heading: "Sign in to your customer portal",
+        email_label: "Email address",
+        remember: Some("Keep me signed in"),
+        below: "",
+    };
+    site_page("Sign in — Northwind Freight", &form.card(error, destination))
 }
 
 pub(crate) fn wizard(error: Option<&str>) -> String {
@@ -221,19 +249,9 @@ pub(crate) fn news_landing() -> String {
 }
 
 pub(crate) fn news_login(error: Option<&str>) -> String {
-    news_page(
-        "Subscriber login — The Daily Courant",
-        &format!(
-            r#"<div class="card narrow"><h2>Subscriber login</h2>{error}
-<form method="post" action="/login">
-<label for="email">Email address</label><input id="email" name="email" type="email" autocomplete="username" required>
-<label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" value="" required>
-<label class="check"><input type="checkbox" name="remember" value="true"> Remember me</label>
-<button type="submit">Sign in</button></form>{users}</div>"#,
-            error = error_box(error),
-            users = users_hint(),
-        ),
-    )
+    let form =
+        SignIn { heading: "Subscriber login", email_label: "Email address", remember: Some("Remember me"), below: "" };
+    news_page("Subscriber login — The Daily Courant", &form.card(error, None))
 }
 
 /// The site's OAuth2 landing page, reached after Ferrygate checked `state`.
@@ -275,22 +293,14 @@ pub(crate) fn intranet_landing() -> String {
 }
 
 pub(crate) fn intranet_login(error: Option<&str>, destination: Option<&str>) -> String {
-    let destination = destination
-        .map(|d| format!(r#"<input type="hidden" name="destination" value="{}">"#, esc(d)))
-        .unwrap_or_default();
-    intranet_page(
-        "Sign in — Contoso Intranet",
-        &format!(
-            r#"<div class="card narrow"><h2>Staff sign-in</h2>{error}
-<form method="post" action="/login">
-<label for="email">Work email</label><input id="email" name="email" type="email" autocomplete="username" required>
-<label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" value="" required>{destination}
-<button type="submit">Sign in</button></form>
-<p class="hint"><a href="/forgot-password">Forgot your password?</a></p>{users}</div>"#,
-            error = error_box(error),
-            users = users_hint(),
-        ),
-    )
+    let form = SignIn {
+        heading: "Staff sign-in",
+        email_label: "Work email",
+        remember: None,
+        below: r#"
+<p class="hint"><a href="/forgot-password">Forgot your password?</a></p>"#,
+    };
+    intranet_page("Sign in — Contoso Intranet", &form.card(error, destination))
 }
 
 /// The protected workspace: shows the identity Ferrygate passed on.
@@ -360,21 +370,9 @@ pub(crate) fn staff_landing() -> String {
 }
 
 pub(crate) fn staff_login(error: Option<&str>, destination: Option<&str>) -> String {
-    let destination = destination
-        .map(|d| format!(r#"<input type="hidden" name="destination" value="{}">"#, esc(d)))
-        .unwrap_or_default();
-    staff_page(
-        "Sign in — Fabrikam Staff Portal",
-        &format!(
-            r#"<div class="card narrow"><h2>Sign in with your Fabrikam account</h2>{error}
-<form method="post" action="/login">
-<label for="email">Work email</label><input id="email" name="email" type="email" autocomplete="username" required>
-<label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" value="" required>{destination}
-<button type="submit">Sign in</button></form>{users}</div>"#,
-            error = error_box(error),
-            users = users_hint(),
-        ),
-    )
+    let form =
+        SignIn { heading: "Sign in with your Fabrikam account", email_label: "Work email", remember: None, below: "" };
+    staff_page("Sign in — Fabrikam Staff Portal", &form.card(error, destination))
 }
 
 pub(crate) fn staff_workspace(user: &str, groups: &str, token_chars: usize) -> String {
