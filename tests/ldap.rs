@@ -171,44 +171,13 @@ async fn gateway_for(provider: &str, ca: Option<&Path>) -> (Gateway, tempfile::T
     let upstream = echo_upstream().await;
     let dir = tempfile::tempdir().unwrap();
     let ca = ca.map(|p| format!("[upstream_tls]\nca_file = \"{}\"\n", p.display())).unwrap_or_default();
-    let config = format!(
-        r#"
-{ca}
-[sessions]
-secret = "{SECRET}"
-cookie_secure = false
-
-[limits]
-login_per_ip = "100000/min"
-login_per_account = "100000/min"
-
-[providers.corp]
-kind = "ldap"
-bind_dn = "{SERVICE_DN}"
-bind_password = "{SERVICE_PW}"
-base_dn = "ou=people,dc=corp,dc=example"
-user_filter = "(&(objectClass=inetOrgPerson)(|(mail={{username}})(uid={{username}})))"
-timeout = "2s"
-{provider}
-
-[[sites]]
-name = "corp"
-upstream = "http://{upstream}"
-provider = "corp"
-protected_paths = ["/app"]
-
-[[sites.authorize]]
-paths = ["/admin"]
-groups = ["admins"]
-
-[sites.login]
-path = "/login"
-
-[sites.portal]
-default_destination = "/app"
-allowed_destinations = ["/app", "/admin"]
-"#
+    let table = format!(
+        "kind = \"ldap\"\nbind_dn = \"{SERVICE_DN}\"\nbind_password = \"{SERVICE_PW}\"\n\
+         base_dn = \"ou=people,dc=corp,dc=example\"\n\
+         user_filter = \"(&(objectClass=inetOrgPerson)(|(mail={{username}})(uid={{username}})))\"\n\
+         timeout = \"2s\"\n{provider}"
     );
+    let config = staff_config(&ca, "", &table, upstream);
     (gateway_in(&config, dir.path()).await, dir)
 }
 

@@ -100,45 +100,11 @@ impl Issuer {
 
 /// A gateway with one oidc site; `provider` goes into the provider table.
 fn config(issuer: &str, upstream: std::net::SocketAddr, provider: &str, store: &str) -> String {
-    format!(
-        r#"
-[sessions]
-secret = "{SECRET}"
-cookie_secure = false
-{store}
-
-[limits]
-login_per_ip = "100000/min"
-login_per_account = "100000/min"
-
-[providers.corp]
-kind = "oidc"
-issuer = "{issuer}"
-client_id = "{CLIENT_ID}"
-client_secret = "{secret}"
-scope = "openid email profile groups"
-timeout = "2s"
-{provider}
-
-[[sites]]
-name = "corp"
-upstream = "http://{upstream}"
-provider = "corp"
-protected_paths = ["/app"]
-
-[[sites.authorize]]
-paths = ["/admin"]
-groups = ["admins"]
-
-[sites.login]
-path = "/login"
-
-[sites.portal]
-default_destination = "/app"
-allowed_destinations = ["/app", "/admin"]
-"#,
-        secret = CLIENT_SECRET.replace('\\', "\\\\"),
-    )
+    let table = format!(
+        "kind = \"oidc\"\nissuer = \"{issuer}\"\nclient_id = \"{CLIENT_ID}\"\nclient_secret = \"{CLIENT_SECRET}\"\n\
+         scope = \"openid email profile groups\"\ntimeout = \"2s\"\n{provider}"
+    );
+    staff_config("", store, &table, upstream)
 }
 
 async fn gateway_for(issuer: &str, provider: &str) -> Gateway {

@@ -416,3 +416,44 @@ pub fn write_test_pki(dir: &Path) {
     std::fs::write(dir.join("server.pem"), server.pem()).unwrap();
     std::fs::write(dir.join("server.key"), server_key.serialize_pem()).unwrap();
 }
+
+/// A gateway config with one staff site `corp` on `upstream`, signed in by
+/// the provider `corp` whose table is `provider` (its `kind` included):
+/// `/app` protected, `/admin` for the `admins` group, no rate limits to
+/// speak of. `top` goes before every section, `sessions` into `[sessions]`.
+#[allow(dead_code)]
+pub fn staff_config(top: &str, sessions: &str, provider: &str, upstream: SocketAddr) -> String {
+    format!(
+        r#"
+{top}
+[sessions]
+secret = "{SECRET}"
+cookie_secure = false
+{sessions}
+
+[limits]
+login_per_ip = "100000/min"
+login_per_account = "100000/min"
+
+[providers.corp]
+{provider}
+
+[[sites]]
+name = "corp"
+upstream = "http://{upstream}"
+provider = "corp"
+protected_paths = ["/app"]
+
+[[sites.authorize]]
+paths = ["/admin"]
+groups = ["admins"]
+
+[sites.login]
+path = "/login"
+
+[sites.portal]
+default_destination = "/app"
+allowed_destinations = ["/app", "/admin"]
+"#
+    )
+}
