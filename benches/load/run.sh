@@ -75,26 +75,13 @@ nginx_conf upstream "  server { listen 127.0.0.1:$UP; location / { return 200 \"
 nginx_conf nginx "  upstream site { server 127.0.0.1:$UP; keepalive 128; }
   server {
     listen 127.0.0.1:$NG;
-    location / {
-      proxy_pass http://site;
-      proxy_http_version 1.1;
-      proxy_set_header Connection \"\";
-      # The same header work Ferrygate does on every proxied request.
-      proxy_set_header Host \$host;
-      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-      proxy_set_header X-Forwarded-Proto \$scheme;
-      proxy_set_header X-Forwarded-Host \$host;
-      proxy_set_header X-Request-Id \$request_id;
-      add_header X-Request-Id \$request_id;
-    }
-  }
-  # The same proxy for HTTP/2 clients (h2c, prior knowledge), for the h2 row.
-  server {
+    # The same proxy for HTTP/2 clients (h2c, prior knowledge), for the h2 row.
     listen 127.0.0.1:$NG2 http2;
     location / {
       proxy_pass http://site;
       proxy_http_version 1.1;
       proxy_set_header Connection \"\";
+      # The same header work Ferrygate does on every proxied request.
       proxy_set_header Host \$host;
       proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
       proxy_set_header X-Forwarded-Proto \$scheme;
