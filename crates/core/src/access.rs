@@ -102,10 +102,6 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        if req.extensions().get::<Routed>().is_some_and(|r| r.site.passes_access_token) {
-            // Only the gateway's token, of a live session, reaches the site (the identity layer writes it).
-            req.headers_mut().remove(http::header::AUTHORIZATION);
-        }
         let Some(Routed { site, route, protected, rule }) = req.extensions().get::<Routed>() else {
             return ResponseFuture::inner(self.inner.call(req));
         };
@@ -203,18 +199,8 @@ mod tests {
 
     fn session(groups: &[&str]) -> Session {
         Session {
-            site: "s".into(),
-            provider: "p".into(),
-            user: "u".into(),
-            user_id: None,
-            org_id: None,
-            external_id: None,
             groups: groups.iter().map(|g| g.to_string()).collect(),
-            token: None,
-            token_type: String::new(),
-            refresh_token: None,
-            token_expires_at_ms: None,
-            expires_at_ms: u64::MAX,
+            ..Session::for_test("u", std::time::Duration::from_secs(3600))
         }
     }
 

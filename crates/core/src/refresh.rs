@@ -225,18 +225,13 @@ mod tests {
 
     fn session(token_in: Duration) -> Session {
         Session {
-            site: "s".into(),
-            provider: "p".into(),
-            user: "alice@corp.test".into(),
             user_id: Some("u-alice".into()),
-            org_id: None,
-            external_id: None,
             groups: vec!["staff".into()],
             token: Some("at-1".into()),
             token_type: "Bearer".into(),
             refresh_token: Some("rt-1".into()),
             token_expires_at_ms: Some(now_ms() + token_in.as_millis() as u64),
-            expires_at_ms: now_ms() + 3_600_000,
+            ..Session::for_test("alice@corp.test", Duration::from_secs(3600))
         }
     }
 

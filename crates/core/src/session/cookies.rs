@@ -347,20 +347,7 @@ mod tests {
     }
 
     fn session(ttl: Duration) -> Session {
-        Session {
-            site: "s".into(),
-            provider: "p".into(),
-            user: "a@b.example".into(),
-            user_id: None,
-            org_id: None,
-            external_id: None,
-            groups: Vec::new(),
-            token: Some("tok".into()),
-            token_type: "bearer".into(),
-            refresh_token: None,
-            token_expires_at_ms: None,
-            expires_at_ms: now_ms() + ttl.as_millis() as u64,
-        }
+        Session { token: Some("tok".into()), token_type: "bearer".into(), ..Session::for_test("a@b.example", ttl) }
     }
 
     fn cookie_header(set_cookie: &HeaderValue) -> HeaderMap {

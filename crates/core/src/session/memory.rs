@@ -228,23 +228,9 @@ impl SessionStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::now_ms;
 
     fn session(ttl: Duration) -> Session {
-        Session {
-            site: "s".into(),
-            provider: "p".into(),
-            user: "u".into(),
-            user_id: None,
-            org_id: None,
-            external_id: None,
-            groups: Vec::new(),
-            token: None,
-            token_type: String::new(),
-            refresh_token: None,
-            token_expires_at_ms: None,
-            expires_at_ms: now_ms() + ttl.as_millis() as u64,
-        }
+        Session::for_test("u", ttl)
     }
 
     #[test]

@@ -100,6 +100,28 @@ impl Session {
     }
 }
 
+#[cfg(test)]
+impl Session {
+    /// A live session of `user` on site `s` (provider `p`) for `ttl`, and no
+    /// more: tests set what they look at.
+    pub(crate) fn for_test(user: &str, ttl: Duration) -> Self {
+        Self {
+            site: "s".into(),
+            provider: "p".into(),
+            user: user.into(),
+            user_id: None,
+            org_id: None,
+            external_id: None,
+            groups: Vec::new(),
+            token: None,
+            token_type: String::new(),
+            refresh_token: None,
+            token_expires_at_ms: None,
+            expires_at_ms: now_ms() + ttl.as_millis() as u64,
+        }
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
