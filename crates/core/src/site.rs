@@ -95,6 +95,24 @@ pub enum OwnedRoute {
     ForwardAuth,
 }
 
+impl OwnedRoute {
+    /// How many there are (the variants count from 0).
+    pub(crate) const COUNT: usize = 7;
+
+    /// The `route` label of `ferrygate_requests_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            OwnedRoute::Login => "login",
+            OwnedRoute::Wizard => "wizard",
+            OwnedRoute::Home => "home",
+            OwnedRoute::Logout => "logout",
+            OwnedRoute::ForgotPassword => "forgot_password",
+            OwnedRoute::Callback => "callback",
+            OwnedRoute::ForwardAuth => "forward_auth",
+        }
+    }
+}
+
 impl Site {
     /// The owned route at `path`, a [canonical](crate::path::canonical) path: one hash lookup.
     #[inline]

@@ -3,6 +3,7 @@
 //! belong to whichever recorder is installed by then — and the request path
 //! only records through them: no label is allocated or hashed per request.
 
+use crate::site::OwnedRoute;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -25,32 +26,35 @@ pub const UPSTREAM_DURATION: &str = "ferrygate_upstream_request_duration_seconds
 pub enum Route {
     /// Proxied to the site.
     Proxy,
-    Login,
-    Wizard,
-    Home,
-    Logout,
-    ForgotPassword,
-    Callback,
     /// A protected path answered by Ferrygate (redirect to login, 503).
     Protected,
-    /// The forward-auth check.
-    ForwardAuth,
+    /// A route the site owns, answered by Ferrygate.
+    Owned(OwnedRoute),
+}
+
+impl From<OwnedRoute> for Route {
+    fn from(route: OwnedRoute) -> Self {
+        Route::Owned(route)
+    }
 }
 
 impl Route {
-    const COUNT: usize = 9;
+    const COUNT: usize = 2 + OwnedRoute::COUNT;
+
+    /// Its slot among the metric handles.
+    fn index(self) -> usize {
+        match self {
+            Route::Proxy => 0,
+            Route::Protected => 1,
+            Route::Owned(route) => 2 + route as usize,
+        }
+    }
 
     pub fn label(self) -> &'static str {
         match self {
             Route::Proxy => "proxy",
-            Route::Login => "login",
-            Route::Wizard => "wizard",
-            Route::Home => "home",
-            Route::Logout => "logout",
-            Route::ForgotPassword => "forgot_password",
-            Route::Callback => "callback",
             Route::Protected => "protected",
-            Route::ForwardAuth => "forward_auth",
+            Route::Owned(route) => route.label(),
         }
     }
 }
@@ -108,7 +112,7 @@ impl SiteMetrics {
     /// Counts one answered request.
     pub fn request(&self, route: Route, status: StatusCode) {
         let Some(slot) = (status.as_u16() as usize).checked_sub(100).filter(|&i| i < STATUSES) else { return };
-        let by_status = self.requests[route as usize]
+        let by_status = self.requests[route.index()]
             .get_or_init(|| (0..STATUSES).map(|_| OnceLock::new()).collect::<Vec<_>>().into_boxed_slice());
         by_status[slot]
             .get_or_init(|| {
@@ -156,6 +160,19 @@ impl SiteMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_route_has_a_slot_and_a_label_of_its_own() {
+        use OwnedRoute::*;
+        let owned = [Login, Wizard, Home, Logout, ForgotPassword, Callback, ForwardAuth];
+        let all: Vec<Route> = [Route::Proxy, Route::Protected].into_iter().chain(owned.map(Route::from)).collect();
+        assert_eq!(all.len(), Route::COUNT);
+        let mut slots: Vec<usize> = all.iter().map(|r| r.index()).collect();
+        slots.sort_unstable();
+        assert_eq!(slots, (0..Route::COUNT).collect::<Vec<_>>());
+        let labels: std::collections::HashSet<&str> = all.iter().map(|r| r.label()).collect();
+        assert_eq!(labels.len(), Route::COUNT);
+    }
 
     #[test]
     fn every_login_error_has_an_outcome_slot() {

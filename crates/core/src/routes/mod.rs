@@ -39,7 +39,6 @@ use crate::future::{GatewayResponse, ResponseFuture, SiteAnswer};
 use crate::router::Routed;
 use crate::site::OwnedRoute;
 use crate::state::{finish, Shared};
-use crate::telemetry::Route;
 
 /// What a route decided.
 pub(crate) enum Decision<B> {
@@ -120,7 +119,7 @@ where
             Some(OwnedRoute::Home) => {
                 let answer = home::home(&self.shared, &site, &req);
                 let hsts = self.shared.hsts(req.headers(), req.extensions());
-                return ResponseFuture::ready(finish(&site, Route::Home, hsts, answer));
+                return ResponseFuture::ready(finish(&site, OwnedRoute::Home.into(), hsts, answer));
             }
             Some(OwnedRoute::Login | OwnedRoute::Wizard)
                 if method != Method::POST && req.extensions().get::<Current>().is_none() =>
@@ -152,7 +151,7 @@ where
                 _ => Decision::Pass(req, Vec::new()),
             };
             match decision {
-                Decision::Answer(answer) => Ok(finish(&site, label(route), hsts, answer).map(Either::Right)),
+                Decision::Answer(answer) => Ok(finish(&site, route.into(), hsts, answer).map(Either::Right)),
                 Decision::Pass(req, cookies) => {
                     let mut res = pass(&shared, &mut inner, req).await?;
                     for cookie in cookies {
@@ -178,17 +177,4 @@ where
 {
     shared.sessions.strip_cookies(req.headers_mut());
     ResponseFuture::inner(SiteAnswer::new(inner.call(req)))
-}
-
-/// The `route` label of `ferrygate_requests_total`.
-fn label(route: OwnedRoute) -> Route {
-    match route {
-        OwnedRoute::Login => Route::Login,
-        OwnedRoute::Wizard => Route::Wizard,
-        OwnedRoute::Home => Route::Home,
-        OwnedRoute::Logout => Route::Logout,
-        OwnedRoute::ForgotPassword => Route::ForgotPassword,
-        OwnedRoute::Callback => Route::Callback,
-        OwnedRoute::ForwardAuth => Route::ForwardAuth,
-    }
 }
