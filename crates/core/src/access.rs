@@ -140,7 +140,7 @@ where
                         if matches!(route, Some(OwnedRoute::Login | OwnedRoute::Wizard)) {
                             req.extensions_mut().insert(Current(session.clone()));
                         }
-                        if let Some(token) = shared.access_token(&session) {
+                        if let Some(token) = crate::refresh::access_token(&site, &session) {
                             req.extensions_mut().insert(token);
                         }
                         req.extensions_mut().insert(SignedIn::from(session));

@@ -1,6 +1,7 @@
 //! The identity layer: no client can claim an identity. Every request that
 //! passes through loses any `X-Ferrygate-*` header it brought, in any case and
-//! with `_` for `-`; then, when the gateway found a live session ([`SignedIn`]
+//! with `_` for `-` (and, on a site whose provider passes its access token,
+//! any `Authorization`); then, when the gateway found a live session ([`SignedIn`]
 //! extension), the identity headers are set from it — after the names a
 //! client listed in `Connection` are gone, so it cannot remove them.
 
@@ -48,6 +49,12 @@ where
         strip_identity_headers(req.headers_mut());
         if let Some(user) = req.extensions().get::<SignedIn>().cloned() {
             user.write_headers(req.headers_mut());
+        }
+        // On a site whose provider passes its access token, a bearer header is
+        // an identity claim too: only the gateway's, of a live session, gets through.
+        let passes_token = req.extensions().get::<crate::router::Routed>().is_some_and(|r| r.site.passes_access_token);
+        if passes_token {
+            req.headers_mut().remove(http::header::AUTHORIZATION);
         }
         if let Some(token) = req.extensions_mut().remove::<AccessToken>() {
             token.write(req.headers_mut());

@@ -92,11 +92,11 @@ impl Renewals {
     }
 }
 
-/// The access token a request of `session` carries to the site: when its
-/// provider passes it (`pass_access_token`) and it is still valid.
-pub(crate) fn access_token(providers: &Providers, session: &Session) -> Option<AccessToken> {
-    let entry = providers.get(&session.provider)?;
-    if !entry.provider.passes_access_token() || !token_valid(session) {
+/// The access token a request of `session` carries to `site`: when the
+/// site's provider passes it (`pass_access_token`, known at load) and it is
+/// still valid.
+pub(crate) fn access_token(site: &crate::site::Site, session: &Session) -> Option<AccessToken> {
+    if !site.passes_access_token || !token_valid(session) {
         return None;
     }
     session.token.as_deref().map(|t| AccessToken(t.into()))

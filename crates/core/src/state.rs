@@ -63,11 +63,6 @@ impl Shared {
         Ok(renewed.map(|s| (id, s)))
     }
 
-    /// The access token a request of `session` carries to the site, if any.
-    pub(crate) fn access_token(&self, session: &crate::session::Session) -> Option<crate::identity::AccessToken> {
-        crate::refresh::access_token(&self.config.providers, session)
-    }
-
     /// The CSRF check of an owned route (see [`csrf`]).
     pub(crate) fn same_origin(&self, site: &Site, uri: &http::Uri, headers: &HeaderMap, ext: &Extensions) -> bool {
         let trusted = &self.config.server.trusted_proxies;

@@ -57,7 +57,7 @@ pub(crate) async fn check<B>(shared: &Arc<Shared>, site: &Site, req: Request<B>)
             if let Some(s) = session {
                 // `pass_access_token`: for the proxy to copy (nginx `auth_request_set`,
                 // Traefik `authResponseHeaders`), as oauth2-proxy's `Authorization`.
-                if let Some(token) = shared.access_token(&s) {
+                if let Some(token) = crate::refresh::access_token(site, &s) {
                     token.write(res.headers_mut());
                 }
                 SignedIn::from(s).write_headers(res.headers_mut());
