@@ -245,17 +245,20 @@ impl Gateway {
         let config = Arc::new(config);
         let (old, new) = (&self.config().sessions, &config.sessions);
         // Compared in place: no copy of a URL that may hold a password.
-        let secrets =
-            |v: &[ferrygate_core::SecretString]| v.iter().map(|s| s.expose_secret().to_owned()).collect::<Vec<_>>();
-        let sentinel = |s: &ferrygate_core::config::Sessions| {
-            s.redis_sentinel.as_ref().map(|t| (t.master.clone(), secrets(&t.nodes)))
+        type Secret = ferrygate_core::SecretString;
+        let same =
+            |a: Option<&Secret>, b: Option<&Secret>| a.map(|s| s.expose_secret()) == b.map(|s| s.expose_secret());
+        let same_all =
+            |a: &[Secret], b: &[Secret]| a.len() == b.len() && a.iter().zip(b).all(|(a, b)| same(Some(a), Some(b)));
+        let same_sentinel = match (&old.redis_sentinel, &new.redis_sentinel) {
+            (Some(a), Some(b)) => a.master == b.master && same_all(&a.nodes, &b.nodes),
+            (a, b) => a.is_none() && b.is_none(),
         };
         let same_store = old.store == new.store
-            && old.redis_url.as_ref().map(|u| u.expose_secret()) == new.redis_url.as_ref().map(|u| u.expose_secret())
-            && secrets(&old.redis_cluster) == secrets(&new.redis_cluster)
-            && sentinel(old) == sentinel(new)
-            && old.redis_password.as_ref().map(|p| p.expose_secret())
-                == new.redis_password.as_ref().map(|p| p.expose_secret());
+            && same(old.redis_url.as_ref(), new.redis_url.as_ref())
+            && same_all(&old.redis_cluster, &new.redis_cluster)
+            && same_sentinel
+            && same(old.redis_password.as_ref(), new.redis_password.as_ref());
         let (store, limiter) = if same_store && self.config().limits == config.limits {
             (self.layer.store().clone(), self.layer.limiter().clone())
         } else if same_store {

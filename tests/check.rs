@@ -416,6 +416,14 @@ fn no_refusal_quotes_a_secret_value_or_a_files_content() {
         "providers.news-payway.client_secret",
     );
     assert!(!stderr.contains("123456789"), "the value was quoted: {stderr}");
+    // A URL that is no http(s) URL, or no URL at all, may still hold a password or key.
+    for bad in ["ftp://reader:Url-Secret-98@payway.example/token", "https://reader:Url-Secret-98@[bad/token"] {
+        let stderr = refused(
+            |c| c.replace("token_url = \"https://payway.example/oauth2/token\"", &format!("token_url = \"{bad}\"")),
+            "providers.news-payway.token_url",
+        );
+        assert!(!stderr.contains("Url-Secret-98"), "the URL was quoted: {stderr}");
+    }
     assert!(stderr.contains("invalid type: integer, expected"), "{stderr}");
     // `users` naming a secret file by mistake: its first line is never printed.
     let dir = tempfile::tempdir().unwrap();

@@ -142,12 +142,14 @@ impl<'a> Check<'a> {
     pub(crate) fn http_url(&mut self, key: &str, value: &str) -> Option<url::Url> {
         match url::Url::parse(value) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
+            // The value is not quoted: after `${ENV}` substitution a URL may hold
+            // a password (`user:pw@`) or an API key in its query.
             Ok(_) => {
-                self.err(key, format!("must be an http:// or https:// URL, got {value:?}"));
+                self.err(key, "must be an http:// or https:// URL with a host");
                 None
             }
             Err(e) => {
-                self.err(key, format!("invalid URL {value:?}: {e}"));
+                self.err(key, format!("invalid URL: {e}"));
                 None
             }
         }

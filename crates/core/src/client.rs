@@ -30,11 +30,21 @@ impl fmt::Debug for HttpClient {
 }
 
 /// A provider's whole answer.
-#[derive(Debug)]
 pub struct Answer {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Bytes,
+}
+
+/// Shows the status and the body's length only: a provider's answer may carry
+/// tokens (an OAuth2 token response, a login handle).
+impl fmt::Debug for Answer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Answer")
+            .field("status", &self.status)
+            .field("body_len", &self.body.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why no answer came.
@@ -114,6 +124,18 @@ pub fn credential_header(value: &str) -> Option<http::HeaderValue> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_answer_debug_shows_no_body() {
+        let answer = super::Answer {
+            status: http::StatusCode::OK,
+            headers: http::HeaderMap::new(),
+            body: bytes::Bytes::from_static(br#"{"access_token":"s3cret-at","refresh_token":"s3cret-rt"}"#),
+        };
+        let shown = format!("{answer:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("200"), "{shown}");
+    }
+
     #[test]
     fn credential_headers_are_sensitive() {
         let header = super::credential_header("OAuth s3cret-token").unwrap();
