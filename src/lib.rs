@@ -262,7 +262,8 @@ impl Gateway {
         let (store, limiter) = if same_store && self.config().limits == config.limits {
             (self.layer.store().clone(), self.layer.limiter().clone())
         } else if same_store {
-            // New limits, same sessions: a fresh limiter (counts restart), the same store.
+            // New limits, same sessions: a limiter with the new limits (in memory the
+            // counts restart; with Redis they live on in Redis), the same store.
             let (_, limiter) = build_store(&config)?;
             (self.layer.store().clone(), limiter)
         } else {

@@ -103,17 +103,23 @@ impl LdapProvider {
         }
         let mut ldap = self.connect().await?;
         if let Some((dn, password)) = &self.config.bind {
-            ldap.simple_bind(dn, password.expose_secret()).await?.success()?;
+            // A refused service bind is the operator's problem, never the user's
+            // wrong password (result 49 here must not read as invalid_credentials).
+            let bound = ldap.simple_bind(dn, password.expose_secret()).await.and_then(|r| r.success());
+            if let Err(e) = bound {
+                tracing::error!(provider = %self.name, error = %e, "the service account's bind (bind_dn) was refused");
+                return Err(Failure::Unavailable(format!("service bind: {e}")));
+            }
         }
         *slot = Some(ldap.clone());
         Ok(ldap)
     }
 
-    /// Forgets the service connection after a failure: the next login opens a new one.
+    /// Forgets the service connection after a failure: the next login opens a
+    /// new one. Not unbound here: logins still using a clone finish on it, and
+    /// it closes with its last clone.
     async fn drop_service(&self) {
-        if let Some(mut ldap) = self.service.lock().await.take() {
-            let _ = ldap.unbind().await;
-        }
+        self.service.lock().await.take();
     }
 
     async fn search(&self, base: &str, filter: &str, attrs: &[&str]) -> Result<Vec<SearchEntry>, Failure> {
