@@ -104,11 +104,18 @@ impl Backend {
             Target::Sentinel { master, nodes, password } => {
                 let refused =
                     |e: redis::RedisError| SetupError::new("sessions.redis_sentinel", format!("{:?}", e.kind()));
-                let node_info = password.map(|pw| {
-                    SentinelNodeConnectionInfo::default().set_redis_connection_info(
+                // The primary is reached as the Sentinels are: over TLS when they
+                // are `rediss://` (redis-rs would otherwise use plain TCP to it).
+                let mut node_info = SentinelNodeConnectionInfo::default();
+                if nodes.iter().any(|n| n.expose_secret().starts_with("rediss://")) {
+                    node_info = node_info.set_tls_mode(redis::TlsMode::Secure);
+                }
+                if let Some(pw) = password {
+                    node_info = node_info.set_redis_connection_info(
                         redis::RedisConnectionInfo::default().set_password(pw.expose_secret()),
-                    )
-                });
+                    );
+                }
+                let node_info = Some(node_info);
                 let urls: Vec<String> = nodes.iter().map(|n| n.expose_secret().to_owned()).collect();
                 let client =
                     SentinelClient::build(urls, master, node_info, SentinelServerType::Master).map_err(refused)?;
@@ -143,12 +150,12 @@ impl Backend {
         }
     }
 
-    /// After a failed command: the next one connects anew (a cluster whose
-    /// node went away, a primary that is a replica now).
+    /// After a failed command: for Sentinel the next one connects anew (the
+    /// primary may be a replica now). A single server's connection manager
+    /// and a cluster connection reconnect and re-learn the slots by themselves.
     pub(crate) async fn forget(&self) {
         match self {
-            Backend::Single(_) => {}
-            Backend::Cluster { conn, .. } => *conn.lock().await = None,
+            Backend::Single(_) | Backend::Cluster { .. } => {}
             Backend::Sentinel { conn, .. } => *conn.lock().await = None,
         }
     }
