@@ -69,16 +69,6 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The request's authority: the URI's (HTTP/2 `:authority`, absolute form),
-/// which wins over `Host` (RFC 9112 §3.2.2), else `Host`. The site is chosen
-/// by it, and the proxy passes the same one on, so the two never disagree.
-pub fn request_host<B>(req: &http::Request<B>) -> Option<&str> {
-    req.uri()
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,8 +9,6 @@ use http::Uri;
 /// Where a site's proxied traffic goes.
 #[derive(Debug)]
 pub struct Upstream {
-    /// The site's name (for metrics and logs).
-    pub site: String,
     /// Scheme and authority of the site.
     pub origin: Uri,
     /// Path prefix of `upstream` ("" when none), prepended to every request path.
@@ -34,8 +32,6 @@ pub struct Site {
     pub hosts: Vec<String>,
     pub upstream: Arc<Upstream>,
     pub provider: String,
-    /// The `kind` of that provider.
-    pub provider_kind: &'static str,
     /// The provider sends the session's access token to the site
     /// (`pass_access_token`): a client's own `Authorization` never reaches it.
     pub passes_access_token: bool,

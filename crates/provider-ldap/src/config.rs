@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferrygate_core::kind::{Build, ProviderKind, SiteRules};
+use ferrygate_core::kind::{Build, ProviderKind};
 use ferrygate_core::{Provider, SecretString};
 use serde::Deserialize;
 
@@ -72,11 +72,6 @@ pub struct LdapKind;
 impl ProviderKind for LdapKind {
     fn name(&self) -> &'static str {
         "ldap"
-    }
-
-    /// Signed-in users go to a destination on the site itself (no portal).
-    fn site_rules(&self) -> SiteRules {
-        SiteRules::default()
     }
 
     fn build(&self, table: toml::Table, build: &mut Build<'_, '_>) -> Option<Arc<dyn Provider>> {
@@ -149,6 +144,6 @@ impl ProviderKind for LdapKind {
             session_ttl: build.duration("session_ttl", t.session_ttl, Duration::from_secs(8 * 3600)),
             timeout: build.duration("timeout", t.timeout, Duration::from_secs(5)),
         };
-        Some(crate::provider(build.name(), config))
+        Some(Arc::new(crate::LdapProvider::new(build.name(), config)))
     }
 }

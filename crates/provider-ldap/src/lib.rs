@@ -19,7 +19,6 @@
 
 mod config;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use ferrygate_core::provider::{BoxFuture, Grant, LoginAttempt, Provider, UserInfo};
@@ -78,7 +77,8 @@ impl From<ldap3::LdapError> for Failure {
 }
 
 impl LdapProvider {
-    pub(crate) fn new(name: &str, config: LdapConfig) -> Self {
+    /// The provider `name` (its name in `[providers]`) with `config`.
+    pub fn new(name: &str, config: LdapConfig) -> Self {
         Self { name: name.to_owned(), config, service: Mutex::new(None) }
     }
 
@@ -220,11 +220,6 @@ impl Provider for LdapProvider {
     fn timeout(&self) -> Duration {
         self.config.timeout
     }
-}
-
-/// Shared by tests and the kind: the provider behind an `Arc`.
-pub(crate) fn provider(name: &str, config: LdapConfig) -> Arc<dyn Provider> {
-    Arc::new(LdapProvider::new(name, config))
 }
 
 #[cfg(test)]

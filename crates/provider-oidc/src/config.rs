@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferrygate_core::kind::{Build, ProviderKind, SiteRules};
+use ferrygate_core::kind::{Build, ProviderKind};
 use ferrygate_core::{Provider, SecretString};
 use serde::Deserialize;
 
@@ -118,11 +118,6 @@ impl OidcKind {
 impl ProviderKind for OidcKind {
     fn name(&self) -> &'static str {
         "oidc"
-    }
-
-    /// Signed-in users go to a destination on the site itself (no portal).
-    fn site_rules(&self) -> SiteRules {
-        SiteRules::default()
     }
 
     fn build(&self, table: toml::Table, build: &mut Build<'_, '_>) -> Option<Arc<dyn Provider>> {

@@ -80,16 +80,23 @@ impl ProviderKind for QwykKind {
         let t: Table = build.parse(table)?;
         let server = build.server_url("server", &t.server);
         let timeout = build.duration("timeout", t.timeout, Duration::from_secs(5));
-        let qwyk = Qwyk::new(&server, t.organization_id, t.site_id, timeout, build.client());
-        Some(Arc::new(Qwyk { name: build.name().to_owned(), ..qwyk }))
+        Some(Arc::new(Qwyk::new(build.name(), &server, t.organization_id, t.site_id, timeout, build.client())))
     }
 }
 
 impl Qwyk {
-    /// A provider for the Qwyk API at `server` (no trailing slash).
-    pub fn new(server: &str, organization_id: i64, site_id: i64, timeout: Duration, client: HttpClient) -> Self {
+    /// The provider `name` (its name in `[providers]`) for the Qwyk API at
+    /// `server` (no trailing slash).
+    pub fn new(
+        name: &str,
+        server: &str,
+        organization_id: i64,
+        site_id: i64,
+        timeout: Duration,
+        client: HttpClient,
+    ) -> Self {
         Self {
-            name: "qwyk".to_owned(),
+            name: name.to_owned(),
             login_url: format!("{server}/api/portals/auth/login"),
             organization_id,
             site_id,

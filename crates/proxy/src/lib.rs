@@ -392,7 +392,6 @@ mod tests {
     fn rewriting(from: &str, to: &str) -> Upstream {
         Upstream {
             metrics: Arc::new(ferrygate_core::telemetry::SiteMetrics::new("s", "p")),
-            site: "s".into(),
             origin: "http://127.0.0.1:1".parse().unwrap(),
             base_path: String::new(),
             rewrite_location: vec![ferrygate_core::config::Rewrite { from: from.into(), to: to.into() }],

@@ -40,14 +40,14 @@ impl Admin {
                 if self.draining.load(Ordering::SeqCst) {
                     return text(StatusCode::SERVICE_UNAVAILABLE, "draining\n");
                 }
-                let store = self.active.load().store.clone();
+                let store = self.active.load().gateway.store().clone();
                 match tokio::time::timeout(Duration::from_secs(2), store.ping()).await {
                     Ok(Ok(())) => text(StatusCode::OK, "ready\n"),
                     _ => text(StatusCode::SERVICE_UNAVAILABLE, "session store unavailable\n"),
                 }
             }
             "/metrics" => {
-                let store = self.active.load().store.clone();
+                let store = self.active.load().gateway.store().clone();
                 if let Ok(Some(n)) = tokio::time::timeout(Duration::from_secs(2), store.active()).await {
                     metrics::gauge!("ferrygate_sessions_active").set(n as f64);
                 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use ferrygate_core::tls::Connector;
-use ferrygate_core::{GatewayLayer, IdentityLayer, SessionStore};
+use ferrygate_core::{GatewayLayer, IdentityLayer};
 use ferrygate_proxy::Proxy;
 use hyper::body::Incoming;
 use tower::ServiceBuilder;
@@ -59,7 +59,6 @@ impl MakeRequestId for RequestIds {
 pub(crate) struct Active {
     pub(crate) gateway: GatewayLayer,
     pub(crate) connector: Connector,
-    pub(crate) store: Arc<dyn SessionStore>,
     pub(crate) generation: u64,
 }
 
@@ -81,8 +80,7 @@ pub(crate) fn active(gateway: GatewayLayer) -> Result<Active, StartError> {
     // Built here, so a config the proxy cannot run is refused before the swap.
     let connector = ferrygate_core::tls::https_connector(gateway.config().upstream_tls.ca_file.as_deref(), false)
         .map_err(|e| StartError(format!("upstream_tls.ca_file: {e}")))?;
-    let store = gateway.store().clone();
-    Ok(Active { gateway, connector, store, generation: GENERATION.fetch_add(1, Ordering::Relaxed) })
+    Ok(Active { gateway, connector, generation: GENERATION.fetch_add(1, Ordering::Relaxed) })
 }
 
 /// The stack current when each request arrives.

@@ -221,18 +221,12 @@ impl Check<'_> {
         }
 
         let (origin, base_path) = upstream_uri?;
+        let metrics = Arc::new(SiteMetrics::new(&raw.name, &raw.provider));
         Some(Site {
-            name: raw.name.clone(),
+            name: raw.name,
             hosts,
-            upstream: Arc::new(Upstream {
-                metrics: Arc::new(SiteMetrics::new(&raw.name, &raw.provider)),
-                site: raw.name,
-                origin,
-                base_path,
-                rewrite_location,
-            }),
+            upstream: Arc::new(Upstream { metrics, origin, base_path, rewrite_location }),
             provider: raw.provider,
-            provider_kind,
             passes_access_token,
             allowed_origins,
             protected_paths,
