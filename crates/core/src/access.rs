@@ -189,8 +189,7 @@ pub fn decide(protected: bool, rule: Option<&AuthorizeRule>, session: Option<&Se
 /// `login.path?destination=<the request's path and query>`.
 fn to_login<B>(site: &Site, req: &Request<B>) -> Response<http_body_util::Full<bytes::Bytes>> {
     let wanted = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let encoded: String = form_urlencoded::byte_serialize(wanted.as_bytes()).collect();
-    respond::see_other(&format!("{}?destination={encoded}", site.login.path), &[])
+    respond::see_other(&site.login_target(wanted), &[])
 }
 
 #[cfg(test)]

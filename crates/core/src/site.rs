@@ -110,6 +110,13 @@ impl OwnedRoute {
 }
 
 impl Site {
+    /// `login.path?destination=<wanted>`: where a request that needs a
+    /// signed-in user is sent (the session layer, and the forward-auth check
+    /// with `redirect = true`).
+    pub fn login_target(&self, wanted: &str) -> String {
+        crate::query::append(&self.login.path, &[("destination", wanted)])
+    }
+
     /// The owned route at `path`, a [canonical](crate::path::canonical) path: one hash lookup.
     #[inline]
     pub fn route(&self, path: &str) -> Option<OwnedRoute> {

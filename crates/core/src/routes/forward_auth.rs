@@ -18,7 +18,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, LOCATION};
+use http::header::LOCATION;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 
@@ -38,9 +38,9 @@ pub(crate) async fn check<B>(shared: &Arc<Shared>, site: &Site, req: Request<B>)
         .is_some_and(|c| is_trusted(c.peer.ip(), &shared.config.server.trusted_proxies));
     if !trusted {
         tracing::warn!(site = %site.name, "forward-auth check from a peer not in trusted_proxies");
-        return answer(StatusCode::FORBIDDEN, "forbidden\n");
+        return respond::text(StatusCode::FORBIDDEN, "forbidden\n");
     }
-    let Some(fa) = &site.forward_auth else { return answer(StatusCode::NOT_FOUND, "not found\n") };
+    let Some(fa) = &site.forward_auth else { return respond::text(StatusCode::NOT_FOUND, "not found\n") };
     let original = original_uri(&req, &fa.path);
     let path = crate::path::canonical(original.split('?').next().unwrap_or("/"));
     let rule = site.rule(&path).and_then(|i| site.authorize.get(i));
@@ -48,12 +48,12 @@ pub(crate) async fn check<B>(shared: &Arc<Shared>, site: &Site, req: Request<B>)
         Ok(found) => found.map(|(_, s)| s),
         Err(e) => {
             tracing::warn!(site = %site.name, error = %e, "session lookup failed");
-            return answer(StatusCode::SERVICE_UNAVAILABLE, "session_store_unavailable\n");
+            return respond::text(StatusCode::SERVICE_UNAVAILABLE, "session_store_unavailable\n");
         }
     };
     match decide(true, rule, session.as_ref()) {
         Verdict::Allow => {
-            let mut res = answer(StatusCode::OK, "");
+            let mut res = respond::text(StatusCode::OK, "");
             if let Some(s) = session {
                 // `pass_access_token`: for the proxy to copy (nginx `auth_request_set`,
                 // Traefik `authResponseHeaders`), as oauth2-proxy's `Authorization`.
@@ -65,15 +65,14 @@ pub(crate) async fn check<B>(shared: &Arc<Shared>, site: &Site, req: Request<B>)
             res
         }
         Verdict::SignIn if fa.redirect => {
-            let encoded: String = form_urlencoded::byte_serialize(original.as_bytes()).collect();
-            let mut res = answer(StatusCode::FOUND, "");
-            if let Ok(v) = HeaderValue::from_str(&format!("{}?destination={encoded}", site.login.path)) {
+            let mut res = respond::text(StatusCode::FOUND, "");
+            if let Ok(v) = HeaderValue::from_str(&site.login_target(&original)) {
                 res.headers_mut().insert(LOCATION, v);
             }
             res
         }
-        Verdict::SignIn => answer(StatusCode::UNAUTHORIZED, "unauthenticated\n"),
-        Verdict::Forbidden => answer(StatusCode::FORBIDDEN, "forbidden\n"),
+        Verdict::SignIn => respond::text(StatusCode::UNAUTHORIZED, "unauthenticated\n"),
+        Verdict::Forbidden => respond::text(StatusCode::FORBIDDEN, "forbidden\n"),
     }
 }
 
@@ -104,12 +103,6 @@ fn strip_prefix_canonically<'a>(full: &'a str, prefix: &str) -> &'a str {
     } else {
         full
     }
-}
-
-fn answer(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    let mut res = respond::text(status, body);
-    res.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res
 }
 
 #[cfg(test)]
