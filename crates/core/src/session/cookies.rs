@@ -3,7 +3,7 @@
 //! ending sessions, and single-use OAuth2 states.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use cookie::{Cookie, CookieJar, Key, SameSite};
@@ -49,6 +49,10 @@ pub struct SessionManager {
     state_cookie_name: String,
     secure: bool,
     max_ttl: Duration,
+    /// `ferrygate_token_cache_{hits,misses}_total`, made on first use (after
+    /// the server installs its recorder), then only incremented.
+    hits: OnceLock<metrics::Counter>,
+    misses: OnceLock<metrics::Counter>,
 }
 
 impl fmt::Debug for SessionManager {
@@ -84,7 +88,19 @@ impl SessionManager {
             state_cookie_name: format!("{}_state", config.name),
             secure: config.secure,
             max_ttl: config.max_ttl,
+            hits: OnceLock::new(),
+            misses: OnceLock::new(),
         }
+    }
+
+    /// Counts a lookup as a token-cache hit or miss.
+    fn count(&self, hit: bool) {
+        let counter = if hit {
+            self.hits.get_or_init(|| metrics::counter!("ferrygate_token_cache_hits_total"))
+        } else {
+            self.misses.get_or_init(|| metrics::counter!("ferrygate_token_cache_misses_total"))
+        };
+        counter.increment(1);
     }
 
     pub fn store(&self) -> &Arc<dyn SessionStore> {
@@ -219,13 +235,11 @@ impl SessionManager {
     /// the site it was created on).
     pub async fn lookup(&self, headers: &HeaderMap, site: &str) -> Result<Option<(SessionId, Session)>, StoreError> {
         let Some(id) = self.session_id(headers) else {
-            metrics::counter!("ferrygate_token_cache_misses_total").increment(1);
+            self.count(false);
             return Ok(None);
         };
         let found = self.store.get(&self.store_key(&id)).await?.filter(|s| s.is_live_on(site));
-        let outcome =
-            if found.is_some() { "ferrygate_token_cache_hits_total" } else { "ferrygate_token_cache_misses_total" };
-        metrics::counter!(outcome).increment(1);
+        self.count(found.is_some());
         Ok(found.map(|s| (id, s)))
     }
 
