@@ -124,7 +124,10 @@ pub struct Oidc {
     name: String,
     config: OidcConfig,
     client: HttpClient,
-    endpoints: Mutex<Option<Arc<Endpoints>>>,
+    /// Discovered once; a failure leaves it empty for the next login to try.
+    endpoints: tokio::sync::OnceCell<Endpoints>,
+    /// `client_secret_basic`'s `Authorization` value, made once (sensitive).
+    basic: Option<http::HeaderValue>,
     keys: Keys,
 }
 
@@ -165,7 +168,11 @@ pub fn basic_credentials(client_id: &str, client_secret: &str) -> String {
 
 impl Oidc {
     pub fn new(name: &str, config: OidcConfig, client: HttpClient) -> Self {
-        Self { name: name.to_owned(), config, client, endpoints: Mutex::new(None), keys: Keys::default() }
+        let basic = (config.client_auth == ClientAuth::ClientSecretBasic)
+            .then(|| credential_header(&basic_credentials(&config.client_id, config.client_secret.expose_secret())))
+            .flatten();
+        let endpoints = tokio::sync::OnceCell::new();
+        Self { name: name.to_owned(), config, client, endpoints, basic, keys: Keys::default() }
     }
 
     async fn send(&self, req: Request<Full<Bytes>>, what: &str) -> Result<Answer, LoginError> {
@@ -190,11 +197,12 @@ impl Oidc {
     }
 
     /// The endpoints: discovered once (a failure is not kept), overrides first.
-    async fn endpoints(&self) -> Result<Arc<Endpoints>, LoginError> {
-        let mut slot = self.endpoints.lock().await;
-        if let Some(e) = slot.as_ref() {
-            return Ok(e.clone());
-        }
+    async fn endpoints(&self) -> Result<&Endpoints, LoginError> {
+        self.endpoints.get_or_try_init(|| self.discover()).await
+    }
+
+    /// Discovery, and the overrides on top of it.
+    async fn discover(&self) -> Result<Endpoints, LoginError> {
         let c = &self.config;
         let discovered = if c.token_endpoint.is_some() && c.jwks_uri.is_some() {
             None
@@ -219,13 +227,12 @@ impl Oidc {
             tracing::error!(provider = %self.name, "discovery gave no token_endpoint or jwks_uri");
             return Err(LoginError::ProviderUnavailable);
         };
-        let endpoints = Arc::new(Endpoints { token, jwks, userinfo });
+        let endpoints = Endpoints { token, jwks, userinfo };
         if let Some(url) = endpoints.insecure() {
             tracing::error!(provider = %self.name, endpoint = %url,
                 "a discovered endpoint is not https:// (plain http:// only on a loopback host)");
             return Err(LoginError::ProviderUnavailable);
         }
-        *slot = Some(endpoints.clone());
         Ok(endpoints)
     }
 
@@ -297,8 +304,7 @@ impl Oidc {
             .header(CONTENT_TYPE, FORM)
             .header(ACCEPT, "application/json");
         if !post {
-            let value = basic_credentials(&c.client_id, c.client_secret.expose_secret());
-            req = req.header(AUTHORIZATION, credential_header(&value).ok_or(LoginError::ProviderUnavailable)?);
+            req = req.header(AUTHORIZATION, self.basic.clone().ok_or(LoginError::ProviderUnavailable)?);
         }
         let req = req.body(Full::new(Bytes::from(body))).map_err(|_| LoginError::ProviderUnavailable)?;
         let answer = self.send(req, "token request").await?;
@@ -436,10 +442,10 @@ impl Oidc {
             ("password", attempt.password.expose_secret()),
             ("scope", self.config.scope.as_str()),
         ];
-        let answer = self.token_request(&endpoints, &params).await?;
-        let claims = match self.claims(&endpoints, &answer).await? {
+        let answer = self.token_request(endpoints, &params).await?;
+        let claims = match self.claims(endpoints, &answer).await? {
             Some(claims) => claims,
-            None => self.userinfo(&endpoints, &answer.access_token).await?,
+            None => self.userinfo(endpoints, &answer.access_token).await?,
         };
         let refresh_token =
             answer.refresh_token.clone().filter(|t| self.config.refresh && !t.is_empty()).map(SecretString::from);
@@ -455,7 +461,7 @@ impl Oidc {
     async fn renew(&self, refresh_token: &SecretString) -> Result<Refreshed, Failure> {
         let endpoints = self.endpoints().await?;
         let params = [("grant_type", "refresh_token"), ("refresh_token", refresh_token.expose_secret())];
-        let answer = self.token_request(&endpoints, &params).await?;
+        let answer = self.token_request(endpoints, &params).await?;
         let mut refreshed = Refreshed {
             token: self.token(&answer),
             refresh_token: answer.refresh_token.clone().filter(|t| !t.is_empty()).map(SecretString::from),
@@ -468,7 +474,7 @@ impl Oidc {
         // (the refresh token may already be rotated) and the claims as they were.
         if let Some(id_token) = &answer.id_token {
             // Bounded on its own: the token answer is in hand and must be kept.
-            let checked = tokio::time::timeout(self.config.timeout, self.verified(&endpoints, id_token)).await;
+            let checked = tokio::time::timeout(self.config.timeout, self.verified(endpoints, id_token)).await;
             match checked {
                 Ok(Ok(claims)) => {
                     refreshed.user_id = claims.get("sub").and_then(Value::as_str).map(str::to_owned);
