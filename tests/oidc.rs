@@ -353,7 +353,8 @@ async fn without_refresh_the_session_lasts_the_token_and_no_bearer_is_sent() {
     let gw = gateway_for(&issuer.url, "pass_access_token = false").await;
     let res = login(&gw, "alice@corp.test", ALICE_PW).await;
     let cookie = res.header("set-cookie").to_owned();
-    // Not persistent (no remember): no Max-Age; the store entry lives 20 s. Renewal is off.
+    // Not persistent (no remember): no Max-Age. Renewal is off.
+    assert!(!cookie.contains("Max-Age"), "{cookie}");
     let echo = get_with_cookie(&gw.url("/app"), cookie.split(';').next().unwrap()).await.json();
     assert!(echoed(&echo, "authorization").is_empty());
     assert_eq!(issuer.stats().await["refresh_token"], 0);
@@ -605,4 +606,31 @@ async fn renewals_survive_a_key_rotation_and_happen_on_forward_auth_checks() {
     assert_eq!(issuer.stats().await["refresh_token"], 3);
     let renewed = issuer.control("issued").await["access_token"].as_str().unwrap().to_owned();
     assert_eq!(res.header("authorization"), format!("Bearer {renewed}"));
+}
+
+/// How long a session lasts (SPEC 1.4): the token's `expires_in`, or, with
+/// `refresh = true` and a refresh token, `session_ttl` — as a remembered
+/// login's cookie says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_lasts_expires_in_or_with_refresh_session_ttl() {
+    let issuer = Issuer::start(json!({"expires_in": 20}));
+    let max_age = |res: &Answer| -> u64 {
+        let cookie = res.header("set-cookie");
+        cookie
+            .split(';')
+            .find_map(|p| p.trim().strip_prefix("Max-Age="))
+            .unwrap_or_else(|| panic!("{cookie}"))
+            .parse()
+            .unwrap()
+    };
+    let remembered = |gw: &Gateway| {
+        let url = gw.url("/login");
+        async move { post_form(&url, &[("email", "alice@corp.test"), ("password", ALICE_PW), ("remember", "on")]).await }
+    };
+    let gw = gateway_for(&issuer.url, "").await;
+    let age = max_age(&remembered(&gw).await);
+    assert!((15..=20).contains(&age), "without refresh the session lasts expires_in (20 s): {age}");
+    let gw = gateway_for(&issuer.url, REFRESH).await;
+    let age = max_age(&remembered(&gw).await);
+    assert!((3590..=3600).contains(&age), "with refresh it lasts session_ttl (1h): {age}");
 }
