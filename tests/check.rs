@@ -382,6 +382,19 @@ fn version_and_log_format_are_accepted_anywhere() {
 }
 
 #[test]
+fn a_payway_landing_page_must_be_https() {
+    // SPEC 1.2: the landing page (which receives the authorization code) is HTTPS-only.
+    refused(
+        |c| c.replace("https://www.news.example/landing", "http://www.news.example/landing"),
+        "providers.news-payway.redirect_uri",
+    );
+    // Plain HTTP to a loopback host (tests, the demo) stays allowed.
+    let dir = tempfile::tempdir().unwrap();
+    let config = spec_example(dir.path()).replace("https://www.news.example/landing", "http://localhost:8080/landing");
+    assert_eq!(run(&["check"], dir.path(), &config).status.code(), Some(0));
+}
+
+#[test]
 fn every_deploy_example_passes_check() {
     let mut checked = 0;
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/examples");

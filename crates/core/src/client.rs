@@ -113,6 +113,18 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
+/// Whether `url` may carry a password, a token or a login handle: `https://`,
+/// or plain `http://` to a loopback host (tests, the demo).
+pub fn secure_or_loopback(url: &url::Url) -> bool {
+    url.scheme() == "https"
+        || match url.host() {
+            Some(url::Host::Domain(d)) => d == "localhost" || d.ends_with(".localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        }
+}
+
 /// A header value that carries a credential (a service token, a password):
 /// marked sensitive, so `Debug` shows no more than "Sensitive" and HTTP/2
 /// never keeps it in a compression table. `None` if it is no valid header value.

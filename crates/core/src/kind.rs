@@ -207,6 +207,16 @@ impl<'c, 'b> Build<'c, 'b> {
         self.check.http_url(&key, value)
     }
 
+    /// An `http(s)://` URL a credential crosses: `https://`, or plain `http://`
+    /// only to a loopback host ([`secure_or_loopback`](crate::client::secure_or_loopback)).
+    pub fn secure_url(&mut self, field: &str, value: &str) -> Option<url::Url> {
+        let url = self.http_url(field, value)?;
+        if !crate::client::secure_or_loopback(&url) {
+            self.error(field, "must be https:// (plain http:// only on a loopback host)");
+        }
+        Some(url)
+    }
+
     /// A server's base URL (no query, no fragment), without its trailing slash.
     pub fn server_url(&mut self, field: &str, value: &str) -> String {
         let key = self.key(field);

@@ -91,26 +91,11 @@ struct Table {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OidcKind;
 
-/// An endpoint a password or token crosses: HTTPS, or plain HTTP on a
-/// loopback host (tests, the demo).
-pub(crate) fn secure_enough(url: &url::Url) -> bool {
-    url.scheme() == "https"
-        || match url.host() {
-            Some(url::Host::Domain(d)) => d == "localhost" || d.ends_with(".localhost"),
-            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-            None => false,
-        }
-}
-
 impl OidcKind {
     /// An optional endpoint override: empty is unset.
     fn endpoint(build: &mut Build<'_, '_>, field: &str, value: Option<String>) -> Option<String> {
         let value = value.filter(|v| !v.is_empty())?;
-        let url = build.http_url(field, &value)?;
-        if !secure_enough(&url) {
-            build.error(field, "must be https:// (plain http:// only on a loopback host)");
-        }
+        build.secure_url(field, &value)?;
         Some(value)
     }
 }
@@ -122,10 +107,7 @@ impl ProviderKind for OidcKind {
 
     fn build(&self, table: toml::Table, build: &mut Build<'_, '_>) -> Option<Arc<dyn Provider>> {
         let t: Table = build.parse(table)?;
-        if let Some(url) = build.http_url("issuer", &t.issuer) {
-            if !secure_enough(&url) {
-                build.error("issuer", "must be https:// (plain http:// only on a loopback host)");
-            }
+        if let Some(url) = build.secure_url("issuer", &t.issuer) {
             if url.query().is_some() || url.fragment().is_some() {
                 build.error("issuer", "must have no query or fragment");
             }

@@ -56,7 +56,7 @@ impl Endpoints {
         [Some(&self.token), Some(&self.jwks), self.userinfo.as_ref()]
             .into_iter()
             .flatten()
-            .find(|url| !url::Url::parse(url).is_ok_and(|u| config::secure_enough(&u)))
+            .find(|url| !url::Url::parse(url).is_ok_and(|u| ferrygate_core::client::secure_or_loopback(&u)))
             .map(String::as_str)
     }
 }

@@ -102,7 +102,8 @@ impl ProviderKind for PaywayKind {
         let server = build.server_url("server", &t.server);
         let token_url = t.token_url.unwrap_or_else(|| format!("{server}/oauth2/token"));
         build.http_url("token_url", &token_url);
-        build.http_url("redirect_uri", &t.redirect_uri);
+        // The landing page gets the authorization code: HTTPS only (SPEC 1.2).
+        build.secure_url("redirect_uri", &t.redirect_uri);
         let client_secret = build.secret("client_secret", t.client_secret, t.client_secret_file);
         if client_secret.is_none() {
             build.error("client_secret", "required");
