@@ -301,3 +301,52 @@ async fn without_a_session_the_check_is_401_and_calls_nothing() {
     // Checks never call the provider.
     assert_eq!(env._mock.seen.lock().unwrap().len(), provider_calls);
 }
+
+/// The check's site is the one the original host names: `X-Forwarded-Host`
+/// (from a trusted proxy), else `Host` — and a session counts only there.
+#[tokio::test]
+async fn the_check_answers_for_the_site_the_forwarded_host_names() {
+    let mock = Mock::start(200, r#"{"access_token":"t","token_type":"bearer","expires_in":600}"#, Duration::ZERO).await;
+    let upstream = echo_upstream().await;
+    let site = |name: &str| {
+        format!(
+            "[[sites]]\nname = \"{name}\"\nhosts = [\"{name}.test\"]\nupstream = \"http://{upstream}\"\nprovider = \"p\"\n\
+             [sites.login]\npath = \"/login\"\n[sites.portal]\nurl = \"https://portal.example/in\"\n\
+             [sites.forward_auth]\npath = \"/_ferrygate/auth\"\n"
+        )
+    };
+    let toml = format!(
+        "trusted_proxies = [\"127.0.0.1/32\"]\n[sessions]\nsecret = \"{SECRET}\"\ncookie_secure = false\n\
+         [providers.p]\nkind = \"qwyk\"\nserver = \"http://{}\"\norganization_id = 1\nsite_id = 2\n{}{}",
+        mock.addr,
+        site("a"),
+        site("b")
+    );
+    let gw = gateway(&toml).await;
+    let login = send(
+        Request::post(gw.url("/login"))
+            .header("host", "a.test")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Full::new(bytes::Bytes::from("email=alice%40corp.example&password=pw")))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(login.status, StatusCode::SEE_OTHER, "{}", login.text());
+    let cookie = cookie_pair(&login);
+    let ask = |host: &str, forwarded: Option<&str>| {
+        let mut r = Request::get(gw.url("/_ferrygate/auth"))
+            .header("host", host)
+            .header("cookie", cookie.as_str())
+            .header("x-original-uri", "/page");
+        if let Some(f) = forwarded {
+            r = r.header("x-forwarded-host", f);
+        }
+        r.body(Full::default()).unwrap()
+    };
+    // The proxy asks Ferrygate under one name; the original host decides.
+    assert_eq!(send(ask("b.test", Some("a.test"))).await.status, StatusCode::OK);
+    assert_eq!(send(ask("a.test", Some("b.test"))).await.status, StatusCode::UNAUTHORIZED);
+    // Without X-Forwarded-Host, Host names the site.
+    assert_eq!(send(ask("a.test", None)).await.status, StatusCode::OK);
+    assert_eq!(send(ask("b.test", None)).await.status, StatusCode::UNAUTHORIZED);
+}
