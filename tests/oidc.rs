@@ -634,3 +634,25 @@ async fn a_session_lasts_expires_in_or_with_refresh_session_ttl() {
     let age = max_age(&remembered(&gw).await);
     assert!((3590..=3600).contains(&age), "with refresh it lasts session_ttl (1h): {age}");
 }
+
+/// The client secret from `client_secret_file` (SPEC 6: every secret takes
+/// `<key>_file`) authenticates like the inline one; both at once are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_secret_may_come_from_a_file() {
+    let issuer = Issuer::start(json!({}));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("oidc-secret");
+    std::fs::write(&file, format!("{CLIENT_SECRET}\n")).unwrap();
+    let inline = format!("client_secret = \"{CLIENT_SECRET}\"");
+    let text = config(&issuer.url, echo_upstream().await, "", "");
+    let from_file = text.replace(&inline, &format!("client_secret_file = \"{}\"", file.display()));
+    let res = login(&gateway(&from_file).await, "alice@corp.test", ALICE_PW).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert_eq!(issuer.control("last").await["client_auth"], "basic");
+    let both = text.replace(&inline, &format!("{inline}\nclient_secret_file = \"{}\"", file.display()));
+    let err = ferrygate::from_toml(&format!("[server]\nlisten = [\"127.0.0.1:0\"]\n{both}"), ".".as_ref())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("providers.corp.client_secret"), "{err}");
+    assert!(!err.contains(CLIENT_SECRET), "{err}");
+}
