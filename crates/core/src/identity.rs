@@ -44,26 +44,30 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        // The extensions taken out (a pointer's move), so they are read in
+        // place while the headers change; put back below.
+        let mut extensions = std::mem::take(req.extensions_mut());
+        let headers = req.headers_mut();
         // First, so no `Connection` header can name what is written below.
-        crate::hop::strip_connection_listed(req.headers_mut());
-        strip_identity_headers(req.headers_mut());
-        if let Some(user) = req.extensions().get::<SignedIn>().cloned() {
-            user.write_headers(req.headers_mut());
+        crate::hop::strip_connection_listed(headers);
+        strip_identity_headers(headers);
+        if let Some(user) = extensions.get::<SignedIn>() {
+            user.write_headers(headers);
         }
         // On a site whose provider passes its access token, a bearer header is
         // an identity claim too: only the gateway's, of a live session, gets through.
-        let passes_token = req.extensions().get::<crate::router::Routed>().is_some_and(|r| r.site.passes_access_token);
-        if passes_token {
-            req.headers_mut().remove(http::header::AUTHORIZATION);
+        if extensions.get::<crate::router::Routed>().is_some_and(|r| r.site.passes_access_token) {
+            headers.remove(http::header::AUTHORIZATION);
         }
-        if let Some(token) = req.extensions_mut().remove::<AccessToken>() {
-            token.write(req.headers_mut());
+        if let Some(token) = extensions.remove::<AccessToken>() {
+            token.write(headers);
         }
-        if let Some(CallbackDestination(d)) = req.extensions().get::<CallbackDestination>() {
+        if let Some(CallbackDestination(d)) = extensions.get::<CallbackDestination>() {
             if let Ok(v) = HeaderValue::from_str(d) {
-                req.headers_mut().insert(HeaderName::from_static("x-ferrygate-destination"), v);
+                headers.insert(HeaderName::from_static("x-ferrygate-destination"), v);
             }
         }
+        *req.extensions_mut() = extensions;
         self.inner.call(req)
     }
 }
