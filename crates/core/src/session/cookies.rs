@@ -193,18 +193,23 @@ impl SessionManager {
     }
 
     pub fn store_key(&self, id: &SessionId) -> StoreKey {
+        self.keyed(&[id.0.as_bytes()])
+    }
+
+    /// A store key: the HMAC of `parts`, one after another, under the store key.
+    /// Each kind of key other than a session's starts with a domain of its own.
+    fn keyed(&self, parts: &[&[u8]]) -> StoreKey {
         let mut mac = self.store_key.clone();
-        mac.update(id.0.as_bytes());
+        for part in parts {
+            mac.update(part);
+        }
         StoreKey(mac.finalize().into_bytes().into())
     }
 
     /// The key a used state is recorded under: an HMAC of the state in a
     /// domain of its own (never equal to a session's key).
     fn state_key(&self, state: &str) -> StoreKey {
-        let mut mac = self.store_key.clone();
-        mac.update(b"\0used-state\0");
-        mac.update(state.as_bytes());
-        StoreKey(mac.finalize().into_bytes().into())
+        self.keyed(&[b"\0used-state\0", state.as_bytes()])
     }
 
     /// The session stored under `id` now (another request may have renewed it).
@@ -222,12 +227,8 @@ impl SessionManager {
     /// `ttl`: `true` for exactly one caller across every replica sharing the
     /// store (the key is an HMAC in a domain of its own, holding neither).
     pub async fn claim_refresh(&self, id: &SessionId, refresh_token: &str, ttl: Duration) -> Result<bool, StoreError> {
-        let mut mac = self.store_key.clone();
-        mac.update(b"\0refresh\0");
-        mac.update(id.0.as_bytes());
-        mac.update(b"\0");
-        mac.update(refresh_token.as_bytes());
-        self.store.use_once(&StoreKey(mac.finalize().into_bytes().into()), ttl).await
+        let key = self.keyed(&[b"\0refresh\0", id.0.as_bytes(), b"\0", refresh_token.as_bytes()]);
+        self.store.use_once(&key, ttl).await
     }
 
     /// The live session of the request's cookie on `site`, with its id. A
