@@ -54,7 +54,11 @@ fn redirect(to: &'static str) -> Response<Full<Bytes>> {
 pub(crate) async fn serve(listener: tokio::net::TcpListener, gateway: ferrygate::Gateway) {
     let svc = ServiceBuilder::new().layer(gateway.layer()).service_fn(app);
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            // Out of file descriptors and the like: back off rather than spin.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        };
         let svc = svc.clone();
         tokio::spawn(async move {
             let hyper_svc = hyper::service::service_fn(move |req| svc.clone().oneshot(req));

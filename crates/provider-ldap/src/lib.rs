@@ -187,10 +187,27 @@ impl LdapProvider {
     }
 }
 
-/// `admins` of `cn=admins,ou=groups,dc=corp,dc=example`.
+/// `admins` of `cn=admins,ou=groups,dc=corp,dc=example`: the first RDN's
+/// value, its RFC 4514 escapes undone (`CN=Sales\, EMEA,...` is `Sales, EMEA`,
+/// `\XX` a byte in hex).
 fn first_rdn_value(dn: &str) -> Option<String> {
-    let rdn = dn.split(',').next()?;
-    let (_, value) = rdn.split_once('=')?;
+    let (_, rest) = dn.split_once('=')?;
+    let mut bytes = Vec::with_capacity(rest.len());
+    let mut input = rest.bytes();
+    while let Some(b) = input.next() {
+        match b {
+            b',' | b'+' => break,
+            b'\\' => match input.next()? {
+                h if h.is_ascii_hexdigit() => {
+                    let pair = [h, input.next()?];
+                    bytes.push(u8::from_str_radix(std::str::from_utf8(&pair).ok()?, 16).ok()?);
+                }
+                escaped => bytes.push(escaped),
+            },
+            other => bytes.push(other),
+        }
+    }
+    let value = String::from_utf8(bytes).ok()?;
     Some(value.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
@@ -263,6 +280,11 @@ mod tests {
         assert_eq!(first_rdn_value("cn=admins,ou=groups,dc=corp,dc=example").as_deref(), Some("admins"));
         assert_eq!(first_rdn_value("CN=Domain Admins,CN=Users,DC=corp,DC=example").as_deref(), Some("Domain Admins"));
         assert_eq!(first_rdn_value("nonsense"), None);
+        // RFC 4514 escapes: a comma inside the value, a hex-escaped byte, UTF-8 in hex.
+        assert_eq!(first_rdn_value(r"CN=Sales\, EMEA,OU=Groups,DC=corp").as_deref(), Some("Sales, EMEA"));
+        assert_eq!(first_rdn_value(r"cn=a\2bb,dc=x").as_deref(), Some("a+b"));
+        assert_eq!(first_rdn_value(r"cn=caf\c3\a9,dc=x").as_deref(), Some("café"));
+        assert_eq!(first_rdn_value(r"cn=broken\"), None);
     }
 
     proptest::proptest! {
