@@ -80,6 +80,16 @@ pub(crate) fn query(parts: &Parts, name: &str) -> Option<String> {
     form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
 }
 
+/// A form body's fields.
+pub(crate) fn form(body: &[u8]) -> std::collections::HashMap<String, String> {
+    form_urlencoded::parse(body).into_owned().collect()
+}
+
+/// A request header's value as text ("" when absent or not text).
+pub(crate) fn header(parts: &Parts, name: &str) -> String {
+    parts.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned()
+}
+
 /// HTML-escapes text for element content and attribute values.
 pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

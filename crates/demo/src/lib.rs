@@ -40,7 +40,7 @@ use bytes::Bytes;
 use rand::distr::{Alphanumeric, SampleString};
 use serde::Deserialize;
 
-use crate::http::{html, json, query, serve, text, Handler, Parts, Reply};
+use crate::http::{form, header, html, json, query, serve, text, Handler, Parts, Reply};
 
 /// A demo account.
 #[derive(Debug, Clone, Copy)]
@@ -58,6 +58,11 @@ pub const USERS: [DemoUser; 2] = [
 
 /// Accounts for load tests: any `load-…@example.com` with the demo password
 /// (the benchmark harness logs in as many different users at once).
+/// The demo account with this email (any case, trimmed) and password.
+fn demo_user(email: &str, password: &str) -> Option<DemoUser> {
+    USERS.iter().copied().find(|u| u.email.eq_ignore_ascii_case(email.trim()) && u.password == password)
+}
+
 fn load_user(email: &str, password: &str) -> Option<DemoUser> {
     let is_load = email.starts_with("load-") && email.ends_with("@example.com") && password == USERS[0].password;
     is_load.then_some(DemoUser { email: "load@example.com", password: USERS[0].password, name: "Load Tester" })
@@ -142,7 +147,7 @@ impl Demo {
         // Alice is an administrator, Bob is staff only.
         let mut csv = String::from("email,user_id,external_id,org_id,groups\n");
         for (i, u) in USERS.iter().enumerate() {
-            let groups = if i == 0 { "admins;staff" } else { "staff" };
+            let groups = sso::groups(u.email).join(";");
             csv.push_str(&format!("{},{},emp-{:04},contoso,{groups}\n", u.email, 1001 + i, 7 + i));
         }
         std::fs::write(&users_csv, csv)?;
@@ -383,8 +388,7 @@ fn provider(state: Arc<State>, parts: Parts, body: Bytes) -> Reply {
         );
     }
     let email = req.email.trim();
-    let demo = USERS.iter().copied().find(|u| u.email.eq_ignore_ascii_case(email) && u.password == req.password);
-    let Some(user) = demo.or_else(|| load_user(email, &req.password)) else {
+    let Some(user) = demo_user(email, &req.password).or_else(|| load_user(email, &req.password)) else {
         return json(StatusCode::UNAUTHORIZED, serde_json::json!({ "message": "Invalid credentials" }));
     };
     let token = Alphanumeric.sample_string(&mut rand::rng(), 40);
@@ -443,7 +447,7 @@ fn news(_state: Arc<State>, parts: Parts, _body: Bytes) -> Reply {
 
 /// The Payway-style provider: token endpoint, login endpoint, authorization page.
 fn payway(state: Arc<State>, parts: Parts, body: Bytes) -> Reply {
-    let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
+    let form = form(&body);
     let field = |name: &str| form.get(name).map(String::as_str).unwrap_or("");
     match (parts.method.clone(), parts.uri.path()) {
         (Method::POST, "/oauth2/token") => {
@@ -467,10 +471,7 @@ fn payway(state: Arc<State>, parts: Parts, body: Bytes) -> Reply {
             if !known {
                 return json(StatusCode::UNAUTHORIZED, serde_json::json!({ "error": "invalid_token" }));
             }
-            let user = USERS
-                .iter()
-                .find(|u| u.email.eq_ignore_ascii_case(field("username").trim()) && u.password == field("password"));
-            let Some(user) = user else {
+            let Some(user) = demo_user(field("username"), field("password")) else {
                 return json(
                     StatusCode::OK,
                     serde_json::json!({ "status": "error", "code": "invalid_username_or_password", "field": "unspecified_field", "message": "Invalid username and/or password", "error_data": null }),
@@ -508,7 +509,7 @@ fn payway(state: Arc<State>, parts: Parts, body: Bytes) -> Reply {
 
 /// The intranet: a public front page, its own forms, and a protected workspace.
 fn intranet(_state: Arc<State>, parts: Parts, _body: Bytes) -> Reply {
-    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let header = |name: &str| header(&parts, name);
     match parts.uri.path() {
         "/" => html(StatusCode::OK, pages::intranet_landing()),
         "/login" => html(
@@ -547,8 +548,7 @@ fn identity(_state: Arc<State>, parts: Parts, body: Bytes) -> Reply {
             let creds: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
             let login = creds["login"].as_str().unwrap_or("");
             let password = creds["password"].as_str().unwrap_or("");
-            let ok = USERS.iter().any(|u| u.email.eq_ignore_ascii_case(login) && u.password == password);
-            if ok {
+            if demo_user(login, password).is_some() {
                 json(StatusCode::OK, serde_json::json!({ "authenticated": true }))
             } else {
                 json(StatusCode::UNAUTHORIZED, serde_json::json!({ "authenticated": false }))

@@ -19,8 +19,8 @@ use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde_json::json;
 
-use crate::http::{html, json, query, Parts, Reply};
-use crate::{load_user, pages, State, USERS};
+use crate::http::{form, header, html, json, query, Parts, Reply};
+use crate::{demo_user, load_user, pages, State, USERS};
 
 /// The demo's OpenID client.
 pub const CLIENT_ID: &str = "demo-fabrikam";
@@ -53,8 +53,9 @@ impl Default for Issuer {
     }
 }
 
-/// Alice administers the portal; Bob and the load-test accounts are staff.
-fn groups(email: &str) -> &'static [&'static str] {
+/// Alice administers (the portal and the intranet); Bob and the load-test
+/// accounts are staff.
+pub(crate) fn groups(email: &str) -> &'static [&'static str] {
     if email == USERS[0].email {
         &["admins", "staff"]
     } else {
@@ -107,13 +108,12 @@ fn token(me: &Issuer, url: &str, parts: &Parts, body: &Bytes) -> Reply {
     if !client_ok(parts) {
         return error(StatusCode::UNAUTHORIZED, "invalid_client");
     }
-    let form: HashMap<String, String> = form_urlencoded::parse(body).into_owned().collect();
+    let form = form(body);
     let field = |name: &str| form.get(name).map(String::as_str).unwrap_or("");
     let email = match field("grant_type") {
         "password" => {
             let typed = field("username").trim();
-            let known = USERS.iter().find(|u| u.email.eq_ignore_ascii_case(typed) && u.password == field("password"));
-            match known.copied().or_else(|| load_user(typed, field("password"))) {
+            match demo_user(typed, field("password")).or_else(|| load_user(typed, field("password"))) {
                 Some(user) => user.email,
                 None => return error(StatusCode::BAD_REQUEST, "invalid_grant"),
             }
@@ -158,7 +158,7 @@ fn token(me: &Issuer, url: &str, parts: &Parts, body: &Bytes) -> Reply {
 /// The staff portal: a public front page, its sign-in form, the workspace
 /// (signed-in staff) and the administration page (the `admins` group).
 pub(crate) fn staff(_state: Arc<State>, parts: Parts, _body: Bytes) -> Reply {
-    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let header = |name: &str| header(&parts, name);
     match parts.uri.path() {
         "/" => html(StatusCode::OK, pages::staff_landing()),
         "/login" => html(
