@@ -21,6 +21,7 @@ pub mod gateway;
 pub mod hop;
 pub mod identity;
 pub mod kind;
+mod owned_route;
 pub mod path;
 pub mod provider;
 pub mod query;

@@ -3,7 +3,7 @@
 //! belong to whichever recorder is installed by then — and the request path
 //! only records through them: no label is allocated or hashed per request.
 
-use crate::site::OwnedRoute;
+use crate::owned_route::OwnedRoute;
 use std::sync::OnceLock;
 use std::time::Duration;
 
