@@ -10,7 +10,7 @@
 //! once both sides agree on `101`; other upgrade tokens (`h2c`) are not
 //! forwarded, so no tunnel can bypass the gateway. Upstream `Location` headers
 //! pass through `rewrite_location`. `upstream_timeout` bounds the wait for the
-//! response headers, counted from the end of the request body.
+//! response headers, counted from the end of the request body (see [`Deadlines`]).
 //!
 //! Where a request goes: an HTTP/1.1 client connection's requests use its
 //! [`Lane`] (one upstream connection of its own, driven by the same task);
@@ -43,9 +43,11 @@ use ipnet::IpNet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tower::Service;
 
+mod deadline;
 mod lane;
 mod request;
 mod upgrade;
+pub use deadline::{Deadline, Deadlines};
 pub use lane::{open_lanes, Driven, Lane, MAX_LANES};
 #[cfg(test)]
 use request::join_cookies;
@@ -64,6 +66,8 @@ struct Inner<B> {
     connector: Connector,
     trusted: Vec<IpNet>,
     timeout: Duration,
+    /// The upstream timeouts of this proxy's requests.
+    deadlines: Deadlines,
 }
 
 /// Forwards requests to their site's upstream. Cheap to clone (one `Arc`);
@@ -97,7 +101,7 @@ where
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(256)
             .build(connector.clone());
-        Self { inner: Arc::new(Inner { client, connector, trusted, timeout }) }
+        Self { inner: Arc::new(Inner { client, connector, trusted, timeout, deadlines: Deadlines::new() }) }
     }
 }
 
@@ -170,17 +174,18 @@ where
         // The clock starts once the whole request body has gone upstream; while
         // it is going, an upload that makes no progress for as long gives up too
         // (an upstream that stopped reading, or a client that stopped sending).
+        let deadlines = &inner.deadlines;
         let deadline = async move {
-            let Some(p) = progress else { return tokio::time::sleep(timeout).await };
+            let Some(p) = progress else { return deadlines.after(timeout).await };
             loop {
                 if p.done.load(Ordering::Acquire) {
-                    return tokio::time::sleep(timeout).await;
+                    return deadlines.after(timeout).await;
                 }
                 let idle_until = p.started + Duration::from_millis(p.last_ms.load(Ordering::Acquire)) + timeout;
                 if std::time::Instant::now() >= idle_until {
                     return;
                 }
-                tokio::time::sleep_until(idle_until.into()).await;
+                deadlines.at(idle_until).await;
             }
         };
         let send = async {

@@ -6,10 +6,10 @@ use std::future::Future;
 use std::time::Duration;
 
 use ferrygate_core::ClientConn;
-use ferrygate_proxy::{Driven, Lane};
+use ferrygate_proxy::{Deadlines, Driven, Lane};
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::sync::watch;
 use tower::{Service, ServiceExt};
@@ -55,17 +55,18 @@ pub(crate) struct Builders {
 }
 
 impl Builders {
+    /// Builders whose timeouts (hyper's header-read timeout per request, h2
+    /// keep-alive pings) live in this worker's table of deadlines rather than
+    /// one tokio timer each.
     pub(crate) fn new() -> Self {
+        let deadlines = Deadlines::new();
         let mut http1 = http1::Builder::new();
-        http1.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).keep_alive(true);
+        http1.timer(deadlines.clone()).header_read_timeout(HEADER_READ_TIMEOUT).keep_alive(true);
         let mut http2 = http2::Builder::new(TokioExecutor::new());
-        http2.timer(TokioTimer::new()).keep_alive_interval(Some(Duration::from_secs(30))).max_concurrent_streams(256);
+        http2.timer(deadlines.clone()).keep_alive_interval(Some(Duration::from_secs(30))).max_concurrent_streams(256);
         let mut auto = auto::Builder::new(TokioExecutor::new());
-        auto.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
-        auto.http2()
-            .timer(TokioTimer::new())
-            .keep_alive_interval(Some(Duration::from_secs(30)))
-            .max_concurrent_streams(256);
+        auto.http1().timer(deadlines.clone()).header_read_timeout(HEADER_READ_TIMEOUT);
+        auto.http2().timer(deadlines).keep_alive_interval(Some(Duration::from_secs(30))).max_concurrent_streams(256);
         Self { http1, http2, auto }
     }
 }
