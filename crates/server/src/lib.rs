@@ -12,6 +12,7 @@ mod connection;
 mod listener;
 pub mod metrics;
 mod reload;
+mod request_id;
 mod stack;
 
 use std::future::Future;
@@ -29,8 +30,9 @@ use tokio_rustls::TlsAcceptor;
 use listener::{bind, serve, Listener};
 use reload::CertSwap;
 pub use reload::Reloader;
+pub use request_id::{RequestId, RequestIdLayer, WithRequestId};
+pub use stack::Stack;
 use stack::{active, Active, Current};
-pub use stack::{RequestIds, Stack};
 
 /// Why the server could not start (or reload).
 #[derive(Debug)]

@@ -11,48 +11,14 @@ use ferrygate_core::{GatewayLayer, IdentityLayer};
 use ferrygate_proxy::Proxy;
 use hyper::body::Incoming;
 use tower::ServiceBuilder;
-use tower_http::request_id::{
-    MakeRequestId, PropagateRequestId, PropagateRequestIdLayer, RequestId, SetRequestId, SetRequestIdLayer,
-};
+
+use crate::request_id::{RequestId, RequestIdLayer};
 
 use crate::StartError;
 
 /// The service stack for one configuration: request ids, then the gateway's
 /// layers, then the proxy.
-pub type Stack = SetRequestId<
-    PropagateRequestId<ferrygate_core::GatewayService<ferrygate_core::Identity<Proxy<Incoming>>>>,
-    RequestIds,
->;
-
-/// Request ids without a syscall each: a random per-process prefix and a counter.
-#[derive(Clone)]
-pub struct RequestIds {
-    prefix: Arc<str>,
-    next: Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl RequestIds {
-    fn new() -> Self {
-        use std::hash::{BuildHasher, Hasher};
-        // RandomState is seeded from the OS once per process: enough to tell processes apart.
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(std::process::id().into());
-        Self { prefix: format!("{:016x}", h.finish()).into(), next: Arc::default() }
-    }
-}
-
-impl std::fmt::Debug for RequestIds {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RequestIds").finish_non_exhaustive()
-    }
-}
-
-impl MakeRequestId for RequestIds {
-    fn make_request_id<B>(&mut self, _request: &http::Request<B>) -> Option<RequestId> {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        ferrygate_proxy::short_header(format_args!("{}-{n:012x}", self.prefix)).map(RequestId::new)
-    }
-}
+pub type Stack = RequestId<ferrygate_core::GatewayService<ferrygate_core::Identity<Proxy<Incoming>>>>;
 
 /// What one configuration serves with. Each worker thread builds its own
 /// stack (and so its own upstream pool) from `gateway`, once per generation.
@@ -68,8 +34,7 @@ fn stack_with(gateway: GatewayLayer, connector: Connector) -> Stack {
     let proxy = Proxy::new(connector, config.server.trusted_proxies.clone(), config.server.upstream_timeout);
     ServiceBuilder::new()
         // A client's X-Request-Id is kept, else one is made; it goes upstream and back.
-        .layer(SetRequestIdLayer::x_request_id(RequestIds::new()))
-        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(RequestIdLayer::new())
         .layer(gateway)
         .layer(IdentityLayer)
         .service(proxy)
