@@ -8,7 +8,8 @@
 //! with an eventfd `write(2)` — about one every eight requests, with a spurious
 //! `epoll_wait` return after it.
 //!
-//! Here a worker's deadlines live in a table of its own ([`Deadlines`]),
+//! Here deadlines live in a table of their own ([`Deadlines`]; the server
+//! keeps one per listener and worker for hyper, and each worker's proxy one),
 //! watched by one task that sleeps on a single tokio timer until the earliest
 //! of them. A deadline costs an insert and a remove in that table under an
 //! uncontended lock; the watcher's timer moves only when a deadline earlier
@@ -16,6 +17,15 @@
 //! tokio's precision (the watcher sleeps to the earliest one exactly), and a
 //! deadline is never ready before its instant: [`Deadline`] checks the clock
 //! itself.
+//!
+//! The price: each time the watcher wakes (a deadline fired, or an earlier
+//! one arrived — an h2 ping's 20 s ack timeout among 30 s header-read
+//! deadlines, say) it scans the whole table, which holds one entry per
+//! connection or request in flight. A worker's table is small, and the
+//! watcher wakes rarely under load (every request's deadline is later than
+//! the armed one); a timer wheel would not scan, at the cost per request this
+//! replaces. Deadlines read the std clock, so tokio's paused test clock
+//! (`start_paused`, `advance`) does not move them.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -109,9 +119,11 @@ impl Deadlines {
         Self::default()
     }
 
-    /// A future that is ready `timeout` from now.
+    /// A future that is ready `timeout` from now (or, for a timeout too
+    /// long to add to the clock, about thirty years from now).
     pub fn after(&self, timeout: Duration) -> Deadline {
-        self.at(Instant::now() + timeout)
+        let now = Instant::now();
+        self.at(now.checked_add(timeout).unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30)))
     }
 
     /// A future that is ready at `at`.
@@ -142,7 +154,9 @@ impl std::fmt::Debug for Deadline {
 impl Deadline {
     fn forget(&mut self) {
         if let Some(key) = self.key.take() {
-            self.shared.lock().entries.remove(key);
+            let entry = self.shared.lock().entries.remove(key);
+            // Its waker is dropped with the lock released.
+            drop(entry);
         }
     }
 }
@@ -163,13 +177,15 @@ impl Future for Deadline {
             return Poll::Ready(());
         }
         let at = this.at;
+        // A waker replaced below is dropped after the lock is released.
+        let mut replaced = None;
         let start_watcher = {
             let mut table = this.shared.lock();
             match this.key {
                 Some(key) => {
                     let entry = &mut table.entries[key];
                     if !entry.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                        entry.waker = Some(cx.waker().clone());
+                        replaced = entry.waker.replace(cx.waker().clone());
                     }
                 }
                 None => this.key = Some(table.entries.insert(Entry { at, waker: Some(cx.waker().clone()) })),
@@ -182,31 +198,41 @@ impl Future for Deadline {
             }
             !std::mem::replace(&mut table.watched, true)
         };
+        drop(replaced);
         if start_watcher {
-            // Spawned with the lock released: a runtime shutting down drops
-            // the task at once, and its guard takes the lock.
-            tokio::spawn(watch(Arc::downgrade(&this.shared), this.shared.wake.clone()));
+            // The guard is made here, not in the task: a task its runtime
+            // drops before ever polling it (or a spawn outside a runtime, which
+            // panics) still marks the table unwatched. Spawned with the lock
+            // released, since that drop takes it.
+            let watching = Watching(Arc::downgrade(&this.shared));
+            tokio::spawn(watch(watching, this.shared.wake.clone()));
         }
         Poll::Pending
     }
 }
 
+/// Held by the watcher task: marks the table unwatched however the task ends
+/// — its runtime shutting down included — and wakes the deadlines still
+/// waiting, so their next poll starts another watcher on their own runtime.
+struct Watching(Weak<Shared>);
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        let Some(shared) = self.0.upgrade() else { return };
+        let waiting: Vec<Waker> = {
+            let mut table = shared.lock();
+            table.watched = false;
+            table.armed = None;
+            table.entries.iter().filter_map(|(_, e)| e.waker.clone()).collect()
+        };
+        waiting.into_iter().for_each(Waker::wake);
+    }
+}
+
 /// Sleeps until the table's earliest deadline, wakes what is due, and again;
 /// ends when the table is gone.
-async fn watch(shared: Weak<Shared>, wake: Arc<Notify>) {
-    /// Marks the table unwatched however the task ends — its runtime shutting
-    /// down included — so the next deadline starts another watcher.
-    struct Watching(Weak<Shared>);
-    impl Drop for Watching {
-        fn drop(&mut self) {
-            if let Some(shared) = self.0.upgrade() {
-                let mut table = shared.lock();
-                table.watched = false;
-                table.armed = None;
-            }
-        }
-    }
-    let _watching = Watching(shared.clone());
+async fn watch(watching: Watching, wake: Arc<Notify>) {
+    let shared = watching.0.clone();
     let mut sleep = std::pin::pin!(tokio::time::sleep_until(tokio::time::Instant::now()));
     loop {
         let next = match shared.upgrade() {
@@ -266,6 +292,14 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_timeout_too_long_for_the_clock_is_a_far_deadline_not_a_panic() {
+        let deadlines = Deadlines::new();
+        let mut forever = deadlines.after(Duration::MAX);
+        assert!(futures_util::poll!(&mut forever).is_pending());
+        assert!(forever.at > Instant::now() + Duration::from_secs(86_400 * 365));
+    }
+
+    #[tokio::test]
     async fn an_earlier_deadline_than_the_armed_one_wakes_the_watcher() {
         let deadlines = Deadlines::new();
         let mut late = deadlines.after(Duration::from_secs(30));
@@ -294,9 +328,11 @@ mod tests {
             assert!(took >= Duration::from_millis(ms) && took < LATE, "{ms} ms ready after {took:?}");
             fired.push(ms);
         }
-        let mut sorted = order;
-        sorted.sort_unstable();
-        assert_eq!(fired, sorted);
+        // Each at its own instant (above); the order of two woken by one scan is the table's.
+        fired.sort_unstable();
+        let mut all = order;
+        all.sort_unstable();
+        assert_eq!(fired, all);
     }
 
     #[tokio::test]
@@ -333,6 +369,18 @@ mod tests {
         // The first runtime, and the watcher spawned on it, are gone: a
         // deadline with no watcher would be ready only after `LATE`.
         run(20);
+    }
+
+    #[test]
+    fn a_watcher_whose_runtime_never_ran_it_leaves_the_table_watchable() {
+        let deadlines = Deadlines::new();
+        let runtime = || tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let mut deadline = deadlines.after(Duration::from_millis(30));
+        // Polled once: the watcher is spawned, and the runtime goes before it
+        // ever runs (block_on returns as soon as its own future is done).
+        runtime().block_on(async { assert!(futures_util::poll!(&mut deadline).is_pending()) });
+        // The same deadline, still pending, on another runtime.
+        runtime().block_on(took(deadline));
     }
 
     #[tokio::test]

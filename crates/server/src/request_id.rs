@@ -205,7 +205,7 @@ mod tests {
         let next = ask(&svc, Request::get("/").body(()).unwrap()).await;
         let next = next.headers()[X_REQUEST_ID].to_str().unwrap();
         assert_ne!(next, id, "ids repeat");
-        assert_eq!(next.split_once('-').unwrap().0, prefix, "one prefix per process");
+        assert_eq!(next.split_once('-').unwrap().0, prefix, "one prefix per layer");
     }
 
     #[tokio::test]
