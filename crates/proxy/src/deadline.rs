@@ -122,8 +122,12 @@ impl Deadlines {
     /// A future that is ready `timeout` from now (or, for a timeout too
     /// long to add to the clock, about thirty years from now).
     pub fn after(&self, timeout: Duration) -> Deadline {
-        let now = Instant::now();
-        self.at(now.checked_add(timeout).unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30)))
+        self.since(Instant::now(), timeout)
+    }
+
+    /// A future that is ready `timeout` after `start` (capped as [`after`](Self::after) is).
+    pub fn since(&self, start: Instant, timeout: Duration) -> Deadline {
+        self.at(start.checked_add(timeout).unwrap_or_else(|| start + Duration::from_secs(86_400 * 365 * 30)))
     }
 
     /// A future that is ready at `at`.
@@ -172,7 +176,10 @@ impl Future for Deadline {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        if Instant::now() >= this.at {
+        // The first poll registers without reading the clock (most deadlines
+        // are made just before, and most end unfired): one already past
+        // makes the watcher wake at once, and it is ready on that wake-up.
+        if this.key.is_some() && Instant::now() >= this.at {
             this.forget();
             return Poll::Ready(());
         }
@@ -289,6 +296,15 @@ mod tests {
         let deadlines = Deadlines::new();
         let took = took(deadlines.after(Duration::from_millis(80))).await;
         assert!(took >= Duration::from_millis(80), "ready after {took:?}");
+    }
+
+    #[tokio::test]
+    async fn a_deadline_already_past_when_first_polled_is_ready_on_the_next_wake_up() {
+        let deadlines = Deadlines::new();
+        let past = Instant::now();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        took(deadlines.at(past)).await;
+        took(deadlines.since(past, Duration::from_millis(1))).await;
     }
 
     #[tokio::test]

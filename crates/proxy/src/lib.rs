@@ -148,7 +148,7 @@ where
         let inner = self.inner.clone();
         Box::pin(async move {
             let started = std::time::Instant::now();
-            let res = forward(&inner, req, &upstream, progress, client_upgrade, lane).await;
+            let res = forward(&inner, req, &upstream, started, progress, client_upgrade, lane).await;
             upstream.metrics.upstream_duration(started.elapsed());
             upstream.metrics.request(Route::Proxy, res.status());
             Ok(res)
@@ -160,6 +160,7 @@ async fn forward<B>(
     inner: &Inner<B>,
     req: Request<Watched<B>>,
     upstream: &Upstream,
+    started: std::time::Instant,
     progress: Option<Arc<Progress>>,
     client_upgrade: Option<(hyper::upgrade::OnUpgrade, Option<HeaderValue>)>,
     lane: Option<Lane<B>>,
@@ -176,7 +177,8 @@ where
         // (an upstream that stopped reading, or a client that stopped sending).
         let deadlines = &inner.deadlines;
         let deadline = async move {
-            let Some(p) = progress else { return deadlines.after(timeout).await };
+            // Without a body, "sent" is now: the clock read at the start serves.
+            let Some(p) = progress else { return deadlines.since(started, timeout).await };
             loop {
                 if p.done.load(Ordering::Acquire) {
                     return deadlines.after(timeout).await;
@@ -199,6 +201,8 @@ where
             inner.client.request(absolute(req, &upstream.origin)?).await.map_err(BoxError::from)
         };
         let mut res = tokio::select! {
+            // The answer first: once it is in, the deadline is not polled (nor the clock read).
+            biased;
             res = send => match res {
                 Ok(res) => res,
                 Err(e) => {
