@@ -213,3 +213,31 @@ async fn no_session_outlives_max_ttl() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn a_custom_cookie_name_is_the_one_set_read_stripped_and_cleared() {
+    let mock = Mock::start(200, token_body(600), Duration::ZERO).await;
+    let upstream = echo_upstream().await;
+    let config = qwyk_config(mock.addr, upstream, "", PROTECTED)
+        .replace("cookie_secure = false", "cookie_secure = false\ncookie_name = \"acme_sid\"");
+    let gw = gateway(&config).await;
+    let login = post_form(&gw.url("/login"), &[("email", "a@b.example"), ("password", "pw")]).await;
+    let cookie = cookie_pair(&login);
+    let (name, value) = cookie.split_once('=').unwrap();
+    assert_eq!(name, "acme_sid", "{}", login.header("set-cookie"));
+    // Read under that name: a returning user, and the protected path passes.
+    assert_eq!(get_with_cookie(&gw.url("/login"), &cookie).await.status, StatusCode::SEE_OTHER);
+    let inside = get_with_cookie(&gw.url("/account"), &format!("theme=dark; {cookie}")).await;
+    assert_eq!(inside.status, StatusCode::OK);
+    // Stripped under that name too: the site keeps its own cookie, never the session id.
+    assert_eq!(echoed(&inside.json(), "cookie"), vec!["theme=dark"]);
+    // The same value under the default name is no session.
+    let default_name = format!("ferrygate_session={value}");
+    assert_eq!(get_with_cookie(&gw.url("/login"), &default_name).await.status, StatusCode::OK);
+    assert_eq!(get_with_cookie(&gw.url("/account"), &default_name).await.status, StatusCode::SEE_OTHER);
+    // Logout clears the cookie by its name.
+    let out = get_with_cookie(&gw.url("/portal-logout"), &cookie).await;
+    let cleared = out.header("set-cookie");
+    assert!(cleared.starts_with("acme_sid=") && cleared.contains("Max-Age=0"), "{cleared}");
+    assert_eq!(get_with_cookie(&gw.url("/account"), &cookie).await.status, StatusCode::SEE_OTHER);
+}
