@@ -297,17 +297,41 @@ async fn json_logs_are_one_object_per_line() {
     // The global flag before the subcommand, as well.
     let Logged { mut child, addr, early: mut lines, lines: rest } =
         start_logged(&["--log-format", "json", "serve", "--config"], &path, "debug");
-    let _ = post_form(&format!("http://{addr}/login"), &[("email", "a@b.example"), ("password", "pw")]).await;
+    let _ = post_form(&format!("http://{addr}/login"), &[("email", "Alice@B.example"), ("password", "pw")]).await;
+    let _ = post_form(&format!("http://{addr}/login"), &[("email", " alice@b.example. "), ("password", "pw")]).await;
+    let _ = post_form(&format!("http://{addr}/login"), &[("email", "alice@b.example"), ("password", "")]).await;
     let _ = get(&format!("http://{addr}/page")).await;
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let _ = child.wait();
     lines.extend(rest.try_iter());
-    assert!(lines.iter().any(|l| l.contains("\"event\":\"login\"")), "the audit event is logged");
+    let mut audit = Vec::new();
     for line in &lines {
         let v: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("not one JSON object ({e}): {line}"));
         assert!(v.is_object(), "{line}");
+        if line.contains("\"event\":\"login\"") {
+            assert!(!line.to_lowercase().contains("alice"), "the account in clear: {line}");
+            audit.push(v);
+        }
     }
+    // One audit event per attempt, with SPEC 7's fields; the account as a keyed
+    // hash, the same for two spellings of one account.
+    assert_eq!(audit.len(), 3, "{lines:?}");
+    let field = |v: &serde_json::Value, name: &str| {
+        v.get("fields").and_then(|f| f.get(name)).or_else(|| v.get(name)).cloned().unwrap_or_default()
+    };
+    for (v, outcome) in audit.iter().zip(["success", "success", "missing_credentials"]) {
+        assert_eq!(field(v, "site"), "acme", "{v}");
+        assert_eq!(field(v, "provider"), "acme-qwyk", "{v}");
+        assert_eq!(field(v, "outcome"), outcome, "{v}");
+        assert_eq!(field(v, "client_ip"), "127.0.0.1", "{v}");
+    }
+    for v in &audit[..2] {
+        let account = field(v, "account");
+        let account = account.as_str().unwrap_or_default();
+        assert!(account.len() == 16 && account.bytes().all(|b| b.is_ascii_hexdigit()), "{v}");
+    }
+    assert_eq!(field(&audit[0], "account"), field(&audit[1], "account"), "two spellings, two accounts");
 }
 
 /// A site config (provider and upstream never called) with `server` lines in [server].
