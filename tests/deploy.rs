@@ -191,3 +191,61 @@ fn the_healthcheck_subcommand_tells_up_from_down() {
     let out = std::process::Command::new(bin).args(["healthcheck", "--admin", &admin.to_string()]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Traefik's and ingress-nginx's examples (no test runs those proxies here)
+/// agree with the `ferrygate.toml` beside them: the check's path and port, the
+/// identity headers handed on, and Ferrygate's own routes reaching it without
+/// the check.
+#[test]
+fn the_traefik_and_ingress_nginx_examples_agree_with_their_ferrygate_toml() {
+    let dir = root().join("examples/forward-auth");
+    let fg: toml::Value = toml::from_str(&std::fs::read_to_string(dir.join("ferrygate.toml")).unwrap()).unwrap();
+    let site = &fg["sites"][0];
+    let check_path = site["forward_auth"]["path"].as_str().unwrap();
+    let login = site["login"]["path"].as_str().unwrap();
+    let logout: Vec<&str> = site["logout"]["paths"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
+    let listen: std::net::SocketAddr = fg["server"]["listen"][0].as_str().unwrap().parse().unwrap();
+    // SPEC 2.1: the identity headers a check answers with.
+    let identity =
+        ["X-Ferrygate-User", "X-Ferrygate-User-Id", "X-Ferrygate-Org-Id", "X-Ferrygate-Groups", "X-Ferrygate-Provider"];
+    let at_ferrygate = |url: &str| {
+        let url = url::Url::parse(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert_eq!(url.port(), Some(listen.port()), "{url}: not Ferrygate's port");
+        url
+    };
+
+    let traefik = &docs(&dir.join("traefik.yml"))[0]["http"];
+    let forward = &traefik["middlewares"]["ferrygate"]["forwardAuth"];
+    assert_eq!(at_ferrygate(forward["address"].as_str().unwrap()).path(), check_path);
+    let handed: Vec<&str> =
+        forward["authResponseHeaders"].as_sequence().unwrap().iter().map(|h| h.as_str().unwrap()).collect();
+    assert_eq!(handed, identity);
+    assert_eq!(forward["trustForwardHeader"].as_bool(), Some(true), "Ferrygate reads Traefik's X-Forwarded-*");
+    let own = &traefik["routers"]["ferrygate-routes"];
+    assert!(own["middlewares"].is_null(), "Ferrygate's own routes must not need the check");
+    let rule = own["rule"].as_str().unwrap();
+    for path in std::iter::once(login).chain(logout.iter().copied()) {
+        assert!(rule.contains(&format!("Path(`{path}`)")), "{path} not routed to Ferrygate: {rule}");
+    }
+    assert_eq!(traefik["routers"]["site"]["middlewares"][0], "ferrygate");
+    at_ferrygate(traefik["services"]["ferrygate"]["loadBalancer"]["servers"][0]["url"].as_str().unwrap());
+
+    let ingresses = docs(&dir.join("ingress-nginx.yaml"));
+    let named = |name: &str| ingresses.iter().find(|d| d["metadata"]["name"] == name).unwrap();
+    let guarded = &named("intranet")["metadata"]["annotations"];
+    let annotation = |key: &str| guarded[format!("nginx.ingress.kubernetes.io/{key}").as_str()].as_str().unwrap();
+    assert_eq!(at_ferrygate(annotation("auth-url")).path(), check_path);
+    let signin = url::Url::parse(annotation("auth-signin")).unwrap();
+    assert_eq!(signin.path(), login);
+    assert!(signin.query_pairs().any(|(k, _)| k == "destination"), "{signin}: the way back is `destination`");
+    assert_eq!(annotation("auth-response-headers").split(',').collect::<Vec<_>>(), identity);
+    let own = named("intranet-ferrygate");
+    assert!(own["metadata"]["annotations"].is_null(), "Ferrygate's own routes must not need the check");
+    let rule = &own["spec"]["rules"][0];
+    assert_eq!(rule["host"].as_str(), signin.host_str(), "the login page's host");
+    let paths = rule["http"]["paths"].as_sequence().unwrap();
+    for path in std::iter::once(login).chain(logout.iter().copied()) {
+        let routed = paths.iter().find(|p| p["path"] == path).unwrap_or_else(|| panic!("{path} not routed"));
+        assert_eq!(s(routed, &["backend", "service", "port", "number"]).as_i64(), Some(port_of(&listen)));
+    }
+}
