@@ -157,10 +157,10 @@ fn people() -> String {
         ),
         entry("uid=twin1,ou=people,dc=corp,dc=example", "objectClass: inetOrgPerson\nuid: twin1\ncn: T\nsn: One\nmail: twins@corp.example\nuserPassword: twin-pw"),
         entry("uid=twin2,ou=people,dc=corp,dc=example", "objectClass: inetOrgPerson\nuid: twin2\ncn: T\nsn: Two\nmail: twins@corp.example\nuserPassword: twin-pw"),
-        entry("cn=admins,ou=groups,dc=corp,dc=example", "objectClass: groupOfNames\ncn: admins\nmember: uid=alice,ou=people,dc=corp,dc=example"),
+        entry("cn=admins,ou=groups,dc=corp,dc=example", "objectClass: groupOfNames\ncn: admins\ndescription: Administrators\nmember: uid=alice,ou=people,dc=corp,dc=example"),
         entry(
             "cn=staff,ou=groups,dc=corp,dc=example",
-            "objectClass: groupOfNames\ncn: staff\nmember: uid=alice,ou=people,dc=corp,dc=example\nmember: uid=bob,ou=people,dc=corp,dc=example",
+            "objectClass: groupOfNames\ncn: staff\ndescription: Staff\nmember: uid=alice,ou=people,dc=corp,dc=example\nmember: uid=bob,ou=people,dc=corp,dc=example",
         ),
     ]
     .join("\n")
@@ -218,6 +218,24 @@ async fn users_sign_in_by_email_or_uid_with_identity_and_groups() {
         let bob = cookie_pair(&login(&gw, "bob", "bob-secret-pw").await);
         assert_eq!(get_with_cookie(&gw.url("/admin"), &bob).await.status, StatusCode::FORBIDDEN);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_identity_and_group_names_come_from_the_configured_attributes() {
+    let slapd = Slapd::start();
+    let attributes = "\nemail_attribute = \"cn\"\nid_attribute = \"sn\"\ngroup_name_attribute = \"description\"";
+    let (gw, _dir) = gateway_for(&format!("{}{attributes}", plain(&slapd)), None).await;
+    let res = login(&gw, "alice@corp.example", ALICE_PW).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    let cookie = cookie_pair(&res);
+    let echo = get_with_cookie(&gw.url("/app"), &cookie).await.json();
+    assert_eq!(echoed(&echo, "x-ferrygate-user"), vec!["Alice"]);
+    assert_eq!(echoed(&echo, "x-ferrygate-user-id"), vec!["Jansen"]);
+    let mut groups: Vec<String> = echoed(&echo, "x-ferrygate-groups")[0].split(',').map(str::to_owned).collect();
+    groups.sort();
+    assert_eq!(groups, vec!["Administrators", "Staff"]);
+    // The rule names `admins`: a group's name is what the attribute says, nothing else.
+    assert_eq!(get_with_cookie(&gw.url("/admin"), &cookie).await.status, StatusCode::FORBIDDEN);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
