@@ -429,3 +429,66 @@ async fn a_cluster_primary_fails_over_to_its_replica() {
     let window = ride_out_failover(&a, &b, &cookie, failed_over, "cluster failover").await;
     eprintln!("cluster failover: kill to the last gateway's first 200: {window:?}");
 }
+
+/// Sentinels reached over TLS (`rediss://`) name a primary that Ferrygate
+/// reaches over TLS too, verifying its certificate; with the CA not trusted,
+/// logins fail closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sentinel_over_tls_names_a_primary_reached_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_test_pki(d);
+    let file = |name: &str| d.join(name).display().to_string();
+    let (cert, key, ca) = (file("server.pem"), file("server.key"), file("ca.pem"));
+    let tls_lines = format!(
+        "tls-cert-file {cert}\ntls-key-file {key}\ntls-ca-cert-file {ca}\ntls-auth-clients no\ntls-replication yes\n"
+    );
+    let mut servers = Servers(Vec::new());
+    // Each server also listens in plain on its first port, for redis-cli here only.
+    let (primary, primary_tls) = (free_port(), free_port());
+    let primary_conf = d.join("primary.conf");
+    std::fs::write(&primary_conf, format!("tls-port {primary_tls}\n{tls_lines}")).unwrap();
+    servers.spawn(d, primary, &[&primary_conf.display().to_string()]);
+    let (sentinel, sentinel_tls) = (free_port(), free_port());
+    let sentinel_conf = d.join("sentinel.conf");
+    std::fs::write(
+        &sentinel_conf,
+        format!("tls-port {sentinel_tls}\n{tls_lines}sentinel monitor mymaster 127.0.0.1 {primary_tls} 1\n"),
+    )
+    .unwrap();
+    servers.spawn(d, sentinel, &[&sentinel_conf.display().to_string(), "--sentinel"]);
+    wait_until("the sentinel did not reach the primary over TLS", 15, || {
+        let out = cli(sentinel, &["sentinel", "master", "mymaster"]);
+        out.lines().collect::<Vec<_>>().windows(2).any(|w| w == ["flags", "master"])
+    });
+
+    let mock = Mock::start(200, TOKEN, Duration::ZERO).await;
+    let upstream = echo_upstream().await;
+    let store =
+        format!("redis_sentinel = {{ master = \"mymaster\", nodes = [\"rediss://localhost:{sentinel_tls}\"] }}");
+    let toml = format!("[server]\nlisten = [\"127.0.0.1:0\"]\n{}", config(mock.addr, upstream, &store));
+    let path = d.join("ferrygate.toml");
+    std::fs::write(&path, toml).unwrap();
+    let args = ["serve", "--log-format", "json", "--config"];
+    let url = |addr: std::net::SocketAddr, p: &str| format!("http://{addr}{p}");
+    // The CA trusted (rustls-native-certs reads SSL_CERT_FILE).
+    let mut trusted = start_logged_env(&args, &path, "info", &[("SSL_CERT_FILE", &ca)]);
+    let login = post_form(&url(trusted.addr, "/login"), &[("email", "alice@example.com"), ("password", "pw")]).await;
+    assert_eq!(login.status, StatusCode::SEE_OTHER, "{}", login.text());
+    // A failed form login is a 303 too, back to the form.
+    assert!(login.header("location").starts_with("https://portal.acme.example/"), "{}", login.header("location"));
+    let cookie = cookie_pair(&login);
+    assert_eq!(get_with_cookie(&url(trusted.addr, "/account"), &cookie).await.status, StatusCode::OK);
+    assert_eq!(cli(primary, &["--scan", "--pattern", "ferrygate:session:*"]).lines().count(), 1, "not on the primary");
+    let _ = trusted.child.kill();
+    let _ = trusted.child.wait();
+    // Not trusted: nothing is stored, the login fails closed.
+    let mut untrusted = start_logged_env(&args, &path, "info", &[("SSL_CERT_FILE", "/nonexistent")]);
+    let login =
+        post_json(&url(untrusted.addr, "/login"), serde_json::json!({"email": "bob@example.com", "password": "pw"}))
+            .await;
+    assert_eq!(login.status, StatusCode::SERVICE_UNAVAILABLE, "{}", login.text());
+    assert_eq!(cli(primary, &["--scan", "--pattern", "ferrygate:session:*"]).lines().count(), 1);
+    let _ = untrusted.child.kill();
+    let _ = untrusted.child.wait();
+}
