@@ -264,7 +264,10 @@ impl SessionManager {
         }
         let mut cookie = self.cookie(id.0);
         if persistent {
-            cookie.set_max_age(cookie::time::Duration::seconds(ttl.as_secs() as i64));
+            // Whole seconds, rounded up: a session with 0.9 s left must not get
+            // `Max-Age=0`, which deletes the cookie (the store ends the session on time).
+            let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+            cookie.set_max_age(cookie::time::Duration::seconds(secs as i64));
         }
         let mut jar = CookieJar::new();
         jar.signed_mut(&self.cookie_key).add(cookie);
@@ -395,6 +398,23 @@ mod tests {
         let mut bare = HeaderMap::new();
         bare.insert(COOKIE, HeaderValue::from_str(&format!("fg={}", "a".repeat(64))).unwrap());
         assert!(m.session_id(&bare).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_remembered_cookie_lasts_its_session_rounded_up_to_the_second() {
+        let m = manager();
+        let max_age = |set: HeaderValue| {
+            let attrs = set.to_str().unwrap().to_owned();
+            let value = attrs.split("Max-Age=").nth(1).unwrap_or_else(|| panic!("{attrs}"));
+            value.split(';').next().unwrap().parse::<u64>().unwrap()
+        };
+        // Under a second left (a session capped by max_ttl, created a moment
+        // later): Max-Age=0 would delete the cookie at once.
+        assert_eq!(max_age(m.create(&session(Duration::from_millis(900)), None, true).await.unwrap()), 1);
+        let minute = max_age(m.create(&session(Duration::from_secs(60)), None, true).await.unwrap());
+        assert!(minute == 60 || minute == 59, "{minute}");
+        // max_ttl caps it.
+        assert_eq!(max_age(m.create(&session(Duration::from_secs(7200)), None, true).await.unwrap()), 3600);
     }
 
     #[test]
