@@ -74,6 +74,34 @@ impl Drop for Servers {
     }
 }
 
+/// A Redis Cluster of `n` nodes (`replicas` per primary) in `dir`, up and
+/// `cluster_state:ok`: its servers, ports, and `127.0.0.1:port` addresses.
+fn cluster(dir: &Path, n: usize, replicas: u8, args: &[&str]) -> (Servers, Vec<u16>, Vec<String>) {
+    let mut servers = Servers(Vec::new());
+    let ports: Vec<u16> = (0..n).map(|_| cluster_port()).collect();
+    for (i, port) in ports.iter().enumerate() {
+        let node_dir = dir.join(format!("n{i}"));
+        std::fs::create_dir(&node_dir).unwrap();
+        servers.spawn(
+            &node_dir,
+            *port,
+            &[&["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"], args].concat(),
+        );
+    }
+    let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let out = Command::new("redis-cli")
+        .args(["--cluster", "create"])
+        .args(&nodes)
+        .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "cluster create: {}", String::from_utf8_lossy(&out.stdout));
+    wait_until("the cluster did not become ok", 20, || {
+        ports.iter().all(|p| cli(*p, &["cluster", "info"]).contains("cluster_state:ok"))
+    });
+    (servers, ports, nodes)
+}
+
 fn cli(port: u16, args: &[&str]) -> String {
     let out = Command::new("redis-cli").args(["-p", &port.to_string()]).args(args).output().expect("redis-cli");
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -140,24 +168,7 @@ fn config(provider: std::net::SocketAddr, upstream: std::net::SocketAddr, store:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_share_sessions_on_a_redis_cluster() {
     let dir = tempfile::tempdir().unwrap();
-    let mut servers = Servers(Vec::new());
-    let ports: Vec<u16> = (0..3).map(|_| cluster_port()).collect();
-    for (i, port) in ports.iter().enumerate() {
-        let node_dir = dir.path().join(format!("n{i}"));
-        std::fs::create_dir(&node_dir).unwrap();
-        servers.spawn(&node_dir, *port, &["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]);
-    }
-    let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-    let out = Command::new("redis-cli")
-        .args(["--cluster", "create"])
-        .args(&nodes)
-        .args(["--cluster-replicas", "0", "--cluster-yes"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "cluster create: {}", String::from_utf8_lossy(&out.stdout));
-    wait_until("the cluster did not become ok", 15, || {
-        ports.iter().all(|p| cli(*p, &["cluster", "info"]).contains("cluster_state:ok"))
-    });
+    let (mut servers, ports, nodes) = cluster(dir.path(), 3, 0, &[]);
 
     let mock = Mock::start(200, TOKEN, Duration::ZERO).await;
     let upstream = echo_upstream().await;
@@ -383,28 +394,7 @@ async fn rediss_verifies_the_server_certificate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_primary_fails_over_to_its_replica() {
     let dir = tempfile::tempdir().unwrap();
-    let mut servers = Servers(Vec::new());
-    let ports: Vec<u16> = (0..6).map(|_| cluster_port()).collect();
-    for (i, port) in ports.iter().enumerate() {
-        let node_dir = dir.path().join(format!("n{i}"));
-        std::fs::create_dir(&node_dir).unwrap();
-        servers.spawn(
-            &node_dir,
-            *port,
-            &["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "1000"],
-        );
-    }
-    let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-    let out = Command::new("redis-cli")
-        .args(["--cluster", "create"])
-        .args(&nodes)
-        .args(["--cluster-replicas", "1", "--cluster-yes"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "cluster create: {}", String::from_utf8_lossy(&out.stdout));
-    wait_until("the cluster did not become ok", 20, || {
-        ports.iter().all(|p| cli(*p, &["cluster", "info"]).contains("cluster_state:ok"))
-    });
+    let (mut servers, ports, nodes) = cluster(dir.path(), 6, 1, &["--cluster-node-timeout", "1000"]);
     let mock = Mock::start(200, TOKEN, Duration::ZERO).await;
     let upstream = echo_upstream().await;
     let seeds: Vec<String> = nodes.iter().map(|n| format!("\"redis://{n}\"")).collect();

@@ -135,6 +135,27 @@ impl RedisStore {
         Err(result)
     }
 
+    /// `SET key session PX ttl`, with `XX` (`only_present`) only while the
+    /// key exists; whether it was set.
+    async fn set(
+        &self,
+        k: &StoreKey,
+        session: &Session,
+        ttl: Duration,
+        only_present: bool,
+    ) -> Result<bool, StoreError> {
+        let value = serde_json::to_vec(session).map_err(|e| StoreError(e.to_string()))?;
+        let ms = ttl.as_millis().clamp(1, u64::MAX as u128) as u64;
+        let mut conn = self.conn().await?;
+        let mut set = redis::cmd("SET");
+        set.arg(key(k)).arg(value).arg("PX").arg(ms);
+        if only_present {
+            set.arg("XX");
+        }
+        let set: Option<String> = self.call(set.query_async(&mut conn)).await?;
+        Ok(set.is_some())
+    }
+
     /// After a failed call or connection: counted, and the next command
     /// connects anew (a failover, a cluster node gone).
     async fn failed(&self) {
@@ -170,14 +191,7 @@ impl SessionStore for RedisStore {
         session: &'a Session,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(async move {
-            let value = serde_json::to_vec(session).map_err(|e| StoreError(e.to_string()))?;
-            let ms = ttl.as_millis().clamp(1, u64::MAX as u128) as u64;
-            let mut conn = self.conn().await?;
-            let mut set = redis::cmd("SET");
-            set.arg(key(k)).arg(value).arg("PX").arg(ms);
-            self.call(set.query_async::<()>(&mut conn)).await
-        })
+        Box::pin(async move { self.set(k, session, ttl, false).await.map(|_| ()) })
     }
 
     fn update<'a>(
@@ -186,16 +200,8 @@ impl SessionStore for RedisStore {
         session: &'a Session,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(async move {
-            let value = serde_json::to_vec(session).map_err(|e| StoreError(e.to_string()))?;
-            let ms = ttl.as_millis().clamp(1, u64::MAX as u128) as u64;
-            let mut conn = self.conn().await?;
-            // XX: only while the key exists — a session ended meanwhile stays ended.
-            let mut set = redis::cmd("SET");
-            set.arg(key(k)).arg(value).arg("PX").arg(ms).arg("XX");
-            let set: Option<String> = self.call(set.query_async(&mut conn)).await?;
-            Ok(set.is_some())
-        })
+        // XX: only while the key exists — a session ended meanwhile stays ended.
+        Box::pin(self.set(k, session, ttl, true))
     }
 
     fn remove<'a>(&'a self, k: &'a StoreKey) -> BoxFuture<'a, Result<(), StoreError>> {
