@@ -294,3 +294,39 @@ path = "/landing"
     let ttl_ms: i64 = redis::cmd("PTTL").arg(&keys[0]).query_async(&mut conn).await.unwrap();
     assert!((590_000..=600_000).contains(&ttl_ms), "{ttl_ms}");
 }
+
+/// The store's `update` (a renewed session written back) is `SET … XX`: it
+/// replaces a stored session and never brings back one that ended — a logout
+/// on another replica during a renewal stays a logout.
+#[tokio::test]
+async fn an_update_replaces_a_stored_session_and_never_brings_one_back() {
+    use ferrygate::core::session::{Session, SessionStore, StoreKey};
+    require_redis();
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(dir.path());
+    let store = ferrygate_store_redis::RedisStore::new(&redis.url().into()).unwrap();
+    let session = |user: &str| Session {
+        site: "s".into(),
+        provider: "p".into(),
+        user: user.into(),
+        user_id: None,
+        org_id: None,
+        external_id: None,
+        groups: Vec::new(),
+        token: None,
+        token_type: String::new(),
+        refresh_token: None,
+        token_expires_at_ms: None,
+        expires_at_ms: ferrygate::core::session::now_ms() + 60_000,
+    };
+    let key = StoreKey([7; 32]);
+    let ttl = Duration::from_secs(60);
+    assert!(!store.update(&key, &session("a"), ttl).await.unwrap(), "nothing stored: no update");
+    assert!(store.get(&key).await.unwrap().is_none(), "an update created the session");
+    store.insert(&key, &session("a"), ttl).await.unwrap();
+    assert!(store.update(&key, &session("b"), ttl).await.unwrap());
+    assert_eq!(store.get(&key).await.unwrap().unwrap().user, "b");
+    store.remove(&key).await.unwrap();
+    assert!(!store.update(&key, &session("c"), ttl).await.unwrap(), "a removed session came back");
+    assert!(store.get(&key).await.unwrap().is_none());
+}
