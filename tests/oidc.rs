@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use http::{Request, StatusCode};
@@ -345,6 +345,32 @@ async fn refresh_renews_rotates_and_ends_with_invalid_grant() {
     assert_eq!(refreshes, 5);
     assert_eq!(get_with_cookie(&app, &cookie).await.status, StatusCode::SEE_OTHER);
     assert_eq!(issuer.stats().await["refresh_token"], refreshes, "an ended session is not renewed again");
+}
+
+/// A renewal that fails (the provider is down) keeps the session and gives
+/// its claim back: the next request renews at once, neither waiting for a
+/// renewal nobody is making nor going on without a token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_failed_renewal_the_next_request_renews_at_once() {
+    let issuer = Issuer::start(json!({"expires_in": 1}));
+    let gw = gateway_for(&issuer.url, REFRESH).await;
+    let cookie = cookie_pair(&login(&gw, "alice@corp.test", ALICE_PW).await);
+    tokio::time::sleep(Duration::from_millis(1100)).await; // the 1 s token has expired
+    issuer.control("expires_in?value=3600").await;
+    issuer.control("fail?count=1").await;
+    let res = get_with_cookie(&gw.url("/app"), &cookie).await;
+    assert_eq!(res.status, StatusCode::OK, "a failed renewal keeps the session: {}", res.text());
+    assert!(echoed(&res.json(), "authorization").is_empty(), "an expired token was sent");
+    assert_eq!(issuer.stats().await["failed"], 1);
+    // The provider is back: the next request renews, without waiting out the
+    // failed renewal's claim (its limit is four timeouts, 8 s here).
+    let started = Instant::now();
+    let res = get_with_cookie(&gw.url("/app"), &cookie).await;
+    let took = started.elapsed();
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(issuer.stats().await["refresh_token"], 1);
+    assert_eq!(bearer(&res.json()), issuer.control("issued").await["access_token"].as_str().unwrap());
+    assert!(took < Duration::from_secs(4), "waited {took:?} for a claim nobody was using");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -299,7 +299,7 @@ path = "/landing"
 /// replaces a stored session and never brings back one that ended — a logout
 /// on another replica during a renewal stays a logout.
 #[tokio::test]
-async fn an_update_replaces_a_stored_session_and_never_brings_one_back() {
+async fn an_update_never_brings_a_session_back_and_a_released_key_is_fresh() {
     use ferrygate::core::session::{Session, SessionStore, StoreKey};
     require_redis();
     let dir = tempfile::tempdir().unwrap();
@@ -329,4 +329,9 @@ async fn an_update_replaces_a_stored_session_and_never_brings_one_back() {
     store.remove(&key).await.unwrap();
     assert!(!store.update(&key, &session("c"), ttl).await.unwrap(), "a removed session came back");
     assert!(store.get(&key).await.unwrap().is_none());
+    // A one-time key (a state, a renewal's claim) is used once, until released.
+    assert!(store.use_once(&key, ttl).await.unwrap());
+    assert!(!store.use_once(&key, ttl).await.unwrap(), "used twice");
+    store.release(&key).await.unwrap();
+    assert!(store.use_once(&key, ttl).await.unwrap(), "a released key is fresh again");
 }

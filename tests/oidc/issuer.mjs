@@ -52,7 +52,9 @@ if (!Number.isInteger(expiresIn) || expiresIn <= 0) die('config: "expires_in" mu
 const issueIdToken = config.id_token ?? true;
 
 // ---------------------------------------------------------------- state
-const stats = { password: 0, refresh_token: 0, userinfo: 0, jwks: 0, discovery: 0 };
+const stats = { password: 0, refresh_token: 0, userinfo: 0, jwks: 0, discovery: 0, failed: 0 };
+// Token requests still to refuse with a 503 (POST /_control/fail?count=N).
+let failNext = 0;
 let lastTokenRequest = null;
 /** the tokens of the last successful answer (for tests that look for them in logs) */
 let lastIssued = null;
@@ -242,7 +244,7 @@ function sendJson(res, status, value) {
   res.end(text);
 }
 
-const CONTROL_PATHS = new Set(['/_control/stats', '/_control/last', '/_control/revoke', '/_control/rotate', '/_control/expires_in', '/_control/issued']);
+const CONTROL_PATHS = new Set(['/_control/stats', '/_control/last', '/_control/revoke', '/_control/rotate', '/_control/expires_in', '/_control/issued', '/_control/fail']);
 
 async function control(req, res, url) {
   const route = `${req.method} ${url.pathname}`;
@@ -275,6 +277,12 @@ async function control(req, res, url) {
       if (!Number.isInteger(value) || value <= 0) return sendJson(res, 400, { error: 'value must be a positive integer' });
       expiresIn = value;
       return sendJson(res, 200, { expires_in: expiresIn });
+    }
+    case 'POST /_control/fail': {
+      const count = Number(url.searchParams.get('count'));
+      if (!Number.isInteger(count) || count < 0) return sendJson(res, 400, { error: 'count must be a whole number' });
+      failNext = count;
+      return sendJson(res, 200, { fail: failNext });
     }
     default:
       return sendJson(res, CONTROL_PATHS.has(url.pathname) ? 405 : 404, { error: `no ${route}` });
@@ -316,6 +324,12 @@ const server = createServer((req, res) => {
   if (req.method === 'GET' && url.pathname === PATHS.discovery) stats.discovery += 1;
   if (req.method === 'GET' && url.pathname === PATHS.jwks) stats.jwks += 1;
   if (url.pathname === PATHS.userinfo) stats.userinfo += 1;
+  if (req.method === 'POST' && url.pathname === PATHS.token && failNext > 0) {
+    // An outage: the next `failNext` token requests answer 503 (counted as `failed`).
+    failNext -= 1;
+    stats.failed += 1;
+    return sendJson(res, 503, { error: 'temporarily_unavailable' });
+  }
   if (req.method === 'POST' && url.pathname === PATHS.token) {
     const end = res.end;
     res.end = function (...args) {

@@ -15,7 +15,9 @@
 //!   refresh token), for longer than the renewal may take. A replica that
 //!   loses the claim goes on with the current access token while it is still
 //!   valid (the common case: renewal starts 30 s early), and otherwise waits,
-//!   bounded, for the winner's write;
+//!   bounded, for the winner's write — or, once the winner has given the
+//!   claim back without a new token (its renewal failed), renews itself. The
+//!   claim is given back on every path once the outcome is written;
 //! - each renewal first re-reads the session, so a request holding a copy
 //!   read before someone else renewed never spends the (rotated) old refresh
 //!   token; the renewed session is written only while the session is still
@@ -130,15 +132,39 @@ impl Renewal<'_> {
         // Each of a provider's calls is bounded by its own timeout (an oidc
         // renewal makes at most four); this bounds a provider that hangs.
         let limit = provider.timeout() * 4;
-        // Held for longer than the renewal and its write may take.
-        if !sessions.claim_refresh(self.id, secret.expose_secret(), limit + Duration::from_secs(10)).await? {
-            let refresh_token = secret.expose_secret().to_owned();
-            return self.wait_for_other(session, &refresh_token, limit).await;
+        // Held for longer than the renewal and its write may take, should the
+        // replica die before it gives the claim back.
+        let hold = limit + Duration::from_secs(10);
+        let claim = sessions.refresh_claim(self.id, secret.expose_secret());
+        if !sessions.claim_refresh(&claim, hold).await? {
+            match self.wait_for_other(session, &claim, secret.expose_secret(), limit, hold).await? {
+                Waited::Settled(now) => return Ok(now),
+                Waited::Claimed(now) => session = now,
+            }
         }
         let name = session.provider.clone();
         let outcome = tokio::time::timeout(limit, call).await.unwrap_or(Err(LoginError::ProviderTimeout));
+        let settled = self.settle(session, outcome, secret, &name).await;
+        // Given back whatever the outcome: a claim held on would make the next
+        // requests wait for a renewal that is not happening.
+        if let Err(e) = sessions.release_refresh(&claim).await {
+            tracing::debug!(provider = %name, error = %e, "a renewal claim was not given back; it expires by itself");
+        }
+        settled
+    }
+
+    /// Writes the renewal's outcome: the renewed session, the session ended,
+    /// or (any other failure) kept as it was.
+    async fn settle(
+        &self,
+        mut session: Session,
+        outcome: Result<Refreshed, LoginError>,
+        used: SecretString,
+        name: &str,
+    ) -> Result<Option<Session>, StoreError> {
+        let sessions = self.sessions;
         let counted = |outcome: &'static str| {
-            metrics::counter!("ferrygate_token_refreshes_total", "provider" => name.clone(), "outcome" => outcome)
+            metrics::counter!("ferrygate_token_refreshes_total", "provider" => name.to_owned(), "outcome" => outcome)
                 .increment(1);
         };
         match outcome {
@@ -149,7 +175,7 @@ impl Renewal<'_> {
                 Ok(None)
             }
             Ok(refreshed) => {
-                apply(&mut session, refreshed, secret, self.site);
+                apply(&mut session, refreshed, used, self.site);
                 if !sessions.replace(self.id, &session).await? {
                     // Ended (a logout) while the provider answered: it stays ended.
                     counted("ended");
@@ -173,25 +199,41 @@ impl Renewal<'_> {
         }
     }
 
-    /// Another replica renews: go on with the current token while it is
-    /// valid, else wait (bounded) for the renewed session to be written.
+    /// Another request renews: go on with the current token while it is
+    /// valid, else wait (bounded) for the renewed session to be written; if
+    /// the claim comes free without one (that renewal failed), claim it.
     async fn wait_for_other(
         &self,
         mut session: Session,
+        claim: &StoreKey,
         refresh_token: &str,
         limit: Duration,
-    ) -> Result<Option<Session>, StoreError> {
+        hold: Duration,
+    ) -> Result<Waited, StoreError> {
         let deadline = tokio::time::Instant::now() + limit;
         while !token_valid(&session) && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(POLL).await;
             match self.sessions.reread(self.id).await?.filter(|s| s.is_live_on(self.site)) {
-                None => return Ok(None),
-                Some(now) if now.refresh_token.as_deref() != Some(refresh_token) => return Ok(Some(now)),
+                None => return Ok(Waited::Settled(None)),
+                Some(now) if now.refresh_token.as_deref() != Some(refresh_token) => {
+                    return Ok(Waited::Settled(Some(now)))
+                }
                 Some(now) => session = now,
             }
+            if !token_valid(&session) && self.sessions.claim_refresh(claim, hold).await? {
+                return Ok(Waited::Claimed(session));
+            }
         }
-        Ok(Some(session))
+        Ok(Waited::Settled(Some(session)))
     }
+}
+
+/// How waiting for another request's renewal ended.
+enum Waited {
+    /// With this session (`None`: it ended).
+    Settled(Option<Session>),
+    /// The claim came free with the token still expired: renew here.
+    Claimed(Session),
 }
 
 /// Whether a renewal names another user (`sub`) than the session's.

@@ -233,6 +233,13 @@ impl SessionStore for RedisStore {
             Ok(set.is_some())
         })
     }
+
+    fn release<'a>(&'a self, k: &'a StoreKey) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut conn = self.conn().await?;
+            self.call(conn.del::<_, ()>(format!("{USED_PREFIX}{}", k.to_hex()))).await
+        })
+    }
 }
 
 impl RateLimiter for RedisStore {

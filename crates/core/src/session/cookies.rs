@@ -223,12 +223,22 @@ impl SessionManager {
         self.store.update(&self.store_key(id), session, session.remaining().min(self.max_ttl)).await
     }
 
-    /// Claims the renewal of `id`'s access token with `refresh_token`, for
-    /// `ttl`: `true` for exactly one caller across every replica sharing the
-    /// store (the key is an HMAC in a domain of its own, holding neither).
-    pub async fn claim_refresh(&self, id: &SessionId, refresh_token: &str, ttl: Duration) -> Result<bool, StoreError> {
-        let key = self.keyed(&[b"\0refresh\0", id.0.as_bytes(), b"\0", refresh_token.as_bytes()]);
-        self.store.use_once(&key, ttl).await
+    /// The key that claims the renewal of `id`'s access token with
+    /// `refresh_token`: an HMAC in a domain of its own, holding neither.
+    pub(crate) fn refresh_claim(&self, id: &SessionId, refresh_token: &str) -> StoreKey {
+        self.keyed(&[b"\0refresh\0", id.0.as_bytes(), b"\0", refresh_token.as_bytes()])
+    }
+
+    /// Claims a renewal (see [`refresh_claim`](Self::refresh_claim)) for
+    /// `ttl`: `true` for exactly one caller across every replica sharing the store.
+    pub(crate) async fn claim_refresh(&self, claim: &StoreKey, ttl: Duration) -> Result<bool, StoreError> {
+        self.store.use_once(claim, ttl).await
+    }
+
+    /// Gives a claim back once the renewal's outcome is written, so the next
+    /// request may renew again at once.
+    pub(crate) async fn release_refresh(&self, claim: &StoreKey) -> Result<(), StoreError> {
+        self.store.release(claim).await
     }
 
     /// The live session of the request's cookie on `site`, with its id. A

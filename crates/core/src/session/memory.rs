@@ -216,6 +216,13 @@ impl SessionStore for MemoryStore {
         Box::pin(async move { Ok(self.used.entry(short(key)).or_insert(ttl).await.is_fresh()) })
     }
 
+    fn release<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.used.invalidate(&short(key)).await;
+            Ok(())
+        })
+    }
+
     fn active(&self) -> BoxFuture<'_, Option<u64>> {
         Box::pin(async move {
             // moka counts lazily: run its pending work (expiries included) first.
@@ -231,6 +238,18 @@ mod tests {
 
     fn session(ttl: Duration) -> Session {
         Session::for_test("u", ttl)
+    }
+
+    #[tokio::test]
+    async fn a_key_is_used_once_until_released() {
+        let store = MemoryStore::new(10);
+        let key = StoreKey([3; 32]);
+        let ttl = Duration::from_secs(60);
+        assert!(store.use_once(&key, ttl).await.unwrap());
+        assert!(!store.use_once(&key, ttl).await.unwrap(), "used twice");
+        store.release(&key).await.unwrap();
+        assert!(store.use_once(&key, ttl).await.unwrap(), "a released key is fresh again");
+        store.release(&StoreKey([4; 32])).await.unwrap();
     }
 
     #[test]

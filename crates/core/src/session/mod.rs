@@ -185,6 +185,9 @@ pub trait SessionStore: Send + Sync + 'static {
     /// is marked (single-use OAuth2 states; a shared store makes them single
     /// use across every replica).
     fn use_once<'a>(&'a self, key: &'a StoreKey, ttl: Duration) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// Unmarks `key` before its `ttl`, so the next `use_once` is fresh again
+    /// (a token renewal's claim, given back once its outcome is written).
+    fn release<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<(), StoreError>>;
     /// Live sessions, when the store can count them cheaply (for `ferrygate_sessions_active`).
     fn active(&self) -> BoxFuture<'_, Option<u64>> {
         Box::pin(async { None })
