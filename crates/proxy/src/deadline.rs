@@ -15,8 +15,8 @@
 //! uncontended lock; the watcher's timer moves only when a deadline earlier
 //! than the one it sleeps towards arrives, or when it fires. Deadlines keep
 //! tokio's precision (the watcher sleeps to the earliest one exactly), and a
-//! deadline is never ready before its instant: [`Deadline`] checks the clock
-//! itself.
+//! deadline is never ready before its instant: only the watcher reads the
+//! clock, and it fires what is due by then.
 //!
 //! The price: each time the watcher wakes (a deadline fired, or an earlier
 //! one arrived — an h2 ping's 20 s ack timeout among 30 s header-read
@@ -132,7 +132,7 @@ impl Deadlines {
 
     /// A future that is ready at `at`.
     pub fn at(&self, at: Instant) -> Deadline {
-        Deadline { shared: self.shared.clone(), at, key: None }
+        Deadline { shared: self.shared.clone(), at, key: None, fired: false }
     }
 
     /// Deadlines in the table (not yet dropped).
@@ -142,11 +142,14 @@ impl Deadlines {
     }
 }
 
-/// Ready at its instant; in its table from its first poll until dropped.
+/// Ready once the table's watcher has seen the clock past its instant (the
+/// future itself never reads the clock: a poll is a lock and a look); in its
+/// table from its first poll until it is ready or dropped.
 pub struct Deadline {
     shared: Arc<Shared>,
     at: Instant,
     key: Option<usize>,
+    fired: bool,
 }
 
 impl std::fmt::Debug for Deadline {
@@ -176,19 +179,23 @@ impl Future for Deadline {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        // The first poll registers without reading the clock (most deadlines
-        // are made just before, and most end unfired): one already past
-        // makes the watcher wake at once, and it is ready on that wake-up.
-        if this.key.is_some() && Instant::now() >= this.at {
-            this.forget();
+        if this.fired {
             return Poll::Ready(());
         }
         let at = this.at;
-        // A waker replaced below is dropped after the lock is released.
+        // A waker replaced (or an entry removed) below is dropped after the lock is released.
         let mut replaced = None;
         let start_watcher = {
             let mut table = this.shared.lock();
             match this.key {
+                // Fired: the watcher saw the clock past `at` and took the waker.
+                Some(key) if table.entries[key].waker.is_none() => {
+                    let fired = table.entries.remove(key);
+                    drop(table);
+                    drop(fired);
+                    (this.key, this.fired) = (None, true);
+                    return Poll::Ready(());
+                }
                 Some(key) => {
                     let entry = &mut table.entries[key];
                     if !entry.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
@@ -278,8 +285,6 @@ mod tests {
     use super::*;
 
     /// Generous: the bound only catches a deadline that fired late or never.
-    /// (A `timeout` around a deadline cannot tell: when it fires it polls the
-    /// deadline, which then sees the clock past its instant and is ready.)
     const LATE: Duration = Duration::from_secs(1);
 
     /// Awaits `deadline`; how long it took, failing if it took `LATE` or more.

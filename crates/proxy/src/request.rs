@@ -14,14 +14,27 @@ use ipnet::IpNet;
 use crate::BoxError;
 
 /// A header value of at most 64 bytes, formatted in place: the value is the
-/// only allocation. `None` if longer, or not a valid header value.
+/// only allocation, and its clones share it (no copy, no allocation).
+/// `None` if longer, or not a valid header value.
 pub fn short_header(args: std::fmt::Arguments<'_>) -> Option<HeaderValue> {
     use std::io::Write;
-    let mut buf = [0u8; 64];
-    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    let mut value = Short { buf: [0u8; 64], len: 0 };
+    let mut cursor = std::io::Cursor::new(&mut value.buf[..]);
     cursor.write_fmt(args).ok()?;
-    let len = cursor.position() as usize;
-    HeaderValue::from_bytes(&buf[..len]).ok()
+    value.len = cursor.position() as usize;
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(value)).ok()
+}
+
+/// The bytes of a [`short_header`], owned by its one shared buffer.
+struct Short {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl AsRef<[u8]> for Short {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
 }
 
 const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -89,20 +102,28 @@ pub(crate) fn prepare<B>(
     }
     let Some(conn) = conn else { return Ok(()) };
     let peer = canonical(conn.peer.ip());
-    let earlier: Vec<&str> = match from_trusted {
-        true => headers.get_all(&XFF).iter().filter_map(|v| v.to_str().ok()).collect(),
-        false => Vec::new(),
-    };
+    let proto = HeaderValue::from_static(if conn.tls { "https" } else { "http" });
+    if !from_trusted {
+        // None of the client's is left: these are the only ones.
+        headers.insert(XFF, short_header(format_args!("{peer}")).ok_or(StatusCode::BAD_REQUEST)?);
+        headers.insert(XFP, proto);
+        if let Some(host) = original_host {
+            headers.insert(XFH, host);
+        }
+        return Ok(());
+    }
+    // A trusted proxy's are kept: the peer is appended to its chain.
+    let earlier: Vec<&str> = headers.get_all(&XFF).iter().filter_map(|v| v.to_str().ok()).collect();
     let xff = if earlier.is_empty() {
         short_header(format_args!("{peer}"))
     } else {
         HeaderValue::from_str(&format!("{}, {peer}", earlier.join(", "))).ok()
     };
     headers.insert(XFF, xff.ok_or(StatusCode::BAD_REQUEST)?);
-    if !(from_trusted && headers.contains_key(XFP)) {
-        headers.insert(XFP, HeaderValue::from_static(if conn.tls { "https" } else { "http" }));
+    if !headers.contains_key(XFP) {
+        headers.insert(XFP, proto);
     }
-    if let (false, Some(host)) = (from_trusted && headers.contains_key(XFH), original_host) {
+    if let (false, Some(host)) = (headers.contains_key(XFH), original_host) {
         headers.insert(XFH, host);
     }
     Ok(())

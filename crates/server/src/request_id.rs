@@ -6,8 +6,8 @@
 //! without what nothing in Ferrygate reads: those also put the id into the
 //! request's and the response's extensions — a boxed entry in each, a response
 //! extension map of its own, and a growth of the request's — five of a
-//! proxied request's 21 allocations. A made id is one allocation, shared by
-//! the request and the response.
+//! proxied request's 21 allocations. A made id is one allocation
+//! ([`ferrygate_proxy::short_header`]), shared by the request and the response.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::{Request, Response};
 use tower::{Layer, Service};
@@ -27,7 +26,7 @@ pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-i
 /// counter, `{prefix:16 hex}-{n:012x}` (29 characters).
 #[derive(Clone)]
 pub(crate) struct RequestIds {
-    prefix: [u8; 16],
+    prefix: u64,
     next: Arc<AtomicU64>,
 }
 
@@ -37,47 +36,21 @@ impl std::fmt::Debug for RequestIds {
     }
 }
 
-/// An id's bytes, owned by the one `Bytes` the request and response share.
-struct Id {
-    buf: [u8; 40],
-    len: usize,
-}
-
-impl AsRef<[u8]> for Id {
-    fn as_ref(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
-}
-
 impl Default for RequestIds {
     fn default() -> Self {
-        Self::new()
+        use std::hash::{BuildHasher, Hasher};
+        // RandomState is seeded from the OS once per process: enough to tell processes apart.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(std::process::id().into());
+        Self { prefix: h.finish(), next: Arc::default() }
     }
 }
 
 impl RequestIds {
-    pub(crate) fn new() -> Self {
-        use std::hash::{BuildHasher, Hasher};
-        use std::io::Write;
-        // RandomState is seeded from the OS once per process: enough to tell processes apart.
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(std::process::id().into());
-        let mut prefix = [0u8; 16];
-        // 16 hex digits fill it exactly.
-        let _ = write!(&mut prefix[..], "{:016x}", h.finish());
-        Self { prefix, next: Arc::default() }
-    }
-
     /// The next id, in one allocation whose clones share it.
     fn make(&self) -> Option<HeaderValue> {
-        use std::io::Write;
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let mut id = Id { buf: [0u8; 40], len: 0 };
-        id.buf[..16].copy_from_slice(&self.prefix);
-        let mut rest = &mut id.buf[16..];
-        write!(rest, "-{n:012x}").ok()?;
-        id.len = 40 - rest.len();
-        HeaderValue::from_maybe_shared(Bytes::from_owner(id)).ok()
+        ferrygate_proxy::short_header(format_args!("{:016x}-{n:012x}", self.prefix))
     }
 }
 
@@ -90,7 +63,7 @@ pub struct RequestIdLayer {
 impl RequestIdLayer {
     /// Ids with a prefix of this layer's own.
     pub fn new() -> Self {
-        Self { ids: RequestIds::new() }
+        Self { ids: RequestIds::default() }
     }
 }
 
@@ -220,7 +193,7 @@ mod tests {
 
     #[test]
     fn a_counter_past_twelve_digits_still_makes_an_id() {
-        let ids = RequestIds::new();
+        let ids = RequestIds::default();
         ids.next.store(u64::MAX, Ordering::Relaxed);
         let id = ids.make().unwrap();
         assert_eq!(id.len(), 16 + 1 + 16);
