@@ -129,11 +129,11 @@ impl<'a> Check<'a> {
     /// `gets_query` targets have parameters appended, so no fragment.
     pub(crate) fn redirect_target(&mut self, key: &str, value: &str, gets_query: bool) {
         if value.is_empty() || http::HeaderValue::from_str(value).is_err() {
-            self.err(key, format!("{value:?} is not a usable redirect target"));
+            self.err(key, "is not a usable redirect target (empty, or a character a Location header cannot hold)");
         } else if gets_query && value.contains('#') {
             self.err(key, "must not have a #fragment: parameters are appended to it");
         } else if !value.starts_with('/') && !value.starts_with("http://") && !value.starts_with("https://") {
-            self.err(key, format!("{value:?} must be a path (\"/…\") or an http(s):// URL"));
+            self.err(key, "must be a path (\"/…\") or an http(s):// URL");
         } else if value.starts_with("//") {
             self.err(key, "a scheme-relative target (\"//…\") is ambiguous; write the scheme");
         }

@@ -15,8 +15,8 @@ pub enum OwnedRoute {
 }
 
 impl OwnedRoute {
-    /// How many there are (the variants count from 0).
-    pub(crate) const COUNT: usize = 7;
+    /// How many there are: the variants count from 0, and the last is `ForwardAuth`.
+    pub(crate) const COUNT: usize = OwnedRoute::ForwardAuth as usize + 1;
 
     /// The `route` label of `ferrygate_requests_total`.
     pub fn label(self) -> &'static str {

@@ -56,13 +56,13 @@ pub const USERS: [DemoUser; 2] = [
     DemoUser { email: "bob@example.com", password: "ferrygate-demo", name: "Bob de Vries" },
 ];
 
-/// Accounts for load tests: any `load-…@example.com` with the demo password
-/// (the benchmark harness logs in as many different users at once).
 /// The demo account with this email (any case, trimmed) and password.
 fn demo_user(email: &str, password: &str) -> Option<DemoUser> {
     USERS.iter().copied().find(|u| u.email.eq_ignore_ascii_case(email.trim()) && u.password == password)
 }
 
+/// Accounts for load tests: any `load-…@example.com` with the demo password
+/// (the benchmark harness logs in as many different users at once).
 fn load_user(email: &str, password: &str) -> Option<DemoUser> {
     let is_load = email.starts_with("load-") && email.ends_with("@example.com") && password == USERS[0].password;
     is_load.then_some(DemoUser { email: "load@example.com", password: USERS[0].password, name: "Load Tester" })

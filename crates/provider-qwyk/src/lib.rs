@@ -121,7 +121,7 @@ impl Qwyk {
             .body(Full::new(Bytes::from(body)))
             .map_err(|_| LoginError::ProviderUnavailable)?;
         let answer = self.client.send(req, self.timeout).await.map_err(|e| e.logged(&self.name, "login call"))?;
-        let token = token_from(answer)?;
+        let token = token_from(&self.name, answer)?;
         let redirect = portal_redirect(
             attempt.site,
             token.value.expose_secret(),
@@ -153,22 +153,22 @@ impl Provider for Qwyk {
 }
 
 /// Reads the login answer: 200 with a token, any 4xx a refusal, the rest an outage.
-fn token_from(answer: Answer) -> Result<Token, LoginError> {
+fn token_from(provider: &str, answer: Answer) -> Result<Token, LoginError> {
     match answer.status {
         StatusCode::OK => {}
         s if s.is_client_error() => return Err(LoginError::InvalidCredentials),
         s => {
-            tracing::warn!(provider = "qwyk", status = s.as_u16(), "unexpected login status");
+            tracing::warn!(provider, status = s.as_u16(), "unexpected login status");
             return Err(LoginError::ProviderUnavailable);
         }
     }
     let parsed: TokenAnswer = serde_json::from_slice(&answer.body).map_err(|e| {
         // serde's message may quote a value (the token itself): log only where and what kind.
-        tracing::warn!(provider = "qwyk", kind = ?e.classify(), line = e.line(), column = e.column(), "login answer is not a token");
+        tracing::warn!(provider, kind = ?e.classify(), line = e.line(), column = e.column(), "login answer is not a token");
         LoginError::ProviderUnavailable
     })?;
     if parsed.access_token.is_empty() {
-        tracing::warn!(provider = "qwyk", "login answer has an empty access_token");
+        tracing::warn!(provider, "login answer has an empty access_token");
         return Err(LoginError::ProviderUnavailable);
     }
     Ok(Token {
@@ -214,22 +214,26 @@ mod tests {
 
     #[test]
     fn reads_tokens_with_defaults() {
-        let t = token_from(answer(200, r#"{"access_token":"abc","token_type":"bearer","expires_in":60}"#)).unwrap();
+        let t =
+            token_from("q", answer(200, r#"{"access_token":"abc","token_type":"bearer","expires_in":60}"#)).unwrap();
         assert_eq!(t.value.expose_secret(), "abc");
         assert_eq!(t.expires_in, Duration::from_secs(60));
-        let t = token_from(answer(200, r#"{"access_token":"abc"}"#)).unwrap();
+        let t = token_from("q", answer(200, r#"{"access_token":"abc"}"#)).unwrap();
         assert_eq!(t.token_type, "bearer");
         assert_eq!(t.expires_in, Duration::from_secs(7200));
     }
 
     #[test]
     fn maps_statuses_and_bad_bodies() {
-        assert_eq!(token_from(answer(401, "{}")).unwrap_err(), LoginError::InvalidCredentials);
-        assert_eq!(token_from(answer(422, "{}")).unwrap_err(), LoginError::InvalidCredentials);
-        assert_eq!(token_from(answer(500, "{}")).unwrap_err(), LoginError::ProviderUnavailable);
-        assert_eq!(token_from(answer(302, "")).unwrap_err(), LoginError::ProviderUnavailable);
-        assert_eq!(token_from(answer(200, "<html>")).unwrap_err(), LoginError::ProviderUnavailable);
-        assert_eq!(token_from(answer(200, r#"{"token":"x"}"#)).unwrap_err(), LoginError::ProviderUnavailable);
-        assert_eq!(token_from(answer(200, r#"{"access_token":""}"#)).unwrap_err(), LoginError::ProviderUnavailable);
+        assert_eq!(token_from("q", answer(401, "{}")).unwrap_err(), LoginError::InvalidCredentials);
+        assert_eq!(token_from("q", answer(422, "{}")).unwrap_err(), LoginError::InvalidCredentials);
+        assert_eq!(token_from("q", answer(500, "{}")).unwrap_err(), LoginError::ProviderUnavailable);
+        assert_eq!(token_from("q", answer(302, "")).unwrap_err(), LoginError::ProviderUnavailable);
+        assert_eq!(token_from("q", answer(200, "<html>")).unwrap_err(), LoginError::ProviderUnavailable);
+        assert_eq!(token_from("q", answer(200, r#"{"token":"x"}"#)).unwrap_err(), LoginError::ProviderUnavailable);
+        assert_eq!(
+            token_from("q", answer(200, r#"{"access_token":""}"#)).unwrap_err(),
+            LoginError::ProviderUnavailable
+        );
     }
 }
