@@ -72,17 +72,16 @@ where
     }
 }
 
-/// The access token a request carries to the site (`pass_access_token`):
+/// The access token a request carries to the site (`pass_access_token`),
+/// as its `Authorization: Bearer` value (made once, marked sensitive):
 /// crate-private, so no client or inner service can set or read it.
 #[derive(Clone)]
-pub(crate) struct AccessToken(pub(crate) std::sync::Arc<str>);
+pub(crate) struct AccessToken(pub(crate) HeaderValue);
 
 impl AccessToken {
-    /// `Authorization: Bearer <token>`, marked sensitive; it replaces any the client sent.
-    pub(crate) fn write(&self, headers: &mut HeaderMap) {
-        if let Some(v) = crate::client::credential_header(&format!("Bearer {}", self.0)) {
-            headers.insert(http::header::AUTHORIZATION, v);
-        }
+    /// Writes it, replacing any `Authorization` the client sent.
+    pub(crate) fn write(self, headers: &mut HeaderMap) {
+        headers.insert(http::header::AUTHORIZATION, self.0);
     }
 }
 

@@ -101,7 +101,7 @@ pub(crate) fn access_token(site: &crate::site::Site, session: &Session) -> Optio
     if !site.passes_access_token || !token_valid(session) {
         return None;
     }
-    session.token.as_deref().map(|t| AccessToken(t.into()))
+    session.token.as_deref().and_then(|t| crate::client::credential_header(&format!("Bearer {t}"))).map(AccessToken)
 }
 
 struct Renewal<'a> {
