@@ -36,7 +36,7 @@ use crate::error::LoginError;
 use crate::identity::AccessToken;
 use crate::kind::ProviderEntry;
 use crate::provider::Refreshed;
-use crate::session::{now_ms, Session, SessionId, SessionManager, StoreError, StoreKey};
+use crate::session::{ms_from_now, now_ms, Session, SessionId, SessionManager, StoreError, StoreKey};
 
 /// An access token this close to its end is renewed.
 pub const REFRESH_WITHIN: Duration = Duration::from_secs(30);
@@ -60,18 +60,12 @@ impl Default for Renewals {
 
 /// Whether `session`'s access token is due for renewal.
 pub(crate) fn due(session: &Session) -> bool {
-    session.refresh_token.is_some()
-        && session.token_expires_at_ms() <= now_ms().saturating_add(REFRESH_WITHIN.as_millis() as u64)
+    session.refresh_token.is_some() && session.token_expires_at_ms() <= ms_from_now(REFRESH_WITHIN)
 }
 
 /// Whether `session`'s access token is still valid now.
 pub(crate) fn token_valid(session: &Session) -> bool {
     session.token.is_some() && session.token_expires_at_ms() > now_ms()
-}
-
-/// Milliseconds in `d`, saturating.
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Renewals {
@@ -247,7 +241,7 @@ fn apply(session: &mut Session, refreshed: Refreshed, used: SecretString, site: 
     let Refreshed { token, refresh_token, user_id, user, groups } = refreshed;
     session.token = Some(token.value.expose_secret().to_owned());
     session.token_type = token.token_type;
-    session.token_expires_at_ms = Some(now_ms().saturating_add(ms(token.expires_in)));
+    session.token_expires_at_ms = Some(ms_from_now(token.expires_in));
     session.refresh_token = Some(refresh_token.unwrap_or(used).expose_secret().to_owned());
     if let Some(user) = user {
         session.user = user;

@@ -125,7 +125,7 @@ impl RedisStore {
     async fn call<T>(&self, op: impl std::future::Future<Output = redis::RedisResult<T>>) -> Result<T, StoreError> {
         let started = std::time::Instant::now();
         let answer = tokio::time::timeout(CALL_TIMEOUT, op).await;
-        metrics::histogram!(STORE_DURATION).record(started.elapsed().as_secs_f64());
+        handles().duration.record(started.elapsed().as_secs_f64());
         let result = match answer {
             Ok(Ok(v)) => return Ok(v),
             Ok(Err(e)) => StoreError(format!("redis: {:?}", e.kind())),
@@ -159,9 +159,24 @@ impl RedisStore {
     /// After a failed call or connection: counted, and the next command
     /// connects anew (a failover, a cluster node gone).
     async fn failed(&self) {
-        metrics::counter!(STORE_ERRORS).increment(1);
+        handles().errors.increment(1);
         self.backend.forget().await;
     }
+}
+
+/// The store's metric handles, made at the first call (after the binary has
+/// installed its recorder), not looked up in the registry per call.
+struct Handles {
+    duration: metrics::Histogram,
+    errors: metrics::Counter,
+}
+
+fn handles() -> &'static Handles {
+    static HANDLES: std::sync::OnceLock<Handles> = std::sync::OnceLock::new();
+    HANDLES.get_or_init(|| Handles {
+        duration: metrics::histogram!(STORE_DURATION),
+        errors: metrics::counter!(STORE_ERRORS),
+    })
 }
 
 fn key(k: &StoreKey) -> String {

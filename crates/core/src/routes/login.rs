@@ -18,7 +18,7 @@ use crate::error::{BoxError, LoginError};
 use crate::provider::{Grant, LoginAttempt};
 use crate::ratelimit::Refusal;
 use crate::respond::{self, AnswerMode};
-use crate::session::{new_state, now_ms, Session};
+use crate::session::{ms_from_now, new_state, Session};
 use crate::site::{OwnedRoute, Site};
 use crate::state::Shared;
 
@@ -104,7 +104,6 @@ fn new_session(shared: &Shared, site: &Site, account: &str, grant: &Grant) -> Se
     let refreshable = grant.refresh_token.is_some() && grant.session_ttl.is_some();
     let ttl = if refreshable { grant.session_ttl } else { token_ttl.or(grant.session_ttl) };
     let ttl = ttl.unwrap_or(max).min(max);
-    let at = |d: Duration| now_ms().saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     Session {
         site: site.name.clone(),
         provider: site.provider.clone(),
@@ -116,8 +115,8 @@ fn new_session(shared: &Shared, site: &Site, account: &str, grant: &Grant) -> Se
         token: grant.token.as_ref().map(|t| t.value.expose_secret().to_owned()),
         token_type: grant.token.as_ref().map(|t| t.token_type.clone()).unwrap_or_default(),
         refresh_token: grant.refresh_token.as_ref().filter(|_| refreshable).map(|t| t.expose_secret().to_owned()),
-        token_expires_at_ms: token_ttl.filter(|_| refreshable).map(at),
-        expires_at_ms: at(ttl),
+        token_expires_at_ms: token_ttl.filter(|_| refreshable).map(ms_from_now),
+        expires_at_ms: ms_from_now(ttl),
     }
 }
 

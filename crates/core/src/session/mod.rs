@@ -127,6 +127,12 @@ pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Milliseconds since the Unix epoch `d` from now (saturating): when
+/// something that lasts `d` ends, in a session's terms.
+pub fn ms_from_now(d: Duration) -> u64 {
+    now_ms().saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// The key a store files a session under: HMAC of the session id.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct StoreKey(pub [u8; 32]);
