@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ::http::{Method, StatusCode};
 use base64::Engine as _;
@@ -27,6 +27,9 @@ pub const CLIENT_ID: &str = "demo-fabrikam";
 pub(crate) const CLIENT_SECRET: &str = "demo-fabrikam-secret";
 /// Access tokens live five minutes: a demo session sees them renewed.
 pub const ACCESS_TOKEN_SECS: u64 = 300;
+
+/// How long a refresh token renews: the demo site's `session_ttl` (8 h).
+const REFRESH_TOKEN_LIFETIME: Duration = Duration::from_secs(8 * 3600);
 const KID: &str = "demo-es256";
 
 /// The embedded issuer: its signing key, URL and refresh tokens.
@@ -35,8 +38,8 @@ pub(crate) struct Issuer {
     /// The public point, as a JWK.
     jwk: serde_json::Value,
     pub(crate) url: OnceLock<String>,
-    /// Refresh token → the account it renews.
-    refresh: Mutex<HashMap<String, &'static str>>,
+    /// Refresh token → the account it renews, and when it was issued.
+    refresh: Mutex<HashMap<String, (&'static str, Instant)>>,
 }
 
 impl Default for Issuer {
@@ -121,7 +124,7 @@ fn token(me: &Issuer, url: &str, parts: &Parts, body: &Bytes) -> Reply {
         "refresh_token" => {
             // One use each: the answer carries the next one.
             match me.refresh.lock().ok().and_then(|mut r| r.remove(field("refresh_token"))) {
-                Some(email) => email,
+                Some((email, _)) => email,
                 None => return error(StatusCode::BAD_REQUEST, "invalid_grant"),
             }
         }
@@ -148,7 +151,10 @@ fn token(me: &Issuer, url: &str, parts: &Parts, body: &Bytes) -> Reply {
     if USERS.iter().any(|u| u.email == email) {
         let refresh_token = Alphanumeric.sample_string(&mut rand::rng(), 40);
         if let Ok(mut r) = me.refresh.lock() {
-            r.insert(refresh_token.clone(), email);
+            // Tokens older than the demo site's session_ttl renew no live session:
+            // dropped, so a demo signed into again and again keeps a small table.
+            r.retain(|_, (_, issued)| issued.elapsed() < REFRESH_TOKEN_LIFETIME);
+            r.insert(refresh_token.clone(), (email, Instant::now()));
         }
         answer["refresh_token"] = refresh_token.into();
     }
