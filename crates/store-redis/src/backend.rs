@@ -30,7 +30,8 @@ pub enum Target<'a> {
 
 pub(crate) enum Backend {
     Single(ConnectionManager),
-    Cluster { client: ClusterClient, conn: Mutex<Option<ClusterConnection>> },
+    /// The cluster connection, made once: it reconnects and re-learns the slots by itself.
+    Cluster { client: ClusterClient, conn: tokio::sync::OnceCell<ClusterConnection> },
     Sentinel { client: Mutex<SentinelClient>, conn: Mutex<Option<MultiplexedConnection>> },
 }
 
@@ -99,7 +100,7 @@ impl Backend {
                 if let Some(pw) = password {
                     builder = builder.password(pw.expose_secret());
                 }
-                Ok(Backend::Cluster { client: builder.build().map_err(refused)?, conn: Mutex::new(None) })
+                Ok(Backend::Cluster { client: builder.build().map_err(refused)?, conn: tokio::sync::OnceCell::new() })
             }
             Target::Sentinel { master, nodes, password } => {
                 let refused =
@@ -130,13 +131,7 @@ impl Backend {
         match self {
             Backend::Single(c) => Ok(Conn::Single(c.clone())),
             Backend::Cluster { client, conn } => {
-                let mut slot = conn.lock().await;
-                if let Some(c) = slot.as_ref() {
-                    return Ok(Conn::Cluster(c.clone()));
-                }
-                let c = client.get_async_connection().await?;
-                *slot = Some(c.clone());
-                Ok(Conn::Cluster(c))
+                Ok(Conn::Cluster(conn.get_or_try_init(|| client.get_async_connection()).await?.clone()))
             }
             Backend::Sentinel { client, conn } => {
                 let mut slot = conn.lock().await;
