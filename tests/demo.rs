@@ -237,6 +237,7 @@ async fn staff_sign_in_to_the_staff_portal_through_the_oidc_flow() {
     let bob_cookie = cookie_pair(&send(req(http::Method::POST, "/login", None, Some(form))).await);
     assert_eq!(send(req(http::Method::GET, "/admin", Some(&bob_cookie), None)).await.status, 403);
     let out = send(req(http::Method::GET, "/logout", Some(&cookie), None)).await;
-    assert_eq!(out.status, 303);
+    assert_eq!((out.status.as_u16(), out.header("location")), (303, "/"));
+    assert!(out.header("set-cookie").contains("Max-Age=0"), "{}", out.header("set-cookie"));
     assert_eq!(send(req(http::Method::GET, "/workspace", Some(&cookie), None)).await.status, 303);
 }

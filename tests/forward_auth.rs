@@ -344,9 +344,13 @@ async fn the_check_answers_for_the_site_the_forwarded_host_names() {
         r.body(Full::default()).unwrap()
     };
     // The proxy asks Ferrygate under one name; the original host decides.
-    assert_eq!(send(ask("b.test", Some("a.test"))).await.status, StatusCode::OK);
+    let allowed = send(ask("b.test", Some("a.test"))).await;
+    assert_eq!(allowed.status, StatusCode::OK);
+    assert_eq!(allowed.header("x-ferrygate-user"), "alice@corp.example");
     assert_eq!(send(ask("a.test", Some("b.test"))).await.status, StatusCode::UNAUTHORIZED);
     // Without X-Forwarded-Host, Host names the site.
-    assert_eq!(send(ask("a.test", None)).await.status, StatusCode::OK);
+    let allowed = send(ask("a.test", None)).await;
+    assert_eq!(allowed.status, StatusCode::OK);
+    assert_eq!(allowed.header("x-ferrygate-user"), "alice@corp.example");
     assert_eq!(send(ask("b.test", None)).await.status, StatusCode::UNAUTHORIZED);
 }

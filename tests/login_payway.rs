@@ -425,6 +425,9 @@ async fn service_token_fetches_are_counted_on_the_admin_metrics() {
         let res =
             post_form(&format!("http://{}/login", fg.addr), &[("email", email.as_str()), ("password", "right")]).await;
         assert_eq!(res.status, StatusCode::SEE_OTHER);
+        // A failed form login is a 303 too: this one goes to the OAuth2 step with a handle.
+        assert_eq!(res.location().path(), "/oauth2/auth", "{}", res.header("location"));
+        assert!(param(&res.location(), "login_handle").is_some(), "{}", res.header("location"));
     }
     assert_eq!(state.token_requests.load(Ordering::SeqCst), 1);
     let text = get(&format!("http://{admin}/metrics")).await.text();

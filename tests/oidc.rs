@@ -239,6 +239,8 @@ async fn discovery_must_name_the_configured_issuer_and_a_failure_is_not_kept() {
     let res = login(&gw, "alice@corp.test", ALICE_PW).await;
     assert_eq!((res.status, res.json()["error"].as_str()), (StatusCode::BAD_GATEWAY, Some("provider_unavailable")));
     assert_eq!(issuer.stats().await["password"], 0, "the password went to an issuer that is not the configured one");
+    // Refused for the name it gave, not for a discovery that failed.
+    assert_eq!(issuer.stats().await["discovery"], 1);
     // Nobody listening yet: 502; the next login, once the issuer is up, discovers it.
     let port = free_port();
     let gw = gateway_for(&format!("http://127.0.0.1:{port}"), "").await;

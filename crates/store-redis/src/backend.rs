@@ -31,8 +31,14 @@ pub enum Target<'a> {
 pub(crate) enum Backend {
     Single(ConnectionManager),
     /// The cluster connection, made once: it reconnects and re-learns the slots by itself.
-    Cluster { client: ClusterClient, conn: tokio::sync::OnceCell<ClusterConnection> },
-    Sentinel { client: Mutex<SentinelClient>, conn: Mutex<Option<MultiplexedConnection>> },
+    Cluster {
+        client: ClusterClient,
+        conn: tokio::sync::OnceCell<ClusterConnection>,
+    },
+    Sentinel {
+        client: Mutex<SentinelClient>,
+        conn: Mutex<Option<MultiplexedConnection>>,
+    },
 }
 
 /// One connection to send a command on.
