@@ -441,29 +441,49 @@ async fn a_cluster_primary_fails_over_to_its_replica() {
 }
 
 /// Sentinels reached over TLS (`rediss://`) name a primary that Ferrygate
-/// reaches over TLS too, verifying its certificate; with the CA not trusted,
-/// logins fail closed.
+/// reaches over TLS too, verifying its certificate: the Sentinel's and the
+/// primary's come from two CAs, and trusting only the Sentinel's fails the
+/// login closed, as does trusting neither.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sentinel_over_tls_names_a_primary_reached_over_tls() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    write_test_pki(d);
-    let file = |name: &str| d.join(name).display().to_string();
-    let (cert, key, ca) = (file("server.pem"), file("server.key"), file("ca.pem"));
-    let tls_lines = format!(
-        "tls-cert-file {cert}\ntls-key-file {key}\ntls-ca-cert-file {ca}\ntls-auth-clients no\ntls-replication yes\n"
-    );
+    let (sentinel_pki, primary_pki) = (d.join("sentinel-pki"), d.join("primary-pki"));
+    for pki in [&sentinel_pki, &primary_pki] {
+        std::fs::create_dir(pki).unwrap();
+        write_test_pki(pki);
+    }
+    let file = |pki: &Path, name: &str| pki.join(name).display().to_string();
+    // Both CAs, for Ferrygate.
+    let both = d.join("both-cas.pem");
+    let cas = [&sentinel_pki, &primary_pki].map(|pki| std::fs::read_to_string(pki.join("ca.pem")).unwrap());
+    std::fs::write(&both, cas.concat()).unwrap();
+    let both = both.display().to_string();
+    // A server's own certificate, and the CA it verifies the servers it connects to with
+    // (the two test CAs share a name: OpenSSL would try only the first of a bundle).
+    let tls_lines = |pki: &Path, peers: &Path| {
+        format!(
+            "tls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\ntls-auth-clients no\ntls-replication yes\n",
+            file(pki, "server.pem"),
+            file(pki, "server.key"),
+            file(peers, "ca.pem")
+        )
+    };
     let mut servers = Servers(Vec::new());
     // Each server also listens in plain on its first port, for redis-cli here only.
     let (primary, primary_tls) = (free_port(), free_port());
     let primary_conf = d.join("primary.conf");
-    std::fs::write(&primary_conf, format!("tls-port {primary_tls}\n{tls_lines}")).unwrap();
+    std::fs::write(&primary_conf, format!("tls-port {primary_tls}\n{}", tls_lines(&primary_pki, &primary_pki)))
+        .unwrap();
     servers.spawn(d, primary, &[&primary_conf.display().to_string()]);
     let (sentinel, sentinel_tls) = (free_port(), free_port());
     let sentinel_conf = d.join("sentinel.conf");
     std::fs::write(
         &sentinel_conf,
-        format!("tls-port {sentinel_tls}\n{tls_lines}sentinel monitor mymaster 127.0.0.1 {primary_tls} 1\n"),
+        format!(
+            "tls-port {sentinel_tls}\n{}sentinel monitor mymaster 127.0.0.1 {primary_tls} 1\n",
+            tls_lines(&sentinel_pki, &primary_pki)
+        ),
     )
     .unwrap();
     servers.spawn(d, sentinel, &[&sentinel_conf.display().to_string(), "--sentinel"]);
@@ -482,7 +502,7 @@ async fn a_sentinel_over_tls_names_a_primary_reached_over_tls() {
     let args = ["serve", "--log-format", "json", "--config"];
     let url = |addr: std::net::SocketAddr, p: &str| format!("http://{addr}{p}");
     // The CA trusted (rustls-native-certs reads SSL_CERT_FILE).
-    let mut trusted = start_logged_env(&args, &path, "info", &[("SSL_CERT_FILE", &ca)]);
+    let mut trusted = start_logged_env(&args, &path, "info", &[("SSL_CERT_FILE", &both)]);
     let login = post_form(&url(trusted.addr, "/login"), &[("email", "alice@example.com"), ("password", "pw")]).await;
     assert_eq!(login.status, StatusCode::SEE_OTHER, "{}", login.text());
     // A failed form login is a 303 too, back to the form.
@@ -492,13 +512,19 @@ async fn a_sentinel_over_tls_names_a_primary_reached_over_tls() {
     assert_eq!(cli(primary, &["--scan", "--pattern", "ferrygate:session:*"]).lines().count(), 1, "not on the primary");
     let _ = trusted.child.kill();
     let _ = trusted.child.wait();
-    // Not trusted: nothing is stored, the login fails closed.
-    let mut untrusted = start_logged_env(&args, &path, "info", &[("SSL_CERT_FILE", "/nonexistent")]);
-    let login =
-        post_json(&url(untrusted.addr, "/login"), serde_json::json!({"email": "bob@example.com", "password": "pw"}))
-            .await;
-    assert_eq!(login.status, StatusCode::SERVICE_UNAVAILABLE, "{}", login.text());
-    assert_eq!(cli(primary, &["--scan", "--pattern", "ferrygate:session:*"]).lines().count(), 1);
-    let _ = untrusted.child.kill();
-    let _ = untrusted.child.wait();
+    // The Sentinel's CA trusted but not the primary's, then neither: nothing
+    // is stored, the login fails closed.
+    let sentinel_ca = file(&sentinel_pki, "ca.pem");
+    for trusted_cas in [sentinel_ca.as_str(), "/nonexistent"] {
+        let mut untrusted = start_logged_env(&args, &path, "info", &[("SSL_CERT_FILE", trusted_cas)]);
+        let login = post_json(
+            &url(untrusted.addr, "/login"),
+            serde_json::json!({"email": "bob@example.com", "password": "pw"}),
+        )
+        .await;
+        assert_eq!(login.status, StatusCode::SERVICE_UNAVAILABLE, "{trusted_cas}: {}", login.text());
+        assert_eq!(cli(primary, &["--scan", "--pattern", "ferrygate:session:*"]).lines().count(), 1);
+        let _ = untrusted.child.kill();
+        let _ = untrusted.child.wait();
+    }
 }
