@@ -204,11 +204,13 @@ async fn refusals_map_to_the_documented_codes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_endpoint_errors_the_real_process_cannot_give() {
     let issuer = Issuer::start(json!({}));
-    let cases: [(u16, &'static str, u64, StatusCode, &str); 9] = [
+    let cases: [(u16, &'static str, u64, StatusCode, &str); 11] = [
         (429, r#"{"error":"too_many_requests"}"#, 0, StatusCode::BAD_GATEWAY, "provider_unavailable"),
         (400, r#"{"error":"temporarily_unavailable"}"#, 0, StatusCode::BAD_GATEWAY, "provider_unavailable"),
         (400, r#"{"error":"interaction_required"}"#, 0, StatusCode::UNAUTHORIZED, "provider_rejected"),
         (400, r#"{"error":"consent_required"}"#, 0, StatusCode::UNAUTHORIZED, "provider_rejected"),
+        (400, r#"{"error":"login_required"}"#, 0, StatusCode::UNAUTHORIZED, "provider_rejected"),
+        (400, r#"{"error":"invalid_scope"}"#, 0, StatusCode::BAD_GATEWAY, "provider_unavailable"),
         (400, r#"{"error":"unsupported_grant_type"}"#, 0, StatusCode::BAD_GATEWAY, "provider_unavailable"),
         (401, r#"{"error":"unauthorized_client"}"#, 0, StatusCode::BAD_GATEWAY, "provider_unavailable"),
         (503, "upstream down", 0, StatusCode::BAD_GATEWAY, "provider_unavailable"),
@@ -229,6 +231,40 @@ async fn token_endpoint_errors_the_real_process_cannot_give() {
     let mock = Mock::start(200, r#"{"access_token":"a","expires_in":60}"#, Duration::ZERO).await;
     let gw = gateway_for(&issuer.url, &format!("token_endpoint = \"http://{}/token\"", mock.addr)).await;
     assert_eq!(login(&gw, "alice@corp.test", ALICE_PW).await.json()["error"], "provider_unavailable");
+}
+
+/// `id_token = "optional"` with overridden endpoints: the claims come from
+/// the configured `userinfo_endpoint` (with the access token), not the
+/// discovered one; and an answer without `expires_in` lasts an hour.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn userinfo_at_its_configured_endpoint_and_an_hour_without_expires_in() {
+    let issuer = Issuer::start(json!({}));
+    let token = Mock::start(200, r#"{"access_token":"at-from-mock","token_type":"Bearer"}"#, Duration::ZERO).await;
+    let claims = r#"{"sub":"u-9","email":"nine@corp.test","email_verified":true,"groups":["admins"]}"#;
+    let userinfo = Mock::start(200, claims, Duration::ZERO).await;
+    let overrides = format!(
+        "id_token = \"optional\"\ntoken_endpoint = \"http://{}/token\"\nuserinfo_endpoint = \"http://{}/userinfo\"",
+        token.addr, userinfo.addr
+    );
+    let gw = gateway_for(&issuer.url, &overrides).await;
+    let res =
+        post_form(&gw.url("/login"), &[("email", "nine@corp.test"), ("password", "pw"), ("remember", "on")]).await;
+    assert_eq!(res.header("location"), "/app", "{}", res.text());
+    let cookie = res.header("set-cookie");
+    let max_age: u64 = cookie
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("Max-Age="))
+        .unwrap_or_else(|| panic!("{cookie}"))
+        .parse()
+        .unwrap();
+    assert!((3590..=3600).contains(&max_age), "no expires_in is 3600 s: {cookie}");
+    let asked = userinfo.requests();
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0].headers["authorization"], "Bearer at-from-mock");
+    assert_eq!(issuer.stats().await["userinfo"], 0, "the discovered userinfo endpoint was asked");
+    let echo = get_with_cookie(&gw.url("/app"), cookie.split(';').next().unwrap()).await.json();
+    assert_eq!(echoed(&echo, "x-ferrygate-user"), vec!["nine@corp.test"]);
+    assert_eq!(echoed(&echo, "x-ferrygate-user-id"), vec!["u-9"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -408,6 +444,60 @@ async fn without_refresh_the_session_lasts_the_token_and_no_bearer_is_sent() {
     let req =
         Request::get(gw.url("/public")).header("authorization", "Basic c2l0ZTpvd24=").body(Full::default()).unwrap();
     assert_eq!(echoed(&send(req).await.json(), "authorization"), vec!["Basic c2l0ZTpvd24="]);
+    // Without renewal the session ends with its token: a 1 s token, a session of 1 s.
+    issuer.control("expires_in?value=1").await;
+    let gw = gateway_for(&issuer.url, "").await;
+    let cookie = cookie_pair(&login(&gw, "alice@corp.test", ALICE_PW).await);
+    assert_eq!(get_with_cookie(&gw.url("/app"), &cookie).await.status, StatusCode::OK);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let res = get_with_cookie(&gw.url("/app"), &cookie).await;
+        if res.status == StatusCode::SEE_OTHER {
+            assert!(res.header("location").starts_with("/login?destination="), "{}", res.header("location"));
+            break;
+        }
+        assert!(Instant::now() < deadline, "the session outlived its 1 s token");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(issuer.stats().await["refresh_token"], 0);
+}
+
+/// `refresh = true` and an answer without a refresh token: nothing to renew
+/// with, so the session lasts the token (not `session_ttl`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_without_a_refresh_token_lasts_the_token() {
+    let issuer = Issuer::start(json!({}));
+    let token =
+        Mock::start(200, r#"{"access_token":"at","token_type":"Bearer","expires_in":120}"#, Duration::ZERO).await;
+    let userinfo =
+        Mock::start(200, r#"{"sub":"u-9","email":"nine@corp.test","email_verified":true}"#, Duration::ZERO).await;
+    let overrides = format!(
+        "{REFRESH}\nid_token = \"optional\"\ntoken_endpoint = \"http://{}/token\"\nuserinfo_endpoint = \"http://{}/userinfo\"",
+        token.addr, userinfo.addr
+    );
+    let gw = gateway_for(&issuer.url, &overrides).await;
+    let res =
+        post_form(&gw.url("/login"), &[("email", "nine@corp.test"), ("password", "pw"), ("remember", "on")]).await;
+    let cookie = res.header("set-cookie");
+    let max_age: u64 = cookie
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("Max-Age="))
+        .unwrap_or_else(|| panic!("{cookie}"))
+        .parse()
+        .unwrap();
+    assert!((110..=120).contains(&max_age), "the token's 120 s, not session_ttl's hour: {cookie}");
+}
+
+/// Renewal authenticates the client as the login did (`client_secret_post` here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewal_uses_the_configured_client_authentication() {
+    let issuer = Issuer::start(json!({"expires_in": 20}));
+    let gw = gateway_for(&issuer.url, &format!("{REFRESH}\nclient_auth = \"client_secret_post\"")).await;
+    let cookie = cookie_pair(&login(&gw, "alice@corp.test", ALICE_PW).await);
+    assert_eq!(get_with_cookie(&gw.url("/app"), &cookie).await.status, StatusCode::OK);
+    assert_eq!(issuer.stats().await["refresh_token"], 1, "a 20 s token is renewed");
+    let last = issuer.control("last").await;
+    assert_eq!((last["grant_type"].as_str(), last["client_auth"].as_str()), (Some("refresh_token"), Some("post")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
