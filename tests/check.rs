@@ -467,3 +467,19 @@ fn authorization_rules_are_checked() {
     refused(rule("[\"/admin\"]", "[]"), "sites[0].authorize[0].groups");
     refused(rule("[\"admin\"]", "[\"admins\"]"), "sites[0].authorize[0].paths[0]");
 }
+
+#[test]
+fn sections_an_oidc_or_ldap_site_does_not_answer_are_warned_about() {
+    for provider in ["corp-okta", "corp-ldap"] {
+        let dir = tempfile::tempdir().unwrap();
+        let config =
+            spec_example(dir.path()).replace("provider = \"acme-qwyk\"", &format!("provider = \"{provider}\""));
+        let out = run(&["check"], dir.path(), &config);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{provider}: {stderr}");
+        for section in ["wizard", "callback", "forgot_password"] {
+            let warning = format!("warning: sites[0].{section}: applies to ");
+            assert!(stderr.contains(&warning), "{provider}: no warning for {section}: {stderr}");
+        }
+    }
+}

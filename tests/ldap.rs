@@ -155,6 +155,10 @@ fn people() -> String {
             "uid=bob,ou=people,dc=corp,dc=example",
             "objectClass: inetOrgPerson\nuid: bob\ncn: Bob\nsn: Vries\nmail: bob@corp.example\nuserPassword: bob-secret-pw",
         ),
+        entry(
+            "uid=carol,ou=people,dc=corp,dc=example",
+            "objectClass: inetOrgPerson\nuid: carol\ncn: Carol\nsn: Smit\nuserPassword: carol-secret-pw",
+        ),
         entry("uid=twin1,ou=people,dc=corp,dc=example", "objectClass: inetOrgPerson\nuid: twin1\ncn: T\nsn: One\nmail: twins@corp.example\nuserPassword: twin-pw"),
         entry("uid=twin2,ou=people,dc=corp,dc=example", "objectClass: inetOrgPerson\nuid: twin2\ncn: T\nsn: Two\nmail: twins@corp.example\nuserPassword: twin-pw"),
         entry("cn=admins,ou=groups,dc=corp,dc=example", "objectClass: groupOfNames\ncn: admins\ndescription: Administrators\nmember: uid=alice,ou=people,dc=corp,dc=example"),
@@ -236,6 +240,17 @@ async fn the_identity_and_group_names_come_from_the_configured_attributes() {
     assert_eq!(groups, vec!["Administrators", "Staff"]);
     // The rule names `admins`: a group's name is what the attribute says, nothing else.
     assert_eq!(get_with_cookie(&gw.url("/admin"), &cookie).await.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_without_the_email_attribute_is_named_as_typed() {
+    let slapd = Slapd::start();
+    let (gw, _dir) = gateway_for(&plain(&slapd), None).await;
+    let res = login(&gw, "carol", "carol-secret-pw").await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    let echo = get_with_cookie(&gw.url("/app"), &cookie_pair(&res)).await.json();
+    assert_eq!(echoed(&echo, "x-ferrygate-user"), vec!["carol"]);
+    assert_eq!(echoed(&echo, "x-ferrygate-user-id"), vec!["carol"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
