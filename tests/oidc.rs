@@ -250,19 +250,13 @@ async fn userinfo_at_its_configured_endpoint_and_an_hour_without_expires_in() {
     let res =
         post_form(&gw.url("/login"), &[("email", "nine@corp.test"), ("password", "pw"), ("remember", "on")]).await;
     assert_eq!(res.header("location"), "/app", "{}", res.text());
-    let cookie = res.header("set-cookie");
-    let max_age: u64 = cookie
-        .split(';')
-        .find_map(|p| p.trim().strip_prefix("Max-Age="))
-        .unwrap_or_else(|| panic!("{cookie}"))
-        .parse()
-        .unwrap();
-    assert!((3590..=3600).contains(&max_age), "no expires_in is 3600 s: {cookie}");
+    let max_age = res.max_age();
+    assert!((3590..=3600).contains(&max_age), "no expires_in is 3600 s: {max_age}");
     let asked = userinfo.requests();
     assert_eq!(asked.len(), 1);
     assert_eq!(asked[0].headers["authorization"], "Bearer at-from-mock");
     assert_eq!(issuer.stats().await["userinfo"], 0, "the discovered userinfo endpoint was asked");
-    let echo = get_with_cookie(&gw.url("/app"), cookie.split(';').next().unwrap()).await.json();
+    let echo = get_with_cookie(&gw.url("/app"), &cookie_pair(&res)).await.json();
     assert_eq!(echoed(&echo, "x-ferrygate-user"), vec!["nine@corp.test"]);
     assert_eq!(echoed(&echo, "x-ferrygate-user-id"), vec!["u-9"]);
 }
@@ -478,14 +472,8 @@ async fn refresh_without_a_refresh_token_lasts_the_token() {
     let gw = gateway_for(&issuer.url, &overrides).await;
     let res =
         post_form(&gw.url("/login"), &[("email", "nine@corp.test"), ("password", "pw"), ("remember", "on")]).await;
-    let cookie = res.header("set-cookie");
-    let max_age: u64 = cookie
-        .split(';')
-        .find_map(|p| p.trim().strip_prefix("Max-Age="))
-        .unwrap_or_else(|| panic!("{cookie}"))
-        .parse()
-        .unwrap();
-    assert!((110..=120).contains(&max_age), "the token's 120 s, not session_ttl's hour: {cookie}");
+    let max_age = res.max_age();
+    assert!((110..=120).contains(&max_age), "the token's 120 s, not session_ttl's hour: {max_age}");
 }
 
 /// Renewal authenticates the client as the login did (`client_secret_post` here).
@@ -732,24 +720,15 @@ async fn renewals_survive_a_key_rotation_and_happen_on_forward_auth_checks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_lasts_expires_in_or_with_refresh_session_ttl() {
     let issuer = Issuer::start(json!({"expires_in": 20}));
-    let max_age = |res: &Answer| -> u64 {
-        let cookie = res.header("set-cookie");
-        cookie
-            .split(';')
-            .find_map(|p| p.trim().strip_prefix("Max-Age="))
-            .unwrap_or_else(|| panic!("{cookie}"))
-            .parse()
-            .unwrap()
-    };
     let remembered = |gw: &Gateway| {
         let url = gw.url("/login");
         async move { post_form(&url, &[("email", "alice@corp.test"), ("password", ALICE_PW), ("remember", "on")]).await }
     };
     let gw = gateway_for(&issuer.url, "").await;
-    let age = max_age(&remembered(&gw).await);
+    let age = Answer::max_age(&remembered(&gw).await);
     assert!((15..=20).contains(&age), "without refresh the session lasts expires_in (20 s): {age}");
     let gw = gateway_for(&issuer.url, REFRESH).await;
-    let age = max_age(&remembered(&gw).await);
+    let age = Answer::max_age(&remembered(&gw).await);
     assert!((3590..=3600).contains(&age), "with refresh it lasts session_ttl (1h): {age}");
 }
 

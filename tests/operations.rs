@@ -119,8 +119,8 @@ async fn admin_endpoints_and_metrics() {
     ] {
         assert!(text.contains(needle), "missing {needle} in:\n{text}");
     }
-    let lanes = text.lines().find_map(|l| l.strip_prefix("ferrygate_upstream_lanes_open ")).expect("lanes gauge");
-    assert!(lanes.parse::<f64>().unwrap() >= 1.0, "open lanes: {lanes}");
+    let lanes = metric(&text, "ferrygate_upstream_lanes_open");
+    assert!(lanes >= 1.0, "open lanes: {lanes}");
     drop(held);
     // Every line is Prometheus text: a comment or `name{labels} value`.
     for line in text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')) {

@@ -305,19 +305,10 @@ async fn an_update_never_brings_a_session_back_and_a_released_key_is_fresh() {
     let dir = tempfile::tempdir().unwrap();
     let redis = Redis::start(dir.path());
     let store = ferrygate_store_redis::RedisStore::new(&redis.url().into()).unwrap();
-    let session = |user: &str| Session {
-        site: "s".into(),
-        provider: "p".into(),
-        user: user.into(),
-        user_id: None,
-        org_id: None,
-        external_id: None,
-        groups: Vec::new(),
-        token: None,
-        token_type: String::new(),
-        refresh_token: None,
-        token_expires_at_ms: None,
-        expires_at_ms: ferrygate::core::session::now_ms() + 60_000,
+    // A live session of `user` (the stored form: the rest takes its defaults).
+    let session = |user: &str| -> Session {
+        let expires = ferrygate::core::session::now_ms() + 60_000;
+        serde_json::from_value(serde_json::json!({"s": "s", "p": "p", "u": user, "e": expires})).unwrap()
     };
     let key = StoreKey([7; 32]);
     let ttl = Duration::from_secs(60);

@@ -244,6 +244,20 @@ impl Answer {
     pub fn location(&self) -> url::Url {
         url::Url::parse("http://example.invalid/").unwrap().join(self.header("location")).unwrap()
     }
+    /// The `Max-Age` of the Set-Cookie header (a remembered login's cookie).
+    #[allow(dead_code)]
+    pub fn max_age(&self) -> u64 {
+        let cookie = self.header("set-cookie");
+        let value = cookie.split(';').find_map(|p| p.trim().strip_prefix("Max-Age="));
+        value.unwrap_or_else(|| panic!("no Max-Age: {cookie}")).parse().unwrap()
+    }
+}
+
+/// The value of the unlabelled metric `name` in a Prometheus text page.
+#[allow(dead_code)]
+pub fn metric(page: &str, name: &str) -> f64 {
+    let line = page.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' '));
+    line.unwrap_or_else(|| panic!("no {name} in:\n{page}")).trim().parse().unwrap()
 }
 
 pub async fn send(req: Request<Full<Bytes>>) -> Answer {
