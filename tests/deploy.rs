@@ -206,8 +206,15 @@ fn the_traefik_and_ingress_nginx_examples_agree_with_their_ferrygate_toml() {
     let logout: Vec<&str> = site["logout"]["paths"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
     let listen: std::net::SocketAddr = fg["server"]["listen"][0].as_str().unwrap().parse().unwrap();
     // SPEC 2.1: the identity headers a check answers with.
-    let identity =
-        ["X-Ferrygate-User", "X-Ferrygate-User-Id", "X-Ferrygate-Org-Id", "X-Ferrygate-Groups", "X-Ferrygate-Provider"];
+    let identity = [
+        "X-Ferrygate-User",
+        "X-Ferrygate-User-Id",
+        "X-Ferrygate-Org-Id",
+        "X-Ferrygate-Groups",
+        "X-Ferrygate-Provider",
+        "X-Ferrygate-Amr",
+        "X-Ferrygate-Jwt",
+    ];
     let at_ferrygate = |url: &str| {
         let url = url::Url::parse(url).unwrap_or_else(|e| panic!("{url}: {e}"));
         assert_eq!(url.port(), Some(listen.port()), "{url}: not Ferrygate's port");
@@ -220,7 +227,15 @@ fn the_traefik_and_ingress_nginx_examples_agree_with_their_ferrygate_toml() {
     let handed: Vec<&str> =
         forward["authResponseHeaders"].as_sequence().unwrap().iter().map(|h| h.as_str().unwrap()).collect();
     assert_eq!(handed, identity);
-    assert_eq!(forward["trustForwardHeader"].as_bool(), Some(true), "Ferrygate reads Traefik's X-Forwarded-*");
+    // SPEC 2.1: Traefik sets X-Forwarded-* itself (a client's are replaced) and
+    // passes only the cookies on, never a client's X-Original-URI.
+    assert_eq!(forward["trustForwardHeader"].as_bool(), Some(false), "a client's X-Forwarded-Uri would be believed");
+    let passed: Vec<&str> =
+        forward["authRequestHeaders"].as_sequence().unwrap().iter().map(|h| h.as_str().unwrap()).collect();
+    assert!(
+        passed.contains(&"Cookie") && !passed.iter().any(|h| h.to_ascii_lowercase().starts_with("x-")),
+        "{passed:?}"
+    );
     let own = &traefik["routers"]["ferrygate-routes"];
     assert!(own["middlewares"].is_null(), "Ferrygate's own routes must not need the check");
     let rule = own["rule"].as_str().unwrap();
@@ -239,6 +254,16 @@ fn the_traefik_and_ingress_nginx_examples_agree_with_their_ferrygate_toml() {
     assert_eq!(signin.path(), login);
     assert!(signin.query_pairs().any(|(k, _)| k == "destination"), "{signin}: the way back is `destination`");
     assert_eq!(annotation("auth-response-headers").split(',').collect::<Vec<_>>(), identity);
+    // Every header the check reads is set by the ingress, never the client's.
+    let snippet = annotation("auth-snippet");
+    for set in [
+        "X-Original-URI $request_uri;",
+        "X-Original-Method $request_method;",
+        "X-Forwarded-Host $host;",
+        "X-Forwarded-Uri \"\";",
+    ] {
+        assert!(snippet.contains(&format!("proxy_set_header {set}")), "auth-snippet lacks {set}");
+    }
     let own = named("intranet-ferrygate");
     assert!(own["metadata"]["annotations"].is_null(), "Ferrygate's own routes must not need the check");
     let rule = &own["spec"]["rules"][0];

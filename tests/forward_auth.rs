@@ -33,23 +33,30 @@ struct Env {
 
 /// Ferrygate from the shipped `ferrygate.toml` (its provider's URL and
 /// directory pointed at test doubles), on a free port.
-async fn ferrygate(redirect: bool, trusted: &str) -> Env {
+async fn ferrygate(redirect: bool, trusted: &str, style: &str) -> Env {
+    ferrygate_with(redirect, trusted, style, "").await
+}
+
+/// As [`ferrygate`], with `extra` appended to the shipped `ferrygate.toml`.
+async fn ferrygate_with(redirect: bool, trusted: &str, style: &str, extra: &str) -> Env {
     let mock = Mock::start(200, "{}", Duration::ZERO).await;
     let site = echo_upstream().await;
     let dir = tempfile::tempdir().unwrap();
     let users = dir.path().join("users.csv");
     std::fs::write(
         &users,
-        "email,user_id,external_id,org_id,groups\nalice@corp.example,1,,7,admins\nbob@corp.example,2,,7,staff\n",
+        "email,user_id,external_id,org_id,groups\nalice@corp.example,1,,7,admins\nbob@corp.example,2,,7,staff\n\
+         carol@corp.example,3,,,\n",
     )
     .unwrap();
-    let text = shipped("ferrygate.toml")
+    let text = (shipped("ferrygate.toml") + extra)
         .replace("listen = [\"127.0.0.1:9000\"]", "listen = [\"127.0.0.1:0\"]")
         .replace("trusted_proxies = [\"127.0.0.1/32\"]", &format!("trusted_proxies = [\"{trusted}\"]"))
         .replace("https://auth.corp.example/check", &format!("http://{}/check", mock.addr))
         .replace("users = \"../users.csv\"", &format!("users = \"{}\"", users.display()))
         .replace("http://127.0.0.1:3000", &format!("http://{site}"))
         .replace("redirect = false", &format!("redirect = {redirect}"))
+        .replace("style = \"nginx\"", &format!("style = \"{style}\""))
         .replace("[sessions]", "[limits]\nlogin_per_ip = \"100000/min\"\n\n[sessions]\ncookie_secure = false");
     let vars = |name: &str| (name == "FERRYGATE_SESSION_SECRET").then(|| SECRET.to_owned());
     let config = ferrygate::Config::from_toml_with_vars(&text, dir.path(), &ferrygate::kinds(), &vars)
@@ -97,12 +104,16 @@ fn substitute(text: &str, env: &Env, port: u16) -> String {
 }
 
 fn nginx(env: &Env) -> Proxy {
+    nginx_from(env, &shipped("nginx.conf"))
+}
+
+fn nginx_from(env: &Env, shipped_conf: &str) -> Proxy {
     let bin = ["/usr/sbin/nginx", "/usr/bin/nginx"].into_iter().find(|p| Path::new(p).exists());
     let bin = bin.expect("nginx is not installed: run scripts/test (it installs nginx)");
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let d = dir.path().display();
-    let snippet = substitute(&shipped("nginx.conf"), env, port)
+    let snippet = substitute(shipped_conf, env, port)
         .replace("listen ", "listen 127.0.0.1:")
         .replace("127.0.0.1:127.0.0.1:", "127.0.0.1:");
     let conf = format!(
@@ -118,6 +129,10 @@ fn nginx(env: &Env) -> Proxy {
 }
 
 fn caddy(env: &Env) -> Proxy {
+    caddy_from(env, &shipped("Caddyfile"))
+}
+
+fn caddy_from(env: &Env, shipped_conf: &str) -> Proxy {
     assert!(Path::new("/usr/bin/caddy").exists(), "caddy is not installed: run scripts/test (it installs caddy)");
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
@@ -125,7 +140,7 @@ fn caddy(env: &Env) -> Proxy {
     let conf = format!(
         "{{\n\tadmin off\n\tauto_https off\n\tstorage file_system {}\n}}\n\n{}",
         dir.path().display(),
-        substitute(&shipped("Caddyfile"), env, port)
+        substitute(shipped_conf, env, port)
     );
     let path = dir.path().join("Caddyfile");
     std::fs::write(&path, conf).unwrap();
@@ -153,14 +168,18 @@ fn request(
     let mut r = Request::builder()
         .method(method)
         .uri(format!("http://127.0.0.1:{port}{path}"))
-        .header("host", "intranet.corp.example")
+        // As a browser sends them: the port in Host, and a form post's Origin.
+        .header("host", format!("intranet.corp.example:{port}"))
         .header("x-ferrygate-user", "mallory@evil.example")
         .header("x-ferrygate-groups", "admins");
     if let Some(c) = cookie {
         r = r.header("cookie", c);
     }
     if body.is_some() {
-        r = r.header("content-type", "application/x-www-form-urlencoded");
+        r = r
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("origin", format!("http://intranet.corp.example:{port}"))
+            .header("sec-fetch-site", "same-origin");
     }
     r.body(Full::new(bytes::Bytes::from(body.unwrap_or_default().to_owned()))).unwrap()
 }
@@ -184,7 +203,18 @@ async fn browse(port: u16, redirect_by: &str) {
     let echo = echo.json();
     assert_eq!(echoed(&echo, "x-ferrygate-user"), vec!["alice@corp.example"], "{redirect_by}");
     assert_eq!(echoed(&echo, "x-ferrygate-groups"), vec!["admins"]);
+    // The session cookie's value never reaches the site (SPEC 2.1).
+    let session_value = alice.split_once('=').unwrap().1;
+    assert!(!echoed(&echo, "cookie").concat().contains(session_value), "{redirect_by}: the site got the session");
     assert_eq!(send(request(port, "GET", "/admin", Some(&alice), None)).await.status, StatusCode::OK);
+    // A user without groups or organisation: the site gets nothing made up.
+    let carol =
+        cookie_pair(&send(request(port, "POST", "/login", None, Some("email=carol%40corp.example&password=pw"))).await);
+    let echo = send(request(port, "GET", "/page", Some(&carol), None)).await.json();
+    assert_eq!(echoed(&echo, "x-ferrygate-user"), vec!["carol@corp.example"]);
+    for name in ["x-ferrygate-groups", "x-ferrygate-org-id"] {
+        assert!(echoed(&echo, name).iter().all(String::is_empty), "{redirect_by}: {name}: {:?}", echoed(&echo, name));
+    }
     // Bob: staff only. The rule shuts him out through the proxy, and the
     // `admins` group his client claims never reaches the site.
     let bob =
@@ -205,14 +235,14 @@ async fn browse(port: u16, redirect_by: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn beside_nginx_with_auth_request() {
-    let env = ferrygate(false, "127.0.0.1/32").await;
+    let env = ferrygate(false, "127.0.0.1/32", "nginx").await;
     let nginx = nginx(&env);
     browse(nginx.port, "nginx").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn beside_caddy_with_forward_auth_and_redirect() {
-    let env = ferrygate(true, "127.0.0.1/32").await;
+    let env = ferrygate(true, "127.0.0.1/32", "forwarded").await;
     let caddy = caddy(&env);
     browse(caddy.port, "caddy").await;
 }
@@ -241,7 +271,7 @@ async fn sign_in(env: &Env, email: &str) -> String {
 
 #[tokio::test]
 async fn traefik_and_envoy_request_styles() {
-    let env = ferrygate(true, "127.0.0.1/32").await;
+    let env = ferrygate(true, "127.0.0.1/32", "auto").await;
     let alice = sign_in(&env, "alice@corp.example").await;
     let bob = sign_in(&env, "bob@corp.example").await;
     // Traefik: Ferrygate's own address as Host, the original in X-Forwarded-*.
@@ -263,6 +293,11 @@ async fn traefik_and_envoy_request_styles() {
     assert_eq!(res.status, StatusCode::FORBIDDEN);
     let res = send(check(&env, "/_ferrygate/auth/admin/users", &[], Some(&alice))).await;
     assert_eq!(res.status, StatusCode::OK);
+    // Two sources that disagree (a client can add the other proxy's header): 400.
+    let mut both = traefik("/admin").to_vec();
+    both.push(("x-original-uri", "/"));
+    let res = send(check(&env, "/_ferrygate/auth", &both, Some(&bob))).await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
     // The check is never proxied, whatever its spelling.
     let res = send(check(&env, "/_FERRYGATE/auth/", &traefik("/page"), Some(&alice))).await;
     assert_eq!(res.status, StatusCode::OK);
@@ -271,7 +306,7 @@ async fn traefik_and_envoy_request_styles() {
 
 #[tokio::test]
 async fn a_check_from_an_untrusted_peer_is_403() {
-    let env = ferrygate(false, "10.0.0.0/8").await;
+    let env = ferrygate(false, "10.0.0.0/8", "nginx").await;
     let alice = sign_in(&env, "alice@corp.example").await;
     let res = send(check(&env, "/_ferrygate/auth", &[("x-original-uri", "/page")], Some(&alice))).await;
     assert_eq!(res.status, StatusCode::FORBIDDEN);
@@ -280,7 +315,7 @@ async fn a_check_from_an_untrusted_peer_is_403() {
 
 #[tokio::test]
 async fn without_a_session_the_check_is_401_and_calls_nothing() {
-    let env = ferrygate(false, "127.0.0.1/32").await;
+    let env = ferrygate(false, "127.0.0.1/32", "nginx").await;
     let alice = sign_in(&env, "alice@corp.example").await;
     let provider_calls = env._mock.seen.lock().unwrap().len();
     assert_eq!(provider_calls, 1, "the sign-in asked the provider once");
@@ -353,4 +388,124 @@ async fn the_check_answers_for_the_site_the_forwarded_host_names() {
     assert_eq!(allowed.status, StatusCode::OK);
     assert_eq!(allowed.header("x-ferrygate-user"), "alice@corp.example");
     assert_eq!(send(ask("b.test", None)).await.status, StatusCode::UNAUTHORIZED);
+}
+
+/// Sends a raw request line (a fragment, which no client library sends) and
+/// returns the whole answer.
+async fn raw(port: u16, target: &str, host: &str, cookie: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let req = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n");
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut buf)).await.expect("no answer").unwrap();
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// A second site on the same Ferrygate, for a session of the wrong site.
+const PUBLIC_SITE: &str = r#"
+[[sites]]
+name = "public"
+hosts = ["public.test"]
+upstream = "http://127.0.0.1:3000"
+provider = "corp-rest"
+
+[sites.login]
+path = "/login"
+
+[sites.portal]
+default_destination = "/"
+allowed_destinations = ["/"]
+
+[sites.forward_auth]
+path = "/_ferrygate/auth"
+"#;
+
+/// The red team's attacks through the shipped nginx example (SPEC 2, 2.1):
+/// encoded separators, dot segments and a fragment never pass a rule, and a
+/// client's X-Forwarded-Host never chooses the site whose session counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attacks_through_nginx_never_pass_a_rule_or_choose_the_site() {
+    let env = ferrygate_with(false, "127.0.0.1/32", "nginx", PUBLIC_SITE).await;
+    let nginx = nginx(&env);
+    let port = nginx.port;
+    let bob =
+        cookie_pair(&send(request(port, "POST", "/login", None, Some("email=bob%40corp.example&password=pw"))).await);
+    assert_eq!(send(request(port, "GET", "/admin/users/7", Some(&bob), None)).await.status, StatusCode::FORBIDDEN);
+    for path in [
+        "/admin/users/7%2F..%2F..%2F..%2Fx",
+        "/admin/users/7%5C..%5C..%5C..%5Cx",
+        "/admin/files/x/../../../public",
+        "/admin/files/x/%2e%2e/%2E%2E/%2e%2e/public",
+    ] {
+        let res = send(request(port, "GET", path, Some(&bob), None)).await;
+        // The check's 400 is nginx's 500 (auth_request passes only 401 and 403 on).
+        assert!(matches!(res.status.as_u16(), 400 | 403 | 500), "{path}: {} {}", res.status, res.text());
+        assert!(!res.text().contains("x-ferrygate-user"), "{path}: the site answered");
+    }
+    let answer = raw(port, "/admin#frag", "intranet.corp.example", &bob).await;
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    // A session of public.test, and a client naming that site to the check.
+    let login = send(
+        Request::post(format!("http://127.0.0.1:{port}/login"))
+            .header("host", "public.test")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Full::new(bytes::Bytes::from("email=alice%40corp.example&password=pw")))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(login.status, StatusCode::SEE_OTHER, "{}", login.text());
+    let public = cookie_pair(&login);
+    let mut req = request(port, "GET", "/admin/secret", Some(&public), None);
+    req.headers_mut().insert("x-forwarded-host", "public.test".parse().unwrap());
+    let res = send(req).await;
+    assert_eq!(res.status, StatusCode::FOUND, "another site's session opened the intranet: {}", res.text());
+}
+
+/// The shipped nginx example removes Ferrygate's session cookie before the
+/// site and keeps the site's own cookies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_keeps_the_session_cookie_from_the_site() {
+    let env = ferrygate(false, "127.0.0.1/32", "nginx").await;
+    let nginx = nginx(&env);
+    let alice = cookie_pair(
+        &send(request(nginx.port, "POST", "/login", None, Some("email=alice%40corp.example&password=pw"))).await,
+    );
+    for cookies in [alice.clone(), format!("theme=dark; {alice}; lang=en"), format!("{alice}; theme=dark")] {
+        let echo = send(request(nginx.port, "GET", "/page", Some(&cookies), None)).await.json();
+        assert_eq!(echoed(&echo, "x-ferrygate-user"), vec!["alice@corp.example"]);
+        let sent = echoed(&echo, "cookie").join("; ");
+        assert!(!sent.contains("ferrygate_session"), "the site received the session cookie: {sent}");
+        for own in cookies.split("; ").filter(|c| !c.starts_with("ferrygate_session")) {
+            assert!(sent.contains(own), "{own} lost: {sent}");
+        }
+    }
+}
+
+/// Behind Caddy a client's X-Original-URI never wins over Caddy's
+/// X-Forwarded-Uri: the shipped Caddyfile removes it, and without that line
+/// Ferrygate alone refuses (style "forwarded": not read; "auto": 400).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_caddy_a_client_sent_original_uri_never_wins() {
+    for (style, strip, want) in [
+        ("forwarded", true, StatusCode::FORBIDDEN),
+        ("forwarded", false, StatusCode::FORBIDDEN),
+        ("auto", false, StatusCode::BAD_REQUEST),
+    ] {
+        let env = ferrygate(true, "127.0.0.1/32", style).await;
+        let conf = if strip {
+            shipped("Caddyfile")
+        } else {
+            shipped("Caddyfile").replace("request_header -X-Original-URI\n", "")
+        };
+        assert!(strip || !conf.contains("-X-Original-URI"));
+        let caddy = caddy_from(&env, &conf);
+        let bob = cookie_pair(
+            &send(request(caddy.port, "POST", "/login", None, Some("email=bob%40corp.example&password=pw"))).await,
+        );
+        let mut req = request(caddy.port, "GET", "/admin", Some(&bob), None);
+        req.headers_mut().insert("x-original-uri", "/".parse().unwrap());
+        let res = send(req).await;
+        assert_eq!(res.status, want, "style {style}, stripped {strip}: {}", res.text());
+    }
 }

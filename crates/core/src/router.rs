@@ -6,6 +6,7 @@
 //! protected paths — once, for every layer after it, as the [`Routed`]
 //! request extension.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -16,6 +17,7 @@ use tower::{Layer, Service};
 use crate::authority;
 use crate::config::Config;
 use crate::future::{GatewayResponse, ResponseFuture};
+use crate::path::BadPath;
 use crate::respond;
 use crate::site::{OwnedRoute, Site};
 
@@ -91,6 +93,10 @@ where
             Err(Unroutable::Malformed) => {
                 ResponseFuture::ready(respond::text(StatusCode::BAD_REQUEST, "malformed host\n"))
             }
+            Err(Unroutable::BadPath(e)) => {
+                tracing::debug!(error = %e, "request refused");
+                ResponseFuture::ready(respond::text(StatusCode::BAD_REQUEST, bad_path_text(e)))
+            }
             Err(Unroutable::NoSite) => {
                 ResponseFuture::ready(respond::text_owned(StatusCode::MISDIRECTED_REQUEST, self.misdirected.clone()))
             }
@@ -115,6 +121,32 @@ enum Unroutable {
     Malformed,
     /// 421: no site has that host, and there is no default site.
     NoSite,
+    /// 400: an encoded slash, a malformed escape, a dot segment with parameters.
+    BadPath(BadPath),
+}
+
+/// The 400 answer's text for a refused path (also forward-auth's).
+pub(crate) fn bad_path_text(e: BadPath) -> &'static str {
+    match e {
+        BadPath::EncodedSlash => "encoded slash or backslash in path (server.allow_encoded_slashes is off)\n",
+        BadPath::BadEscape => "malformed percent-escape in path\n",
+        BadPath::DotParameters => "dot segment with parameters in path\n",
+    }
+}
+
+/// Puts `normal` (the path in normal form) in place of the request's path,
+/// keeping its query (and its scheme and authority in absolute form).
+fn set_path<B>(req: &mut Request<B>, normal: &str) -> Result<(), BadPath> {
+    let mut parts = req.uri().clone().into_parts();
+    let pq = match req.uri().query() {
+        Some(q) => format!("{normal}?{q}"),
+        None => normal.to_owned(),
+    };
+    // The normal form holds only characters the request's path held, and
+    // `%XX` escapes: always a valid path.
+    parts.path_and_query = Some(http::uri::PathAndQuery::try_from(pq).map_err(|_| BadPath::BadEscape)?);
+    *req.uri_mut() = http::Uri::from_parts(parts).map_err(|_| BadPath::BadEscape)?;
+    Ok(())
 }
 
 /// The request's [`Routed`], its `Host` set to the normalised authority.
@@ -133,7 +165,17 @@ fn route<B>(config: &Config, req: &mut Request<B>) -> Result<Routed, Unroutable>
     if let Some(v) = rewrite {
         req.headers_mut().insert(header::HOST, v);
     }
-    let path = crate::path::canonical(req.uri().path());
+    // The path every decision is made on is the path the site receives.
+    let normal =
+        crate::path::normal(req.uri().path(), config.server.allow_encoded_slashes).map_err(Unroutable::BadPath)?;
+    let normal = match normal {
+        Cow::Borrowed(_) => None,
+        Cow::Owned(n) => Some(n),
+    };
+    if let Some(n) = &normal {
+        set_path(req, n).map_err(Unroutable::BadPath)?;
+    }
+    let path = crate::path::matching(req.uri().path());
     // A forward-auth check names its site in X-Forwarded-Host (from a trusted proxy).
     let site = match config.is_forward_auth_path(&path).then(|| forwarded_site(config, req)).flatten() {
         Some(forwarded) => Some(forwarded),

@@ -61,6 +61,23 @@ pub struct ForwardAuth {
     pub path: String,
     /// A missing session is a 302 to the login page instead of a 401.
     pub redirect: bool,
+    /// Where the original request is read from.
+    pub style: ForwardAuthStyle,
+}
+
+/// `forward_auth.style` (SPEC 2.1): which source names the original request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForwardAuthStyle {
+    /// Whichever source is present; two that disagree are refused (400).
+    #[default]
+    Auto,
+    /// `X-Original-URI` and `X-Original-Method` only.
+    Nginx,
+    /// `X-Forwarded-Uri` and `X-Forwarded-Method` only (Traefik, Caddy).
+    Forwarded,
+    /// The rest of the path after `forward_auth.path` only (Envoy's `path_prefix`).
+    Path,
 }
 
 /// One path of a `[[sites.authorize]]` rule: a signed-in user must be in at

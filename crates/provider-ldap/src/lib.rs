@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use ferrygate_core::provider::{BoxFuture, Grant, LoginAttempt, Provider, UserInfo};
 use ferrygate_core::{ExposeSecret, LoginError, SecretString};
-use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, ResultEntry, Scope};
 use tokio::sync::Mutex;
 
 pub use config::{LdapConfig, LdapKind};
@@ -122,11 +122,11 @@ impl LdapProvider {
         self.service.lock().await.take();
     }
 
-    async fn search(&self, base: &str, filter: &str, attrs: &[&str]) -> Result<Vec<SearchEntry>, Failure> {
+    async fn search(&self, base: &str, filter: &str, attrs: &[&str]) -> Result<Vec<Entry>, Failure> {
         let mut ldap = self.service().await?;
         let found = ldap.search(base, Scope::Subtree, filter, attrs.to_vec()).await.and_then(|r| r.success());
         match found {
-            Ok((entries, _)) => Ok(entries.into_iter().map(SearchEntry::construct).collect()),
+            Ok((entries, _)) => entries.into_iter().map(Entry::parse).collect(),
             Err(e) => {
                 self.drop_service().await;
                 Err(e.into())
@@ -174,17 +174,92 @@ impl LdapProvider {
         })
     }
 
-    async fn groups(&self, entry: &SearchEntry) -> Result<Vec<String>, Failure> {
+    async fn groups(&self, entry: &Entry) -> Result<Vec<String>, Failure> {
         let c = &self.config;
         if let Some(attribute) = &c.groups_attribute {
             let dns = entry.attrs.get(attribute).map(Vec::as_slice).unwrap_or_default();
-            return Ok(dns.iter().filter_map(|dn| first_rdn_value(dn)).collect());
+            // Only groups under groups_base_dn, when set: `ou=admins,dc=x` is no group.
+            let wanted = |dn: &&String| c.groups_base_dn.as_deref().is_none_or(|base| is_under(dn, base));
+            return Ok(dns.iter().filter(wanted).filter_map(|dn| first_rdn_value(dn)).collect());
         }
         let (Some(base), Some(filter)) = (&c.groups_base_dn, &c.group_filter) else { return Ok(Vec::new()) };
         let filter = filter.replace("{dn}", &escape(&entry.dn));
         let groups = self.search(base, &filter, &[c.group_name_attribute.as_str()]).await?;
         Ok(groups.into_iter().filter_map(|g| g.attrs.get(&c.group_name_attribute)?.first().cloned()).collect())
     }
+}
+
+/// A search result entry: its DN and its attributes' text values (a value
+/// that is not UTF-8 is left out: no attribute Ferrygate reads is binary).
+#[derive(Debug)]
+struct Entry {
+    dn: String,
+    attrs: std::collections::HashMap<String, Vec<String>>,
+}
+
+impl Entry {
+    /// Reads an entry as the directory sent it, whatever it sent: anything
+    /// malformed (a DN that is not UTF-8, no attribute list, a value that is
+    /// no octet string) is that login's `provider_unavailable`, never a
+    /// panic (ldap3's `SearchEntry::construct` panics on each of those).
+    fn parse(raw: ResultEntry) -> Result<Entry, Failure> {
+        let malformed = |what: &str| Failure::Unavailable(format!("malformed search entry: {what}"));
+        let mut parts =
+            raw.0.match_id(4).and_then(|t| t.expect_constructed()).ok_or_else(|| malformed("not an entry"))?;
+        if parts.len() != 2 {
+            return Err(malformed("not a DN and an attribute list"));
+        }
+        let list = parts.pop().and_then(|t| t.expect_constructed()).ok_or_else(|| malformed("no attribute list"))?;
+        let dn = parts.pop().and_then(|t| t.expect_primitive()).ok_or_else(|| malformed("no DN"))?;
+        let dn = String::from_utf8(dn).map_err(|_| malformed("a DN that is not UTF-8"))?;
+        let mut attrs = std::collections::HashMap::new();
+        for attribute in list {
+            let mut pair = attribute.expect_constructed().ok_or_else(|| malformed("an attribute"))?.into_iter();
+            let name = pair.next().and_then(|t| t.expect_primitive()).and_then(|n| String::from_utf8(n).ok());
+            let name = name.ok_or_else(|| malformed("an attribute's name"))?;
+            let values =
+                pair.next().and_then(|t| t.expect_constructed()).ok_or_else(|| malformed("an attribute's values"))?;
+            let mut texts = Vec::with_capacity(values.len());
+            for value in values {
+                let value = value.expect_primitive().ok_or_else(|| malformed("a value"))?;
+                texts.extend(String::from_utf8(value).ok());
+            }
+            attrs.insert(name, texts);
+        }
+        Ok(Entry { dn, attrs })
+    }
+}
+
+/// A DN's RDNs, each trimmed around its `=` and lower-cased (attribute types
+/// and the usual string values compare case-insensitively); a `\,` is no
+/// separator.
+fn rdns(dn: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut chars = dn.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                current.push(c);
+                current.extend(chars.next());
+            }
+            ',' => out.push(std::mem::take(&mut current)),
+            c => current.push(c),
+        }
+    }
+    out.push(current);
+    out.iter()
+        .map(|rdn| match rdn.split_once('=') {
+            Some((t, v)) => format!("{}={}", t.trim(), v.trim()).to_lowercase(),
+            None => rdn.trim().to_lowercase(),
+        })
+        .collect()
+}
+
+/// Whether `dn` lies strictly below `base`.
+fn is_under(dn: &str, base: &str) -> bool {
+    let (dn, base) = (rdns(dn), rdns(base));
+    dn.len() > base.len() && dn.ends_with(&base)
 }
 
 /// `admins` of `cn=admins,ou=groups,dc=corp,dc=example`: the first RDN's
@@ -242,6 +317,111 @@ impl Provider for LdapProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ldap3::asn1::{StructureTag, TagClass, PL};
+
+    fn prim(id: u64, bytes: &[u8]) -> StructureTag {
+        StructureTag { class: TagClass::Universal, id, payload: PL::P(bytes.to_vec()) }
+    }
+
+    fn cons(class: TagClass, id: u64, inner: Vec<StructureTag>) -> StructureTag {
+        StructureTag { class, id, payload: PL::C(inner) }
+    }
+
+    fn entry(inner: Vec<StructureTag>) -> ResultEntry {
+        ResultEntry::new(cons(TagClass::Application, 4, inner))
+    }
+
+    fn attribute(name: &[u8], values: &[&[u8]]) -> StructureTag {
+        let values = values.iter().map(|v| prim(4, v)).collect();
+        cons(TagClass::Universal, 16, vec![prim(4, name), cons(TagClass::Universal, 17, values)])
+    }
+
+    #[test]
+    fn a_well_formed_entry_is_read() {
+        let list =
+            cons(TagClass::Universal, 16, vec![attribute(b"mail", &[b"a@x", b"\xff\xfe"]), attribute(b"uid", &[b"a"])]);
+        let Ok(e) = Entry::parse(entry(vec![prim(4, b"uid=a,dc=x"), list])) else { panic!("refused") };
+        assert_eq!(e.dn, "uid=a,dc=x");
+        assert_eq!(e.attrs["mail"], vec!["a@x"], "a binary value is left out");
+        assert_eq!(e.attrs["uid"], vec!["a"]);
+    }
+
+    #[test]
+    fn a_malformed_entry_is_an_error_never_a_panic() {
+        let list = || cons(TagClass::Universal, 16, vec![attribute(b"mail", &[b"a@x"])]);
+        let malformed = [
+            entry(vec![prim(4, b"\xff\xfeuid=a"), list()]),
+            entry(vec![prim(4, b"uid=a,dc=x")]),
+            entry(vec![]),
+            entry(vec![list(), prim(4, b"uid=a")]),
+            entry(vec![prim(4, b"uid=a"), prim(4, b"not a list")]),
+            entry(vec![prim(4, b"uid=a"), cons(TagClass::Universal, 16, vec![prim(4, b"mail")])]),
+            entry(vec![prim(4, b"uid=a"), cons(TagClass::Universal, 16, vec![cons(TagClass::Universal, 16, vec![])])]),
+            entry(vec![
+                prim(4, b"uid=a"),
+                cons(
+                    TagClass::Universal,
+                    16,
+                    vec![cons(
+                        TagClass::Universal,
+                        16,
+                        vec![prim(4, b"\xffname"), cons(TagClass::Universal, 17, vec![])],
+                    )],
+                ),
+            ]),
+            entry(vec![
+                prim(4, b"uid=a"),
+                cons(
+                    TagClass::Universal,
+                    16,
+                    vec![cons(
+                        TagClass::Universal,
+                        16,
+                        vec![
+                            prim(4, b"mail"),
+                            cons(TagClass::Universal, 17, vec![cons(TagClass::Universal, 16, vec![])]),
+                        ],
+                    )],
+                ),
+            ]),
+            ResultEntry::new(prim(4, b"uid=a")),
+            ResultEntry::new(cons(TagClass::Application, 5, vec![])),
+        ];
+        for (i, raw) in malformed.into_iter().enumerate() {
+            assert!(matches!(Entry::parse(raw), Err(Failure::Unavailable(_))), "case {i}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Any tree of tags at all: an entry or an error, never a panic.
+        #[test]
+        fn any_answer_parses_or_is_refused(tree in arbitrary_tag()) {
+            let _ = Entry::parse(ResultEntry::new(tree));
+        }
+    }
+
+    fn arbitrary_tag() -> impl proptest::strategy::Strategy<Value = StructureTag> {
+        use proptest::prelude::*;
+        let leaf = (0u64..20, proptest::collection::vec(any::<u8>(), 0..8)).prop_map(|(id, b)| prim(id, &b));
+        leaf.prop_recursive(4, 32, 4, |inner| {
+            (
+                prop_oneof![Just(TagClass::Universal), Just(TagClass::Application)],
+                0u64..20,
+                proptest::collection::vec(inner, 0..4),
+            )
+                .prop_map(|(class, id, v)| cons(class, id, v))
+        })
+    }
+
+    #[test]
+    fn member_of_groups_lie_under_the_base() {
+        assert!(is_under("cn=admins,ou=groups,dc=x", "ou=groups,dc=x"));
+        assert!(is_under("CN=Admins, OU=Groups, DC=X", "ou=groups,dc=x"));
+        assert!(!is_under("ou=admins,dc=x", "ou=groups,dc=x"));
+        assert!(!is_under("ou=groups,dc=x", "ou=groups,dc=x"));
+        assert!(!is_under("cn=a,ou=groups\\,dc=x", "dc=x"), "an escaped comma separates nothing");
+        assert!(!is_under("cn=a,ou=evilgroups,dc=x", "ou=groups,dc=x"));
+    }
 
     #[test]
     fn escaping_follows_rfc_4515() {

@@ -60,6 +60,9 @@ pub struct Server {
     /// routes; zero sends none.
     pub hsts_max_age: Duration,
     pub tls: Option<Tls>,
+    /// `%2F`, `%5C` and `\` in a path: passed on encoded and matched as
+    /// ordinary characters instead of refused with 400 (SPEC 2).
+    pub allow_encoded_slashes: bool,
 }
 
 pub struct Tls {

@@ -42,6 +42,8 @@ pub(crate) struct RawServer {
     #[serde(default, deserialize_with = "duration")]
     pub(crate) hsts_max_age: Option<Duration>,
     pub(crate) tls: Option<RawTls>,
+    #[serde(default)]
+    pub(crate) allow_encoded_slashes: bool,
 }
 
 #[derive(Deserialize)]
@@ -131,6 +133,8 @@ pub(crate) struct RawForwardAuth {
     pub(crate) path: Option<String>,
     #[serde(default)]
     pub(crate) redirect: bool,
+    #[serde(default)]
+    pub(crate) style: crate::site::ForwardAuthStyle,
 }
 
 #[derive(Deserialize)]

@@ -115,7 +115,7 @@ impl Check<'_> {
         let forward_auth = raw.forward_auth.map(|f| {
             let path = f.path.unwrap_or_else(|| "/_ferrygate/auth".to_owned());
             self.route_path(&format!("{key}.forward_auth.path"), &path);
-            ForwardAuth { path: crate::path::canonical(&path).into_owned(), redirect: f.redirect }
+            ForwardAuth { path: crate::path::canonical(&path).into_owned(), redirect: f.redirect, style: f.style }
         });
 
         let l = raw.login;

@@ -141,6 +141,7 @@ impl Check<'_> {
             // Zero is allowed here: no HSTS.
             hsts_max_age: raw.hsts_max_age.unwrap_or(Duration::from_secs(365 * 24 * 3600)),
             tls,
+            allow_encoded_slashes: raw.allow_encoded_slashes,
         })
     }
 

@@ -25,8 +25,9 @@ use http_body_util::Full;
 use crate::access::{decide, Verdict};
 use crate::conn::{is_trusted, ClientConn};
 use crate::identity::SignedIn;
+use crate::path::BadPath;
 use crate::respond;
-use crate::site::Site;
+use crate::site::{ForwardAuth, ForwardAuthStyle, Site};
 use crate::state::Shared;
 
 pub(crate) async fn check<B>(shared: &Arc<Shared>, site: &Site, req: Request<B>) -> Response<Full<Bytes>> {
@@ -41,8 +42,15 @@ pub(crate) async fn check<B>(shared: &Arc<Shared>, site: &Site, req: Request<B>)
         return respond::text(StatusCode::FORBIDDEN, "forbidden\n");
     }
     let Some(fa) = &site.forward_auth else { return respond::text(StatusCode::NOT_FOUND, "not found\n") };
-    let original = original_uri(&req, &fa.path);
-    let path = crate::path::canonical(original.split('?').next().unwrap_or("/"));
+    let original = match original(&req, fa, shared.config.server.allow_encoded_slashes) {
+        Ok(o) => o,
+        Err(refused) => {
+            tracing::info!(site = %site.name, reason = refused.reason(), "forward-auth check refused");
+            return respond::text(StatusCode::BAD_REQUEST, refused.text());
+        }
+    };
+    let path = crate::path::matching(original.path());
+    tracing::trace!(site = %site.name, method = original.method.as_deref(), path = %path, "forward-auth check");
     let rule = site.rule(&path).and_then(|i| site.authorize.get(i));
     let session = match shared.session(req.headers(), &site.name).await {
         Ok(found) => found.map(|(_, s)| s),
@@ -61,12 +69,18 @@ pub(crate) async fn check<B>(shared: &Arc<Shared>, site: &Site, req: Request<B>)
                     token.write(res.headers_mut());
                 }
                 SignedIn::from(s).write_headers(res.headers_mut());
+                // Every identity header named, empty when unknown: a proxy
+                // that copies a missing one as its placeholder's text (Caddy
+                // before 2.9) then copies nothing.
+                for name in ["x-ferrygate-user-id", "x-ferrygate-org-id", "x-ferrygate-groups"] {
+                    res.headers_mut().entry(name).or_insert(HeaderValue::from_static(""));
+                }
             }
             res
         }
         Verdict::SignIn if fa.redirect => {
             let mut res = respond::text(StatusCode::FOUND, "");
-            if let Ok(v) = HeaderValue::from_str(&site.login_target(&original)) {
+            if let Ok(v) = HeaderValue::from_str(&site.login_target(&original.uri)) {
                 res.headers_mut().insert(LOCATION, v);
             }
             res
@@ -76,20 +90,125 @@ pub(crate) async fn check<B>(shared: &Arc<Shared>, site: &Site, req: Request<B>)
     }
 }
 
-/// The original request's path and query, as the proxy in front reports it.
-fn original_uri<'r, B>(req: &'r Request<B>, check_path: &str) -> std::borrow::Cow<'r, str> {
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty());
-    if let Some(uri) = header("x-original-uri").or_else(|| header("x-forwarded-uri")) {
-        return uri.into();
+/// The original request, as the proxy in front reports it.
+#[derive(Debug, PartialEq, Eq)]
+struct Original {
+    /// The path in normal form (SPEC 2), then the query if any.
+    uri: String,
+    /// Where the path ends in `uri`.
+    path_len: usize,
+    /// `X-Original-Method` / `X-Forwarded-Method`, when the source has one.
+    method: Option<String>,
+}
+
+impl Original {
+    fn path(&self) -> &str {
+        &self.uri[..self.path_len]
     }
+}
+
+/// Why a check's original request cannot be read (400).
+#[derive(Debug, PartialEq, Eq)]
+enum Unreadable {
+    Path(BadPath),
+    /// A dot segment: the site may read other segments than the decision's.
+    DotSegment,
+    /// `auto`: two sources name different paths or methods.
+    Disagree,
+    /// The configured style's header is missing.
+    Missing(&'static str),
+}
+
+impl Unreadable {
+    fn reason(&self) -> &'static str {
+        match self {
+            Unreadable::Path(_) => "the original path is refused",
+            Unreadable::DotSegment => "a dot segment in the original path",
+            Unreadable::Disagree => "two sources of the original request disagree",
+            Unreadable::Missing(_) => "the configured style's header is missing",
+        }
+    }
+
+    fn text(&self) -> &'static str {
+        match self {
+            Unreadable::Path(e) => crate::router::bad_path_text(*e),
+            Unreadable::DotSegment => "dot segment in the original path\n",
+            Unreadable::Disagree => {
+                "the original request's sources disagree (X-Original-URI, X-Forwarded-Uri, the path)\n"
+            }
+            Unreadable::Missing("x-original-uri") => "X-Original-URI is missing (forward_auth.style = \"nginx\")\n",
+            Unreadable::Missing(_) => "X-Forwarded-Uri is missing (forward_auth.style = \"forwarded\")\n",
+        }
+    }
+}
+
+/// One source's original request, before it is normalised.
+struct Source<'r> {
+    uri: &'r str,
+    method: Option<&'r str>,
+}
+
+/// The original request from the source `forward_auth.style` names; in
+/// `auto`, from the first of `X-Original-URI`, `X-Forwarded-Uri` and the path
+/// after the check's own, where every source present must agree (SPEC 2.1).
+fn original<B>(req: &Request<B>, fa: &ForwardAuth, allow_encoded_slashes: bool) -> Result<Original, Unreadable> {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty());
+    let nginx = header("x-original-uri").map(|uri| Source { uri, method: header("x-original-method") });
+    let forwarded = header("x-forwarded-uri").map(|uri| Source { uri, method: header("x-forwarded-method") });
     // Envoy's path_prefix: the original path follows the check's own.
     let own = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let rest = strip_prefix_canonically(own, check_path);
-    if rest.is_empty() || rest.starts_with('?') {
-        format!("/{rest}").into()
-    } else {
-        rest.into()
+    let rest = strip_prefix_canonically(own, &fa.path);
+    let in_path = (!rest.split('?').next().unwrap_or_default().trim_start_matches('/').is_empty())
+        .then_some(Source { uri: rest, method: None });
+    let read = |s: &Source<'_>| normalise(s, allow_encoded_slashes);
+    let root = || Original { uri: "/".to_owned(), path_len: 1, method: None };
+    match fa.style {
+        ForwardAuthStyle::Nginx => read(&nginx.ok_or(Unreadable::Missing("x-original-uri"))?),
+        ForwardAuthStyle::Forwarded => read(&forwarded.ok_or(Unreadable::Missing("x-forwarded-uri"))?),
+        ForwardAuthStyle::Path => in_path.as_ref().map_or_else(|| Ok(root()), read),
+        ForwardAuthStyle::Auto => {
+            let mut found: Option<Original> = None;
+            for source in [nginx, forwarded, in_path].iter().flatten() {
+                let this = read(source)?;
+                match &found {
+                    None => found = Some(this),
+                    Some(first) => {
+                        let methods_differ = matches!((&first.method, &this.method), (Some(a), Some(b)) if a != b);
+                        if first.path() != this.path() || methods_differ {
+                            return Err(Unreadable::Disagree);
+                        }
+                    }
+                }
+            }
+            Ok(found.unwrap_or_else(root))
+        }
     }
+}
+
+/// A source's URI in normal form: an absolute URI's path and query (nginx's
+/// `$request_uri` is the target as the client sent it), a `#` ending the
+/// path, the path normalised as a proxied request's is.
+fn normalise(source: &Source<'_>, allow_encoded_slashes: bool) -> Result<Original, Unreadable> {
+    let mut uri = source.uri.split('#').next().unwrap_or_default();
+    if !uri.starts_with('/') {
+        if let Some(after_scheme) = uri.split_once("://").map(|(_, rest)| rest) {
+            uri = after_scheme.find(['/', '?']).map_or("/", |i| &after_scheme[i..]);
+        }
+    }
+    let (path, query) = match uri.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (uri, None),
+    };
+    if crate::path::has_dot_segment(path) {
+        return Err(Unreadable::DotSegment);
+    }
+    let path = crate::path::normal(path, allow_encoded_slashes).map_err(Unreadable::Path)?;
+    let path_len = path.len();
+    let uri = match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.into_owned(),
+    };
+    Ok(Original { uri, path_len, method: source.method.map(str::to_owned) })
 }
 
 /// `/_ferrygate/auth/admin?x` less `/_ferrygate/auth`: `/admin?x`. The check
@@ -109,15 +228,73 @@ fn strip_prefix_canonically<'a>(full: &'a str, prefix: &str) -> &'a str {
 mod tests {
     use super::*;
 
+    fn fa(style: ForwardAuthStyle) -> ForwardAuth {
+        ForwardAuth { path: "/_ferrygate/auth".to_owned(), redirect: false, style }
+    }
+
+    fn read(req: &Request<()>, style: ForwardAuthStyle) -> Result<String, Unreadable> {
+        original(req, &fa(style), false).map(|o| o.uri)
+    }
+
     #[test]
     fn the_original_uri_comes_from_the_headers_or_the_path() {
+        let auto = ForwardAuthStyle::Auto;
         let req = Request::get("/_ferrygate/auth").header("x-original-uri", "/admin?x=1").body(()).unwrap();
-        assert_eq!(original_uri(&req, "/_ferrygate/auth"), "/admin?x=1");
+        assert_eq!(read(&req, auto).as_deref(), Ok("/admin?x=1"));
         let req = Request::get("/_ferrygate/auth").header("x-forwarded-uri", "/ADMIN").body(()).unwrap();
-        assert_eq!(original_uri(&req, "/_ferrygate/auth"), "/ADMIN");
+        assert_eq!(read(&req, auto).as_deref(), Ok("/ADMIN"));
         let req = Request::get("/_ferrygate/auth/admin/users?tab=2").body(()).unwrap();
-        assert_eq!(original_uri(&req, "/_ferrygate/auth"), "/admin/users?tab=2");
+        assert_eq!(read(&req, auto).as_deref(), Ok("/admin/users?tab=2"));
         let req = Request::get("/_ferrygate/auth").body(()).unwrap();
-        assert_eq!(original_uri(&req, "/_ferrygate/auth"), "/");
+        assert_eq!(read(&req, auto).as_deref(), Ok("/"));
+    }
+
+    #[test]
+    fn the_original_path_is_judged_in_normal_form() {
+        let auto = ForwardAuthStyle::Auto;
+        let with = |uri: &str| Request::get("/_ferrygate/auth").header("x-original-uri", uri).body(()).unwrap();
+        assert_eq!(read(&with("/admin#frag"), auto).as_deref(), Ok("/admin"));
+        assert_eq!(read(&with("//admin/%7Eu?q=1#f"), auto).as_deref(), Ok("/admin/~u?q=1"));
+        // The site may not resolve dot segments: the check cannot know what it will read.
+        for raw in ["/admin/files/x/../../../public", "/x/%2e%2e/admin", "/admin/.;/x"] {
+            assert_eq!(read(&with(raw), auto), Err(Unreadable::DotSegment), "{raw}");
+        }
+        assert_eq!(read(&with("http://intranet.test/admin?q"), auto).as_deref(), Ok("/admin?q"));
+        assert_eq!(read(&with("/admin/users/7%2F..%2F..%2Fx"), auto), Err(Unreadable::Path(BadPath::EncodedSlash)));
+        assert_eq!(read(&with("/admin\\x"), auto), Err(Unreadable::Path(BadPath::EncodedSlash)));
+    }
+
+    #[test]
+    fn two_sources_that_disagree_are_refused_and_a_style_reads_one() {
+        let req = Request::get("/_ferrygate/auth")
+            .header("x-forwarded-uri", "/admin")
+            .header("x-original-uri", "/")
+            .body(())
+            .unwrap();
+        assert_eq!(read(&req, ForwardAuthStyle::Auto), Err(Unreadable::Disagree));
+        assert_eq!(read(&req, ForwardAuthStyle::Forwarded).as_deref(), Ok("/admin"));
+        assert_eq!(read(&req, ForwardAuthStyle::Nginx).as_deref(), Ok("/"));
+        assert_eq!(read(&req, ForwardAuthStyle::Path).as_deref(), Ok("/"));
+        // Spellings of one path agree; methods must too.
+        let req = Request::get("/_ferrygate/auth/admin")
+            .header("x-forwarded-uri", "/%61dmin")
+            .header("x-original-uri", "//admin#f")
+            .header("x-original-method", "GET")
+            .body(())
+            .unwrap();
+        assert_eq!(read(&req, ForwardAuthStyle::Auto).as_deref(), Ok("/admin"));
+        let req = Request::get("/_ferrygate/auth")
+            .header("x-forwarded-uri", "/admin")
+            .header("x-forwarded-method", "POST")
+            .header("x-original-uri", "/admin")
+            .header("x-original-method", "GET")
+            .body(())
+            .unwrap();
+        assert_eq!(read(&req, ForwardAuthStyle::Auto), Err(Unreadable::Disagree));
+        let req = Request::get("/_ferrygate/auth/admin").header("x-original-uri", "/").body(()).unwrap();
+        assert_eq!(read(&req, ForwardAuthStyle::Auto), Err(Unreadable::Disagree));
+        let req = Request::get("/_ferrygate/auth").body(()).unwrap();
+        assert_eq!(read(&req, ForwardAuthStyle::Nginx), Err(Unreadable::Missing("x-original-uri")));
+        assert_eq!(read(&req, ForwardAuthStyle::Forwarded), Err(Unreadable::Missing("x-forwarded-uri")));
     }
 }

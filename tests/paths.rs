@@ -1,0 +1,147 @@
+//! What the site receives is what was decided (SPEC 2): encoded separators,
+//! dot segments in every spelling and fragments never take a request past
+//! `protected_paths` or a rule, and the path a site reads is the normal form
+//! the decision matched. The site here is an echo that routes on nothing, so
+//! every test reads the exact target it received.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::*;
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+struct Setup {
+    gw: Gateway,
+    _mock: Mock,
+    _dir: tempfile::TempDir,
+}
+
+/// A rest site: `/app` protected, `/admin` for admins; alice is an admin, bob staff.
+async fn setup(server_extra: &str) -> Setup {
+    let mock = Mock::start(200, "{}", Duration::ZERO).await;
+    let upstream = echo_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("users.csv"),
+        "email,user_id,external_id,org_id,groups\nalice@corp.example,1,,7,admins\nbob@corp.example,2,,7,staff\n",
+    )
+    .unwrap();
+    let table = format!("kind = \"rest\"\nurl = \"http://{}/check\"\nusers = \"users.csv\"", mock.addr);
+    // `gateway_in` opens [server] first: `server_extra` lands in it.
+    let gw = gateway_in(&staff_config(server_extra, "", &table, upstream), dir.path()).await;
+    Setup { gw, _mock: mock, _dir: dir }
+}
+
+async fn sign_in(gw: &Gateway, email: &str) -> String {
+    let res = post_form(&gw.url("/login"), &[("email", email), ("password", "pw")]).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.text());
+    cookie_pair(&res)
+}
+
+async fn fetch(gw: &Gateway, path: &str, cookie: Option<&str>) -> Answer {
+    let mut req = Request::get(gw.url(path));
+    if let Some(c) = cookie {
+        req = req.header("cookie", c);
+    }
+    send(req.body(Full::default()).unwrap()).await
+}
+
+/// The target the site received.
+fn received(answer: &Answer) -> String {
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    answer.json()["uri"].as_str().unwrap().to_owned()
+}
+
+/// Sends a raw request line (which no client library would send) and returns the status line.
+async fn raw(addr: SocketAddr, target: &str, cookie: &str) -> String {
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {target} HTTP/1.1\r\nHost: corp\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n");
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut buf)).await.expect("no answer").unwrap();
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+#[tokio::test]
+async fn encoded_separators_are_refused_before_any_decision() {
+    let s = setup("").await;
+    let bob = sign_in(&s.gw, "bob@corp.example").await;
+    for path in [
+        "/app/reports/..%2F..%2F..%2Fpublic",
+        "/app/reports/..%2f..%2fpublic",
+        "/app/reports/..%5C..%5Cpublic",
+        "/admin/users/7%2F..%2F..%2F..%2Fx",
+        "/admin/users/7%5c..%5c..%5cx",
+        "/public/%2Fadmin",
+    ] {
+        for cookie in [None, Some(bob.as_str())] {
+            let res = fetch(&s.gw, path, cookie).await;
+            assert_eq!(res.status, StatusCode::BAD_REQUEST, "{path}: {}", res.text());
+            assert!(res.text().contains("allow_encoded_slashes"), "{}", res.text());
+        }
+    }
+    // A raw backslash (no client library sends one).
+    let answer = raw(s.gw.addr, "/admin\\x", &bob).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+}
+
+#[tokio::test]
+async fn dot_segments_are_resolved_and_the_site_receives_the_resolved_path() {
+    let s = setup("").await;
+    let bob = sign_in(&s.gw, "bob@corp.example").await;
+    let alice = sign_in(&s.gw, "alice@corp.example").await;
+    // Out of a protected area: the site reads the unprotected path decided on.
+    for (path, want) in [
+        ("/admin/files/x/../../../public", "/public"),
+        ("/app/reports/%2e%2e/%2E%2E/public", "/public"),
+        ("/app/x/../..", "/"),
+        ("/public/./a//b/", "/public/a/b/"),
+        ("/public/%7Euser/%41?q=%2F", "/public/~user/A?q=%2F"),
+    ] {
+        assert_eq!(received(&fetch(&s.gw, path, None).await), want, "{path}");
+        assert_eq!(received(&fetch(&s.gw, path, Some(&bob)).await), want, "{path}");
+    }
+    // Into one: the decision is the rule's, and the site reads the rule's path.
+    for path in ["/public/../admin/users/7", "/x/%2e%2E/admin/users/7", "//admin/users/7", "/%61dmin/users/7"] {
+        let res = fetch(&s.gw, path, Some(&bob)).await;
+        assert_eq!(res.status, StatusCode::FORBIDDEN, "{path}: bob reached {}", res.text());
+        assert_eq!(received(&fetch(&s.gw, path, Some(&alice)).await), "/admin/users/7", "{path}");
+        let res = fetch(&s.gw, path, None).await;
+        assert_eq!(res.status, StatusCode::SEE_OTHER, "{path}");
+    }
+    for path in ["/public/../app/reports", "/x/%2e%2e/APP/reports"] {
+        let res = fetch(&s.gw, path, None).await;
+        assert_eq!(res.status, StatusCode::SEE_OTHER, "{path}: reached {}", res.text());
+        assert_eq!(received(&fetch(&s.gw, path, Some(&bob)).await).to_lowercase(), "/app/reports", "{path}");
+    }
+    // `..;` (resolved as `..` by Tomcat-style servers): refused.
+    assert_eq!(fetch(&s.gw, "/public/..;/admin", Some(&bob)).await.status, StatusCode::BAD_REQUEST);
+    // A fragment is never part of the path (sent raw: clients strip it).
+    let answer = raw(s.gw.addr, "/admin#frag", &bob).await;
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    let answer = raw(s.gw.addr, "/public#/../admin", &bob).await;
+    assert!(answer.starts_with("HTTP/1.1 200") && answer.contains("\"uri\":\"/public\""), "{answer}");
+}
+
+#[tokio::test]
+async fn with_allow_encoded_slashes_they_pass_encoded_and_are_ordinary_characters() {
+    let s = setup("allow_encoded_slashes = true").await;
+    let bob = sign_in(&s.gw, "bob@corp.example").await;
+    // Under /app, whatever follows: a sign-in first.
+    let res = fetch(&s.gw, "/app/reports/..%2F..%2F..%2Fpublic", None).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        received(&fetch(&s.gw, "/app/reports/..%2f..%2F..%5cpublic", Some(&bob)).await),
+        "/app/reports/..%2F..%2F..%5Cpublic"
+    );
+    // Under /admin: the rule's, whatever follows.
+    let res = fetch(&s.gw, "/admin/users/7%2F..%2F..%2F..%2Fx", Some(&bob)).await;
+    assert_eq!(res.status, StatusCode::FORBIDDEN);
+    assert_eq!(received(&fetch(&s.gw, "/public%2Fadmin", Some(&bob)).await), "/public%2Fadmin");
+    let answer = raw(s.gw.addr, "/public\\admin", &bob).await;
+    assert!(answer.contains("\"uri\":\"/public%5Cadmin\""), "{answer}");
+}
