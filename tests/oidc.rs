@@ -753,3 +753,81 @@ async fn the_client_secret_may_come_from_a_file() {
     assert!(err.contains("providers.corp.client_secret"), "{err}");
     assert!(!err.contains(CLIENT_SECRET), "{err}");
 }
+
+/// SPEC 1.4: an unknown `crit`, a date that is no number (or a fractional
+/// `nbf` still ahead) are refused; `email_verified` other than `true` names
+/// nobody by the email.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crit_headers_odd_dates_and_odd_email_verified_values_are_refused() {
+    let later = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as f64 + 3600.5;
+    let user = |name: &str, extra: Value| {
+        let mut u = json!({"username": name, "password": "pw", "sub": format!("u-{name}"), "email": "ceo@corp.test"});
+        for (k, v) in extra.as_object().unwrap() {
+            u[k] = v.clone();
+        }
+        u
+    };
+    let issuer = Issuer::start(json!({"users": [
+        user("plain", json!({})),
+        user("crit", json!({"id_token_header": {"crit": ["x-ext"], "x-ext": 1}})),
+        user("nbf-text", json!({"nbf": "later"})),
+        user("nbf-float", json!({"nbf": later})),
+        user("exp-text", json!({"exp": "never"})),
+        user("iat-text", json!({"iat": "now"})),
+        user("ev-zero", json!({"email_verified": 0})),
+        user("ev-zero-text", json!({"email_verified": "0"})),
+        user("ev-no", json!({"email_verified": "no"})),
+        user("ev-true-text", json!({"email_verified": "true"})),
+        user("ev-true", json!({"email_verified": true})),
+        user("padded", json!({"email": " padded@corp.test ", "groups": [" admins", "staff", "ops "]})),
+    ]}));
+    let gw = gateway_for(&issuer.url, "").await;
+    for name in ["crit", "nbf-text", "nbf-float", "exp-text", "iat-text"] {
+        let res = login(&gw, name, "pw").await;
+        assert_eq!(
+            (res.status, res.json()["error"].as_str()),
+            (StatusCode::BAD_GATEWAY, Some("provider_unavailable")),
+            "{name}"
+        );
+    }
+    for (name, named) in [
+        ("plain", "ceo@corp.test"),
+        ("ev-true", "ceo@corp.test"),
+        ("ev-zero", "u-ev-zero"),
+        ("ev-zero-text", "u-ev-zero-text"),
+        ("ev-no", "u-ev-no"),
+        ("ev-true-text", "u-ev-true-text"),
+    ] {
+        let res = login(&gw, name, "pw").await;
+        assert_eq!(res.status, StatusCode::OK, "{name}: {}", res.text());
+        let echo = get_with_cookie(&gw.url("/app"), &cookie_pair(&res)).await.json();
+        assert_eq!(echoed(&echo, "x-ferrygate-user"), vec![named], "{name}");
+    }
+    // SPEC 2: a group with outer whitespace is dropped (HTTP would trim it to
+    // `admins` for the site while the rule saw ` admins`); the user is trimmed.
+    let padded = cookie_pair(&login(&gw, "padded", "pw").await);
+    let echo = get_with_cookie(&gw.url("/app"), &padded).await.json();
+    assert_eq!(echoed(&echo, "x-ferrygate-user"), vec!["padded@corp.test"]);
+    assert_eq!(echoed(&echo, "x-ferrygate-groups"), vec!["staff"]);
+    assert_eq!(get_with_cookie(&gw.url("/admin"), &padded).await.status, StatusCode::FORBIDDEN);
+}
+
+/// SPEC 1.4: a user removed from a group loses it at the next renewal, also
+/// when the renewed ID token leaves the groups claim out (userinfo, which
+/// has none either, then says: no groups).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_removed_at_the_provider_is_lost_at_the_next_renewal() {
+    // Tokens of 20 s are within 30 s of their end at once: every request renews.
+    let issuer = Issuer::start(json!({"expires_in": 20}));
+    let gw = gateway_for(&issuer.url, REFRESH).await;
+    let cookie = cookie_pair(&login(&gw, "alice@corp.test", ALICE_PW).await);
+    let groups = |echo: &Value| echoed(echo, "x-ferrygate-groups");
+    assert_eq!(groups(&get_with_cookie(&gw.url("/app"), &cookie).await.json()), vec!["staff,admins"]);
+    issuer.control("groups?sub=u-alice&value=staff").await;
+    assert_eq!(groups(&get_with_cookie(&gw.url("/app"), &cookie).await.json()), vec!["staff"]);
+    assert_eq!(get_with_cookie(&gw.url("/admin"), &cookie).await.status, StatusCode::FORBIDDEN);
+    issuer.control("groups?sub=u-alice&value=").await;
+    let echo = get_with_cookie(&gw.url("/app"), &cookie).await.json();
+    assert!(groups(&echo).is_empty(), "groups kept after the claim went: {:?}", groups(&echo));
+    assert_eq!(echoed(&echo, "x-ferrygate-user"), vec!["alice@corp.test"], "still signed in");
+}

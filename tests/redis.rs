@@ -326,3 +326,43 @@ async fn an_update_never_brings_a_session_back_and_a_released_key_is_fresh() {
     store.release(&key).await.unwrap();
     assert!(store.use_once(&key, ttl).await.unwrap(), "a released key is fresh again");
 }
+
+/// SPEC 2: a logout the store cannot do (Redis read-only, as a replica is
+/// during a failover) is never a success: 503 `session_store_unavailable` in
+/// every answer mode, the cookie expired all the same.
+#[tokio::test]
+async fn a_logout_the_store_cannot_do_is_503_never_a_success() {
+    require_redis();
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(dir.path());
+    let mock = Mock::start(200, TOKEN, Duration::ZERO).await;
+    let gw = gateway(&config(mock.addr, echo_upstream().await, &redis.url())).await;
+    let login = post_form(&gw.url("/login"), &[("email", "alice@example.com"), ("password", "pw")]).await;
+    let cookie = cookie_pair(&login);
+    // Read-only: a replica of a primary that is not there (its data kept, served stale).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("REPLICAOF").arg("127.0.0.1").arg(closed).query_async(&mut conn).await.unwrap();
+    assert_eq!(get_with_cookie(&gw.url("/account"), &cookie).await.status, StatusCode::OK, "reads still work");
+    for accept in ["text/html", "application/json"] {
+        let res = send(
+            Request::get(gw.url("/portal-logout"))
+                .header("cookie", &cookie)
+                .header("accept", accept)
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE, "{accept}: {}", res.text());
+        assert!(res.text().contains("session_store_unavailable"), "{accept}: {}", res.text());
+        assert!(res.header("set-cookie").contains("Max-Age=0"), "the cookie goes all the same");
+    }
+    // The session really is still there: nothing said it was ended.
+    assert_eq!(get_with_cookie(&gw.url("/account"), &cookie).await.status, StatusCode::OK);
+    // Writable again: the logout succeeds.
+    let _: () = redis::cmd("REPLICAOF").arg("NO").arg("ONE").query_async(&mut conn).await.unwrap();
+    let res = get_with_cookie(&gw.url("/portal-logout"), &cookie).await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+    assert_eq!(get_with_cookie(&gw.url("/account"), &cookie).await.status, StatusCode::SEE_OTHER);
+}

@@ -20,7 +20,8 @@ const PATHS = {
   userinfo: '/userinfo',
 };
 // Claims never given out: the login secrets and the test switches.
-const NOT_CLAIMS = new Set(['username', 'password', 'mfa', 'locked']);
+// `id_token_header`: members added to the ID token's JOSE header (e.g. `crit`).
+const NOT_CLAIMS = new Set(['username', 'password', 'mfa', 'locked', 'id_token_header']);
 
 function die(message) {
   process.stderr.write(`issuer.mjs: ${message}\n`);
@@ -198,6 +199,7 @@ service.on('beforeTokenSigning', (token, req) => {
     p.scope = d.scope;
   } else {
     Object.assign(p, claimsOf(d.user), { aud: d.clientId, azp: d.clientId });
+    if (d.user.id_token_header) Object.assign(token.header, d.user.id_token_header);
   }
 });
 
@@ -244,7 +246,7 @@ function sendJson(res, status, value) {
   res.end(text);
 }
 
-const CONTROL_PATHS = new Set(['/_control/stats', '/_control/last', '/_control/revoke', '/_control/rotate', '/_control/expires_in', '/_control/issued', '/_control/fail']);
+const CONTROL_PATHS = new Set(['/_control/stats', '/_control/last', '/_control/revoke', '/_control/rotate', '/_control/expires_in', '/_control/issued', '/_control/fail', '/_control/groups']);
 
 async function control(req, res, url) {
   const route = `${req.method} ${url.pathname}`;
@@ -277,6 +279,15 @@ async function control(req, res, url) {
       if (!Number.isInteger(value) || value <= 0) return sendJson(res, 400, { error: 'value must be a positive integer' });
       expiresIn = value;
       return sendJson(res, 200, { expires_in: expiresIn });
+    }
+    case 'POST /_control/groups': {
+      // The user's groups from now on (comma-separated); empty: no groups claim at all.
+      const user = userBySub(url.searchParams.get('sub'));
+      if (!user) return sendJson(res, 400, { error: 'no user with that sub' });
+      const value = url.searchParams.get('value') ?? '';
+      if (value === '') delete user.groups;
+      else user.groups = value.split(',');
+      return sendJson(res, 200, { groups: user.groups ?? null });
     }
     case 'POST /_control/fail': {
       const count = Number(url.searchParams.get('count'));

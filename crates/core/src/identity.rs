@@ -111,19 +111,44 @@ impl From<Session> for SignedIn {
 }
 
 /// The groups that can be carried in `X-Ferrygate-Groups` (comma-separated):
-/// a name holding a comma or a control character is dropped, and logged.
+/// a name holding a comma, a control character or leading or trailing
+/// whitespace (which HTTP trims: the site would read another name than the
+/// rules decided on) is dropped, and logged.
 pub fn usable_groups(site: &str, groups: &[String]) -> Vec<String> {
     groups
         .iter()
         .filter(|g| {
-            let usable = !g.is_empty() && !g.contains(',') && !g.chars().any(char::is_control);
+            let usable =
+                !g.is_empty() && !g.contains(',') && !g.chars().any(char::is_control) && g.trim() == g.as_str();
             if !usable {
-                tracing::warn!(site, "a group name with a comma or a control character was dropped");
+                tracing::warn!(site, "a group name with a comma, a control character or outer whitespace was dropped");
             }
             usable
         })
         .cloned()
         .collect()
+}
+
+/// Longest identity value (user, an id, one group name) a provider may give,
+/// in bytes, and most bytes of group names in all: beyond them the answer is
+/// the provider's malfunction (`provider_unavailable`), never a session that
+/// no store or header could carry.
+pub const MAX_IDENTITY_VALUE: usize = 4096;
+pub const MAX_GROUPS_BYTES: usize = 32 * 1024;
+
+/// Which of a provider's identity values is over the limits, if any.
+pub fn oversized(user: &crate::provider::UserInfo) -> Option<&'static str> {
+    let fields = [
+        ("user", user.email.as_deref()),
+        ("user id", user.user_id.as_deref()),
+        ("org id", user.org_id.as_deref()),
+        ("external id", user.external_id.as_deref()),
+    ];
+    if let Some((name, _)) = fields.iter().find(|(_, v)| v.is_some_and(|v| v.len() > MAX_IDENTITY_VALUE)) {
+        return Some(name);
+    }
+    let groups: usize = user.groups.iter().map(String::len).sum();
+    (groups > MAX_GROUPS_BYTES || user.groups.iter().any(|g| g.len() > MAX_IDENTITY_VALUE)).then_some("groups")
 }
 
 impl SignedIn {

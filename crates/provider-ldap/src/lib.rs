@@ -65,12 +65,15 @@ enum Failure {
     Refused,
     /// No connection, TLS failure, protocol error.
     Unavailable(String),
+    /// No answer in time (the connection, or a StartTLS that stays silent).
+    Timeout,
 }
 
 impl From<ldap3::LdapError> for Failure {
     fn from(e: ldap3::LdapError) -> Self {
         match e {
             ldap3::LdapError::LdapResult { result } if result.rc == INVALID_CREDENTIALS => Failure::Refused,
+            ldap3::LdapError::Timeout { .. } => Failure::Timeout,
             other => Failure::Unavailable(other.to_string()),
         }
     }
@@ -300,7 +303,7 @@ impl Provider for LdapProvider {
                     tracing::warn!(provider = %self.name, error = %why, "ldap server unavailable");
                     Err(LoginError::ProviderUnavailable)
                 }
-                Err(_) => {
+                Ok(Err(Failure::Timeout)) | Err(_) => {
                     tracing::warn!(provider = %self.name, timeout = ?self.config.timeout, "ldap server did not answer in time");
                     self.drop_service().await;
                     Err(LoginError::ProviderTimeout)

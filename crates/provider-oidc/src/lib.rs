@@ -405,11 +405,9 @@ impl Oidc {
     /// verified is none (anyone could have typed it into their profile).
     fn username<'c>(&self, claims: &'c Claims) -> Option<&'c str> {
         let claim = self.config.username_claim.as_str();
-        let unverified = match claims.get("email_verified") {
-            Some(Value::Bool(b)) => !b,
-            Some(Value::String(s)) => s.eq_ignore_ascii_case("false"),
-            _ => false,
-        };
+        // Verified only as the JSON value `true`, or when the claim is absent
+        // (`0`, `"0"`, `"no"`, `"true"` are no verification).
+        let unverified = !matches!(claims.get("email_verified"), None | Some(Value::Bool(true)));
         if claim == "email" && unverified {
             tracing::info!(provider = %self.name, "the email claim is not verified: not used as the user name");
             return None;
@@ -472,6 +470,7 @@ impl Oidc {
         // A renewed ID token is optional. One that fails its checks ends the
         // session; keys that cannot be fetched now keep the renewed tokens
         // (the refresh token may already be rotated) and the claims as they were.
+        let mut verified = false;
         if let Some(id_token) = &answer.id_token {
             // Bounded on its own: the token answer is in hand and must be kept.
             let checked = tokio::time::timeout(self.config.timeout, self.verified(endpoints, id_token)).await;
@@ -480,6 +479,7 @@ impl Oidc {
                     refreshed.user_id = claims.get("sub").and_then(Value::as_str).map(str::to_owned);
                     refreshed.user = self.username(&claims).map(str::to_owned);
                     refreshed.groups = self.groups(&claims);
+                    verified = true;
                 }
                 // Keys not to be had just now (unreachable, or a new key not yet
                 // published to us): the tokens came from the token endpoint over
@@ -491,6 +491,21 @@ impl Oidc {
                     tracing::warn!(provider = %self.name, reason = %why, "renewed ID token refused: session ended");
                     return Err(Failure::Login(LoginError::InvalidCredentials));
                 }
+            }
+        }
+        // No groups claim in a renewed ID token (Keycloak and Entra ID leave
+        // it out when the user has no group left): the groups are userinfo's,
+        // else none — a group the user was removed from is never kept. With
+        // neither an ID token nor userinfo there is nothing to go on, and the
+        // groups stay as they were.
+        let unknown = refreshed.groups.is_none() && (verified || answer.id_token.is_none());
+        if unknown && (endpoints.userinfo.is_some() || verified) {
+            match endpoints.userinfo.is_some().then(|| self.userinfo(endpoints, &answer.access_token)) {
+                Some(fetched) => match tokio::time::timeout(self.config.timeout, fetched).await {
+                    Ok(Ok(claims)) => refreshed.groups = Some(self.groups(&claims).unwrap_or_default()),
+                    _ => tracing::warn!(provider = %self.name, "userinfo not had on renewal: groups kept"),
+                },
+                None => refreshed.groups = Some(Vec::new()),
             }
         }
         Ok(refreshed)

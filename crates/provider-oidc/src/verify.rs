@@ -98,15 +98,25 @@ pub fn header(token: &str) -> Result<(Algorithm, Option<String>), Refusal> {
     if !ALGORITHMS.contains(&header.alg) {
         return Err(Refusal::Algorithm(format!("{:?}", header.alg)));
     }
+    // RFC 7515 4.1.11: extensions named in `crit` must be understood, and
+    // Ferrygate understands none (jsonwebtoken's header does not read it).
+    if header_json(token).is_none_or(|h| h.contains_key("crit")) {
+        return Err(Refusal::Malformed("a crit header (an extension not understood)".into()));
+    }
     Ok((header.alg, header.kid))
+}
+
+/// The token's header as JSON.
+fn header_json(token: &str) -> Option<Map<String, Value>> {
+    use base64::Engine as _;
+    let first = token.split('.').next()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(first).ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// The `alg` a header names, for the log, when it is a short plain name.
 fn alg_of(token: &str) -> Option<String> {
-    use base64::Engine as _;
-    let first = token.split('.').next()?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(first).ok()?;
-    let header: Map<String, Value> = serde_json::from_slice(&bytes).ok()?;
+    let header = header_json(token)?;
     let alg = header.get("alg")?.as_str()?;
     (alg.len() <= 16 && alg.bytes().all(|b| b.is_ascii_alphanumeric())).then(|| alg.to_owned())
 }
@@ -130,11 +140,21 @@ pub fn verify(token: &str, keys: &JwkSet, issuer: &str, client_id: &str, now: u6
     if claims.get("iss").and_then(Value::as_str) != Some(issuer) {
         return Err(Refusal::Claims("iss is not the issuer".into()));
     }
-    if let Some(iat) = claims.get("iat") {
-        let iat = iat.as_u64().ok_or_else(|| Refusal::Claims("iat is not a number".into()))?;
-        if iat > now + SKEW_SECS {
-            return Err(Refusal::Claims("iat is in the future".into()));
-        }
+    // NumericDates, checked here whatever their JSON form (jsonwebtoken
+    // skips an `nbf` it cannot read as an integer).
+    let date = |name: &str| match claims.get(name) {
+        None => Ok(None),
+        Some(v) => v.as_f64().map(Some).ok_or_else(|| Refusal::Claims(format!("{name} is not a number"))),
+    };
+    let (now, skew) = (now as f64, SKEW_SECS as f64);
+    if date("exp")?.is_none_or(|exp| exp <= now - skew) {
+        return Err(Refusal::Claims("exp is past".into()));
+    }
+    if date("nbf")?.is_some_and(|nbf| nbf > now + skew) {
+        return Err(Refusal::Claims("nbf is in the future".into()));
+    }
+    if date("iat")?.is_some_and(|iat| iat > now + skew) {
+        return Err(Refusal::Claims("iat is in the future".into()));
     }
     // Several audiences: the token must have been issued to us (`azp`).
     if let Some(Value::Array(audiences)) = claims.get("aud") {

@@ -32,7 +32,7 @@ struct PerConn {
 impl hyper::service::Service<http::Request<Incoming>> for PerConn {
     type Response = <Stack as Service<http::Request<Incoming>>>::Response;
     type Error = <Stack as Service<http::Request<Incoming>>>::Error;
-    type Future = tower::util::Oneshot<Stack, http::Request<Incoming>>;
+    type Future = Guarded<tower::util::Oneshot<Stack, http::Request<Incoming>>>;
 
     fn call(&self, mut req: http::Request<Incoming>) -> Self::Future {
         // Before the request id and the identity are written: a client's
@@ -43,7 +43,36 @@ impl hyper::service::Service<http::Request<Incoming>> for PerConn {
         if let Some(lane) = &self.lane {
             extensions.insert(lane.clone());
         }
-        self.current.stack().oneshot(req)
+        Guarded { inner: self.current.stack().oneshot(req) }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request's future whose panic is that request's 500 (SPEC 7: no panic
+    /// in one request stops another). The release profile unwinds for this.
+    pub(crate) struct Guarded<F> {
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F, R, E> Future for Guarded<F>
+where
+    F: Future<Output = Result<ferrygate_core::future::GatewayResponse<R>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        let inner = self.project().inner;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(polled) => polled,
+            // Never polled again: the answer is ready.
+            Err(_) => {
+                tracing::error!("a request's handling panicked; answered 500 internal_error");
+                let res = ferrygate_core::respond::text(http::StatusCode::INTERNAL_SERVER_ERROR, "internal_error\n");
+                std::task::Poll::Ready(Ok(res.map(http_body_util::Either::Right)))
+            }
+        }
     }
 }
 

@@ -1,9 +1,11 @@
 //! `home.paths` (303 to `home.redirect`) and `logout.paths` (the session
 //! ended in the store, the cookie expired, 303 to `logout.redirect`;
-//! idempotent). A cross-site POST to either is `origin_rejected`.
+//! idempotent; a store that cannot end it: 503 `session_store_unavailable`,
+//! the cookie expired all the same). A cross-site POST to either is
+//! `origin_rejected`.
 
 use bytes::Bytes;
-use http::{Method, Request, Response};
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 
 use crate::error::LoginError;
@@ -25,8 +27,16 @@ pub(crate) async fn logout<B>(shared: &Shared, site: &Site, req: Request<B>) -> 
     }
     if let Some(id) = shared.sessions.session_id(&req.headers) {
         if let Err(e) = shared.sessions.end(&id).await {
-            // The browser's cookie goes anyway; the entry lapses at its TTL.
+            // Never a success the store did not do: the session still lives
+            // (on every replica) until its TTL. The browser's cookie goes anyway.
             tracing::warn!(site = %site.name, error = %e, "could not remove the session from the store");
+            let mut res = match AnswerMode::of(&req.headers) {
+                // A browser too gets the 503, not the login form's redirect.
+                AnswerMode::Browser => respond::text(StatusCode::SERVICE_UNAVAILABLE, "session_store_unavailable\n"),
+                json => respond::login_failure(LoginError::SessionStoreUnavailable, json, "/"),
+            };
+            res.headers_mut().append(http::header::SET_COOKIE, shared.sessions.expired_cookie());
+            return res;
         }
     }
     let target = site.logout.as_ref().map_or("/", |l| l.redirect.as_str());

@@ -42,6 +42,11 @@ where
     let previous = shared.sessions.session_id(req.headers());
     let mut seen = Seen::default();
     let result = match attempt(&shared, &site, req, route, conn, client_ip, &mut seen).await {
+        Ok(grant) if crate::identity::oversized(&grant.user).is_some() => {
+            let field = crate::identity::oversized(&grant.user);
+            tracing::warn!(site = %site.name, provider = %site.provider, field, "the provider's identity is oversized");
+            Err(LoginError::ProviderUnavailable)
+        }
         Ok(grant) => {
             let session = new_session(&shared, &site, seen.account.as_deref().unwrap_or(""), &grant);
             match shared.sessions.create(&session, previous.as_ref(), seen.remember).await {
@@ -107,7 +112,8 @@ fn new_session(shared: &Shared, site: &Site, account: &str, grant: &Grant) -> Se
     Session {
         site: site.name.clone(),
         provider: site.provider.clone(),
-        user: grant.user.email.clone().unwrap_or_else(|| account.to_owned()),
+        // Trimmed: the site reads a header value trimmed.
+        user: grant.user.email.as_deref().unwrap_or(account).trim().to_owned(),
         user_id: grant.user.user_id.clone(),
         org_id: grant.user.org_id.clone(),
         external_id: grant.user.external_id.clone(),
