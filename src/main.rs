@@ -81,7 +81,67 @@ fn init_logging(format: LogFormat) {
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout).with_ansi(ansi);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Pretty => builder.init(),
+        LogFormat::Pretty => builder.fmt_fields(escaped_fields()).init(),
+    }
+}
+
+/// The text format's fields with every control character escaped (JSON
+/// escapes its own): a provider's message, a header or a username holding a
+/// `\n` cannot forge a log line, nor an ESC rewrite the terminal (SPEC 7).
+fn escaped_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + Send + Sync + 'static {
+    use tracing_subscriber::field::MakeExt;
+    tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        let text = format!("{value:?}");
+        let mut escaped = String::with_capacity(text.len());
+        for c in text.chars() {
+            if c.is_control() {
+                escaped.extend(c.escape_debug());
+            } else {
+                escaped.push(c);
+            }
+        }
+        match field.name() {
+            "message" => write!(w, "{escaped}"),
+            name => write!(w, "{name}={escaped}"),
+        }
+    })
+    .delimited(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    /// A log line per event, whatever the values hold.
+    #[test]
+    fn control_characters_never_make_a_line_of_their_own() {
+        let out = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let sink = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || Sink(sink.clone()))
+            .with_ansi(false)
+            .fmt_fields(super::escaped_fields())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let forged = "bad\nINFO ferrygate: login outcome=\"success\"\r\u{1b}[2J";
+            tracing::warn!(error = %forged, code = forged, "provider said {forged}");
+        });
+        let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text:?}");
+        assert_eq!(text.matches("bad\\nINFO").count(), 3, "each of the three values escaped: {text}");
+    }
+
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 }
 

@@ -483,3 +483,23 @@ fn sections_an_oidc_or_ldap_site_does_not_answer_are_warned_about() {
         }
     }
 }
+
+/// SPEC 6: two rules on one canonical path are a warning naming both (the
+/// first applies, the second never would).
+#[test]
+fn two_rules_on_one_canonical_path_are_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}\n[[sites.authorize]]\npaths = [\"/admin\"]\ngroups = [\"admins\"]\n\
+         [[sites.authorize]]\npaths = [\"/reports\", \"/ADMIN/\"]\ngroups = [\"staff\"]\n",
+        spec_example(dir.path())
+    );
+    let out = run(&["check"], dir.path(), &config);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: sites[0].authorize[1].paths[1]: names the same path as sites[0].authorize[0].paths[0]"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("authorize[1].paths[0]"), "{stderr}");
+}

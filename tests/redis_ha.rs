@@ -510,6 +510,13 @@ async fn a_sentinel_over_tls_names_a_primary_reached_over_tls() {
         .await;
         assert_eq!(login.status, StatusCode::SERVICE_UNAVAILABLE, "{trusted_cas}: {}", login.text());
         assert_eq!(cli(primary, &["--scan", "--pattern", "ferrygate:session:*"]).lines().count(), 1);
+        if trusted_cas == sentinel_ca {
+            // The Sentinels answered; the error log names the primary they named.
+            let line = std::iter::from_fn(|| untrusted.lines.recv_timeout(Duration::from_secs(5)).ok())
+                .find(|l| l.contains("cannot connect to the primary"))
+                .unwrap_or_else(|| panic!("no log line names the primary: {:?}", untrusted.early));
+            assert!(line.contains(&format!(":{primary_tls}\"")), "{line}");
+        }
         let _ = untrusted.child.kill();
         let _ = untrusted.child.wait();
     }

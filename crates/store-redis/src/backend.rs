@@ -38,6 +38,8 @@ pub(crate) enum Backend {
     Sentinel {
         client: Mutex<SentinelClient>,
         conn: Mutex<Option<MultiplexedConnection>>,
+        /// The primary's name at the Sentinels (`redis_sentinel.master`).
+        master: String,
     },
 }
 
@@ -126,7 +128,7 @@ impl Backend {
                 let urls: Vec<String> = nodes.iter().map(|n| n.expose_secret().to_owned()).collect();
                 let client =
                     SentinelClient::build(urls, master, node_info, SentinelServerType::Master).map_err(refused)?;
-                Ok(Backend::Sentinel { client: Mutex::new(client), conn: Mutex::new(None) })
+                Ok(Backend::Sentinel { client: Mutex::new(client), conn: Mutex::new(None), master: master.to_owned() })
             }
         }
     }
@@ -139,12 +141,23 @@ impl Backend {
             Backend::Cluster { client, conn } => {
                 Ok(Conn::Cluster(conn.get_or_try_init(|| client.get_async_connection()).await?.clone()))
             }
-            Backend::Sentinel { client, conn } => {
+            Backend::Sentinel { client, conn, master } => {
                 let mut slot = conn.lock().await;
                 if let Some(c) = slot.as_ref() {
                     return Ok(Conn::Node(c.clone()));
                 }
-                let c = client.lock().await.get_async_connection().await?;
+                let connected = client.lock().await.get_async_connection().await;
+                let c = match connected {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // Which primary: the Sentinels may name one the operator
+                        // does not expect (redis-rs's error does not say).
+                        let named = named_primary(client, master).await;
+                        let primary = named.as_deref().unwrap_or("(the Sentinels named none)");
+                        tracing::error!(primary, error = ?e.kind(), "cannot connect to the primary the Sentinels name");
+                        return Err(e);
+                    }
+                };
                 *slot = Some(c.clone());
                 Ok(Conn::Node(c))
             }
@@ -160,4 +173,14 @@ impl Backend {
             Backend::Sentinel { conn, .. } => *conn.lock().await = None,
         }
     }
+}
+
+/// `host:port` of the primary the Sentinels name for `master`, asked of the
+/// first Sentinel that answers (for the error log only).
+async fn named_primary(client: &Mutex<SentinelClient>, master: &str) -> Option<String> {
+    let sentinel = client.lock().await.async_get_sentinel_client().await.ok()?;
+    let mut conn = sentinel.get_multiplexed_async_connection().await.ok()?;
+    let (host, port): (String, u16) =
+        redis::cmd("SENTINEL").arg("get-master-addr-by-name").arg(master).query_async(&mut conn).await.ok()?;
+    Some(format!("{host}:{port}"))
 }

@@ -94,7 +94,9 @@ impl Check<'_> {
             })
             .collect();
 
-        let mut authorize = Vec::new();
+        let mut authorize: Vec<AuthorizeRule> = Vec::new();
+        // Canonical path -> the key that first named it.
+        let mut named: std::collections::HashMap<String, String> = std::collections::HashMap::new();
         for (i, rule) in raw.authorize.iter().enumerate() {
             let rule_key = format!("{key}.authorize[{i}]");
             if rule.paths.is_empty() {
@@ -106,6 +108,17 @@ impl Check<'_> {
             for (j, p) in rule.paths.iter().enumerate() {
                 self.route_path(&format!("{rule_key}.paths[{j}]"), p);
                 let path = crate::path::canonical(p).into_owned();
+                let here = format!("{rule_key}.paths[{j}]");
+                match named.get(&path) {
+                    // The first rule wins on one path: say so, the second never applies.
+                    Some(first) => self.warn(
+                        &here,
+                        format!("names the same path as {first} (canonical {path}); only {first} applies"),
+                    ),
+                    None => {
+                        named.insert(path.clone(), here);
+                    }
+                }
                 authorize.push(AuthorizeRule { path, groups: rule.groups.clone() });
             }
         }
