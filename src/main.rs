@@ -108,43 +108,6 @@ fn escaped_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 
     .delimited(" ")
 }
 
-#[cfg(test)]
-mod tests {
-    use std::sync::{Arc, Mutex};
-
-    /// A log line per event, whatever the values hold.
-    #[test]
-    fn control_characters_never_make_a_line_of_their_own() {
-        let out = Arc::new(Mutex::new(Vec::<u8>::new()));
-        let sink = out.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || Sink(sink.clone()))
-            .with_ansi(false)
-            .fmt_fields(super::escaped_fields())
-            .finish();
-        tracing::subscriber::with_default(subscriber, || {
-            let forged = "bad\nINFO ferrygate: login outcome=\"success\"\r\u{1b}[2J";
-            tracing::warn!(error = %forged, code = forged, "provider said {forged}");
-        });
-        let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
-        assert_eq!(text.lines().count(), 1, "{text}");
-        assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text:?}");
-        assert_eq!(text.matches("bad\\nINFO").count(), 3, "each of the three values escaped: {text}");
-    }
-
-    struct Sink(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Sink {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-}
-
 /// Loads and validates `path`, printing what `check` prints; `None` when invalid.
 async fn load(path: &Path) -> Option<(Vec<ferrygate::ConfigError>, ferrygate::Gateway)> {
     let Loaded { config, warnings } = match ferrygate::load(path) {
@@ -386,4 +349,41 @@ async fn shutdown_signal(mut signals: Signals) {
         eprintln!("second signal: exiting now");
         std::process::exit(1);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    /// A log line per event, whatever the values hold.
+    #[test]
+    fn control_characters_never_make_a_line_of_their_own() {
+        let out = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let sink = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || Sink(sink.clone()))
+            .with_ansi(false)
+            .fmt_fields(super::escaped_fields())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let forged = "bad\nINFO ferrygate: login outcome=\"success\"\r\u{1b}[2J";
+            tracing::warn!(error = %forged, code = forged, "provider said {forged}");
+        });
+        let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text:?}");
+        assert_eq!(text.matches("bad\\nINFO").count(), 3, "each of the three values escaped: {text}");
+    }
+
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
 }

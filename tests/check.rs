@@ -498,7 +498,8 @@ fn two_rules_on_one_canonical_path_are_warned_about() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(
-        stderr.contains("warning: sites[0].authorize[1].paths[1]: names the same path as sites[0].authorize[0].paths[0]"),
+        stderr
+            .contains("warning: sites[0].authorize[1].paths[1]: names the same path as sites[0].authorize[0].paths[0]"),
         "{stderr}"
     );
     assert!(!stderr.contains("authorize[1].paths[0]"), "{stderr}");

@@ -145,3 +145,62 @@ async fn with_allow_encoded_slashes_they_pass_encoded_and_are_ordinary_character
     let answer = raw(s.gw.addr, "/public\\admin", &bob).await;
     assert!(answer.contains("\"uri\":\"/public%5Cadmin\""), "{answer}");
 }
+
+/// How a router that decodes every escape and resolves dot segments reads a
+/// path (Express and many frameworks; the red team's upstream): its
+/// segments, lower-cased, `;parameters` dropped, `\` a separator.
+fn read_by_a_lenient_router(path: &str) -> Vec<String> {
+    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy().to_lowercase();
+    let mut out: Vec<String> = Vec::new();
+    for seg in decoded.split(['/', '\\']) {
+        match seg.split(';').next().unwrap_or_default() {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s.to_owned()),
+        }
+    }
+    out
+}
+
+/// For random paths through the real gateway: whatever reaches the site is
+/// the normal form the decision was made on, and a router that decodes and
+/// resolves everything reads it as segments the decision let through (never
+/// under `/app` without a session, never under `/admin` for bob).
+#[test]
+fn no_path_reaching_the_site_differs_from_the_one_decided_on() {
+    use proptest::test_runner::{Config, TestRunner};
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (s, bob) = rt.block_on(async {
+        let s = setup("").await;
+        let bob = sign_in(&s.gw, "bob@corp.example").await;
+        (s, bob)
+    });
+    let piece =
+        "(/|//|/\\.|/\\.\\.|/%2[eE]|/%2[eE]%2[eE]|/%2[fF]|/%5[cC]|/[aA][dD]min|/[aA]pp|/public|/x|;p|%41|%7[eE]|/%25)";
+    let strategy = proptest::string::string_regex(&format!("/{piece}{{1,8}}")).unwrap();
+    let mut runner = TestRunner::new(Config { cases: 256, failure_persistence: None, ..Config::default() });
+    let under = |segments: &[String], prefix: &str| segments.first().is_some_and(|s| s == prefix);
+    runner
+        .run(&strategy, |raw| {
+            for cookie in [None, Some(bob.as_str())] {
+                let res = rt.block_on(fetch(&s.gw, &raw, cookie));
+                let status = res.status.as_u16();
+                if status != 200 {
+                    proptest::prop_assert!(matches!(status, 303 | 400 | 403), "{raw}: {status}");
+                    continue;
+                }
+                let received = res.json()["uri"].as_str().unwrap().to_owned();
+                let normal = ferrygate::core::path::normal(&raw, false).unwrap().into_owned();
+                proptest::prop_assert_eq!(&received, &normal, "{}", raw);
+                let read = read_by_a_lenient_router(&received);
+                proptest::prop_assert!(!under(&read, "admin"), "{raw}: the site read {read:?}");
+                if cookie.is_none() {
+                    proptest::prop_assert!(!under(&read, "app"), "{raw}: the site read {read:?} without a session");
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+}

@@ -166,8 +166,9 @@ fn route<B>(config: &Config, req: &mut Request<B>) -> Result<Routed, Unroutable>
         req.headers_mut().insert(header::HOST, v);
     }
     // The path every decision is made on is the path the site receives.
-    let normal =
-        crate::path::normal(req.uri().path(), config.server.allow_encoded_slashes).map_err(Unroutable::BadPath)?;
+    // A target without a path (CONNECT's authority form) has none to change.
+    let raw = if req.uri().path_and_query().is_some() { req.uri().path() } else { "/" };
+    let normal = crate::path::normal(raw, config.server.allow_encoded_slashes).map_err(Unroutable::BadPath)?;
     let normal = match normal {
         Cow::Borrowed(_) => None,
         Cow::Owned(n) => Some(n),
@@ -175,7 +176,7 @@ fn route<B>(config: &Config, req: &mut Request<B>) -> Result<Routed, Unroutable>
     if let Some(n) = &normal {
         set_path(req, n).map_err(Unroutable::BadPath)?;
     }
-    let path = crate::path::matching(req.uri().path());
+    let path = crate::path::matching(req.uri().path_and_query().map_or("/", |_| req.uri().path()));
     // A forward-auth check names its site in X-Forwarded-Host (from a trusted proxy).
     let site = match config.is_forward_auth_path(&path).then(|| forwarded_site(config, req)).flatten() {
         Some(forwarded) => Some(forwarded),
