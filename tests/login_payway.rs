@@ -434,3 +434,17 @@ async fn service_token_fetches_are_counted_on_the_admin_metrics() {
     let needle = r#"ferrygate_service_token_fetches_total{provider="news"} 1"#;
     assert!(text.contains(needle), "missing {needle} in:\n{text}");
 }
+
+/// A failed payway login keeps where the reader was going (validated).
+#[tokio::test]
+async fn a_wrong_password_keeps_the_destination() {
+    let (_state, gw) = setup().await;
+    let res = post_form(
+        &gw.url("/login?destination=/"),
+        &[("email", "reader@news.example"), ("password", "wrong")],
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::SEE_OTHER);
+    assert_eq!(param(&res.location(), "error").as_deref(), Some("invalid_credentials"));
+    assert_eq!(param(&res.location(), "destination").as_deref(), Some("/"));
+}

@@ -132,6 +132,31 @@ async fn refused_credentials_go_back_to_the_form_or_answer_401_json() {
     let location = res.location();
     assert_eq!(location.path(), "/login");
     assert_eq!(query(&location), vec![("lang".into(), "en".into()), ("error".into(), "invalid_credentials".into())]);
+    // Where the user was going is kept (validated) for the retry: from the form,
+    // from the query, and for a refusal before the provider is asked.
+    let res = post_form(
+        &gw.url("/login"),
+        &[("email", "a@b.example"), ("password", "wrong"), ("destination", "/my-portal/quotes?id=7")],
+    )
+    .await;
+    assert_eq!(
+        query(&res.location()),
+        vec![
+            ("lang".into(), "en".into()),
+            ("destination".into(), "/my-portal/quotes?id=7".into()),
+            ("error".into(), "invalid_credentials".into())
+        ]
+    );
+    let res = post_form(&gw.url("/login?destination=/my-portal/x"), &[("email", "a@b.example"), ("password", "")]).await;
+    assert_eq!(param(&res.location(), "destination").as_deref(), Some("/my-portal/x"));
+    assert_eq!(param(&res.location(), "error").as_deref(), Some("missing_credentials"));
+    // A destination that fails validation is kept as the default, never as given.
+    let res = post_form(
+        &gw.url("/login"),
+        &[("email", "a@b.example"), ("password", "wrong"), ("destination", "https://evil.example/")],
+    )
+    .await;
+    assert_eq!(param(&res.location(), "destination").as_deref(), Some("/my-portal"));
 
     let res = post_json(&gw.url("/login"), serde_json::json!({"email": "a@b.example", "password": "wrong"})).await;
     assert_eq!(res.status, StatusCode::UNAUTHORIZED);

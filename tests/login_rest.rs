@@ -383,3 +383,21 @@ async fn a_malformed_directory_fails_check_naming_the_line() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("providers.corp.users: line 3:"), "{stderr}");
 }
+
+/// A failed rest login (wrong password, unknown user) keeps where the user
+/// was going (validated) on the way back to the form.
+#[tokio::test]
+async fn a_failed_login_keeps_the_destination() {
+    let s = setup_with(401, |m| with_url(m, "/auth")).await;
+    for email in [EMAIL, "nobody@corp.example"] {
+        let res = post_form(
+            &s.gw.url("/login"),
+            &[("email", email), ("password", "wrong"), ("destination", "/app/reports?q=1")],
+        )
+        .await;
+        assert_eq!(res.status, StatusCode::SEE_OTHER);
+        assert_eq!(res.location().path(), "/login");
+        assert_eq!(param(&res.location(), "error").as_deref(), Some("invalid_credentials"), "{email}");
+        assert_eq!(param(&res.location(), "destination").as_deref(), Some("/app/reports?q=1"), "{email}");
+    }
+}

@@ -83,7 +83,13 @@ where
     );
     match result {
         Ok((redirect, cookies)) => respond::login_success(&redirect, mode, &cookies),
-        Err(err) => respond::login_failure(err, mode, &site.login.failure_redirect),
+        Err(err) => match &seen.kept_destination {
+            Some(d) => {
+                let back = crate::query::append(&site.login.failure_redirect, &[("destination", d)]);
+                respond::login_failure(err, mode, &back)
+            }
+            None => respond::login_failure(err, mode, &site.login.failure_redirect),
+        },
     }
 }
 
@@ -97,6 +103,9 @@ struct Seen {
     /// The OAuth2 state offered to the provider, and the destination it carries.
     state: String,
     destination: String,
+    /// The destination the user asked for (validated): a failure's redirect
+    /// back to the form keeps it, so the retry goes where the user was going.
+    kept_destination: Option<String>,
 }
 
 /// The session a grant starts: as long as the token lives (or the provider's
@@ -147,6 +156,12 @@ where
     if !shared.same_origin(site, req.uri(), req.headers(), req.extensions()) {
         return Err(LoginError::OriginRejected);
     }
+    // Where the user was going, kept on a failure's way back to the form: the
+    // query's now (so even a refusal before the body is read keeps it).
+    let query = Fields::from_query(req.uri().query().unwrap_or(""));
+    if route != OwnedRoute::Wizard && asked_in_query(&query).is_some_and(|d| !d.is_empty()) {
+        seen.kept_destination = Some(allowed_destination(site, asked_in_query(&query)));
+    }
     if let Some(ip) = client_ip {
         shared.limiter.hit_ip(&limit_key(ip)).await.map_err(rate_limited)?;
     }
@@ -154,6 +169,17 @@ where
     let fields = read_fields(&parts.headers, body, config.limits.login_body_bytes).await?;
 
     let login = &site.login;
+    let destination = match route {
+        OwnedRoute::Wizard => wizard_destination(site, &fields),
+        _ => {
+            let asked = fields.get(&login.destination_field).filter(|d| !d.is_empty());
+            let destination = allowed_destination(site, asked.or_else(|| asked_in_query(&query)));
+            if asked.is_some() {
+                seen.kept_destination = Some(destination.clone());
+            }
+            destination
+        }
+    };
     let username = fields.get(&login.username_field).map(str::trim).unwrap_or("");
     let password = fields.get(&login.password_field).unwrap_or("");
     if username.is_empty() || password.is_empty() {
@@ -177,14 +203,6 @@ where
     let remember = fields.get(&login.remember_field).is_some_and(truthy);
     seen.remember = remember;
 
-    let destination = match route {
-        OwnedRoute::Wizard => wizard_destination(site, &fields),
-        _ => {
-            let query = Fields::from_query(parts.uri.query().unwrap_or(""));
-            let asked = fields.get(&login.destination_field).filter(|d| !d.is_empty());
-            allowed_destination(site, asked.or_else(|| asked_in_query(&query)))
-        }
-    };
 
     let password = SecretString::from(password.to_owned());
     let user_agent = parts.headers.get(USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
