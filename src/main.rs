@@ -47,10 +47,21 @@ enum Command {
     },
     /// Run everything embedded: a demo site, provider and portal behind Ferrygate.
     Demo {
-        /// Where the gateway listens.
+        /// Where the gateway listens (with --behind, where the proxy in front does).
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// Run the intranet behind a real proxy asking Ferrygate (forward
+        /// authentication) with the shipped deploy/examples/forward-auth file.
+        #[arg(long, value_enum)]
+        behind: Option<Front>,
     },
+}
+
+/// A proxy `demo --behind` puts in front.
+#[derive(Clone, Copy, ValueEnum)]
+enum Front {
+    /// nginx `auth_request` with deploy/examples/forward-auth/nginx.conf.
+    Nginx,
 }
 
 fn main() -> ExitCode {
@@ -69,7 +80,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Check { config } => check(&config).await,
             Command::Serve { config } => serve(&config).await,
-            Command::Demo { listen } => demo(listen).await,
+            Command::Demo { listen, behind: None } => demo(listen).await,
+            Command::Demo { listen, behind: Some(Front::Nginx) } => demo_behind_nginx(listen).await,
             Command::Healthcheck { admin } => healthcheck(admin),
         }
     })
@@ -251,11 +263,69 @@ async fn demo(listen: SocketAddr) -> ExitCode {
     }
 }
 
+/// `demo --behind nginx`: the intranet behind a real nginx running the
+/// shipped forward-auth snippet, Ferrygate beside it on a loopback port.
+async fn demo_behind_nginx(listen: SocketAddr) -> ExitCode {
+    let signals = Signals::install();
+    let demo = match ferrygate::demo::Demo::start().await {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: cannot start the demo: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = ferrygate::from_toml(&demo.forward_auth_toml(([127, 0, 0, 1], 0).into()), Path::new("."));
+    let config = match config {
+        Ok(l) => l.config,
+        Err(e) => {
+            eprintln!("error: the demo configuration is invalid (a bug):\n{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let server = match ferrygate::Gateway::from_config(config).await {
+        Ok(g) => Server::bind(g.gateway_layer().clone()).await,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let server = match server {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let ferrygate = server.local_addrs()[0];
+    let nginx = match ferrygate::demo::front::Nginx::start(ferrygate, demo.intranet, listen) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("error: cannot start nginx: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(addrs = %ferrygate, nginx = %listen, "ferrygate listening");
+    println!("\n  Ferrygate demo behind nginx (forward authentication) is running:");
+    println!("    http://{listen}/   Contoso Intranet: nginx asks Ferrygate (auth_request) before every page");
+    println!("    nginx runs deploy/examples/forward-auth/nginx.conf as shipped (addresses substituted):");
+    println!("      {}", nginx.dir().join("forward-auth.conf").display());
+    println!("    Ferrygate (forward_auth.style = \"nginx\") listens on {ferrygate}\n");
+    println!("  Sign in with one of these demo accounts (alice is in admins: try /admin):");
+    for u in ferrygate::demo::USERS {
+        println!("    {:<20} password: {}", u.email, u.password);
+    }
+    println!("\n  (Ctrl-C to stop; nginx stops with it.)\n");
+    server.run(shutdown_signal(signals)).await;
+    drop(nginx);
+    drop(demo);
+    ExitCode::SUCCESS
+}
+
 async fn run(server: Server, demo: Option<ferrygate::demo::Demo>, signals: Signals) -> ExitCode {
     let addrs = server.local_addrs();
     let listening: Vec<String> = addrs.iter().map(ToString::to_string).collect();
-    let admin = server.admin_addr().map(|a| a.to_string()).unwrap_or_default();
-    tracing::info!(addrs = %listening.join(" "), admin = %admin, "ferrygate listening");
+    let admin = server.admin_addr().map(|a| a.to_string());
+    tracing::info!(addrs = %listening.join(" "), admin = admin.as_deref(), "ferrygate listening");
     if let (Some(demo), Some(addr)) = (&demo, addrs.first()) {
         let url = format!("http://{addr}");
         demo.set_gateway_url(&url);
@@ -275,7 +345,7 @@ async fn run(server: Server, demo: Option<ferrygate::demo::Demo>, signals: Signa
         for u in ferrygate::demo::USERS {
             println!("    {:<20} password: {}", u.email, u.password);
         }
-        println!("\n  (Ctrl-C to stop. Behind the gateway, on loopback: {demo:?})\n");
+        println!("\n  (Ctrl-C to stop. `ferrygate demo --behind nginx` runs the intranet behind nginx instead.)\n");
     }
     server.run(shutdown_signal(signals)).await;
     ExitCode::SUCCESS

@@ -261,7 +261,8 @@ async fn unknown_users_wrong_passwords_and_injections_look_the_same() {
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     assert_eq!(wrong.json()["error"], "invalid_credentials");
     // A form post goes back to the form with where the user was going.
-    let res = post_form(&gw.url("/login"), &[("email", "alice"), ("password", "nope"), ("destination", "/admin")]).await;
+    let res =
+        post_form(&gw.url("/login"), &[("email", "alice"), ("password", "nope"), ("destination", "/admin")]).await;
     assert_eq!(res.status, StatusCode::SEE_OTHER);
     assert_eq!(param(&res.location(), "error").as_deref(), Some("invalid_credentials"));
     assert_eq!(param(&res.location(), "destination").as_deref(), Some("/admin"));

@@ -439,11 +439,8 @@ async fn service_token_fetches_are_counted_on_the_admin_metrics() {
 #[tokio::test]
 async fn a_wrong_password_keeps_the_destination() {
     let (_state, gw) = setup().await;
-    let res = post_form(
-        &gw.url("/login?destination=/"),
-        &[("email", "reader@news.example"), ("password", "wrong")],
-    )
-    .await;
+    let res =
+        post_form(&gw.url("/login?destination=/"), &[("email", "reader@news.example"), ("password", "wrong")]).await;
     assert_eq!(res.status, StatusCode::SEE_OTHER);
     assert_eq!(param(&res.location(), "error").as_deref(), Some("invalid_credentials"));
     assert_eq!(param(&res.location(), "destination").as_deref(), Some("/"));

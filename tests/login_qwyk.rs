@@ -147,7 +147,8 @@ async fn refused_credentials_go_back_to_the_form_or_answer_401_json() {
             ("error".into(), "invalid_credentials".into())
         ]
     );
-    let res = post_form(&gw.url("/login?destination=/my-portal/x"), &[("email", "a@b.example"), ("password", "")]).await;
+    let res =
+        post_form(&gw.url("/login?destination=/my-portal/x"), &[("email", "a@b.example"), ("password", "")]).await;
     assert_eq!(param(&res.location(), "destination").as_deref(), Some("/my-portal/x"));
     assert_eq!(param(&res.location(), "error").as_deref(), Some("missing_credentials"));
     // A destination that fails validation is kept as the default, never as given.

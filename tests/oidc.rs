@@ -193,7 +193,8 @@ async fn refusals_map_to_the_documented_codes() {
         let res = login(&gw, user, password).await;
         assert_eq!((res.status, res.json()["error"].as_str()), (status, Some(code)), "{user}");
         // A form post goes back to the form with where the user was going.
-        let res = post_form(&gw.url("/login"), &[("email", user), ("password", password), ("destination", "/admin")]).await;
+        let res =
+            post_form(&gw.url("/login"), &[("email", user), ("password", password), ("destination", "/admin")]).await;
         assert_eq!(param(&res.location(), "error").as_deref(), Some(code), "{user}");
         assert_eq!(param(&res.location(), "destination").as_deref(), Some("/admin"), "{user}");
     }

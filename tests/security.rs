@@ -284,3 +284,34 @@ async fn forgot_password_posts_count_against_the_client_address() {
     assert_eq!(res.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(res.headers.contains_key("retry-after"));
 }
+
+/// A browser's `Origin` names the host and port it typed; behind a trusted
+/// proxy that reaches Ferrygate under another name, its `X-Forwarded-Host`
+/// (and `X-Forwarded-Port` when the host names none) is the request's own
+/// origin too — from anyone else, those headers count for nothing.
+#[tokio::test]
+async fn a_trusted_proxys_forwarded_host_and_port_are_the_requests_origin() {
+    let mock = Mock::start(200, TOKEN, Duration::ZERO).await;
+    let upstream = echo_upstream().await;
+    for (trusted, want) in [("127.0.0.1/32", StatusCode::OK), ("10.0.0.0/8", StatusCode::FORBIDDEN)] {
+        let gw = gateway(&qwyk_config(mock.addr, upstream, &format!("trusted_proxies = [\"{trusted}\"]"), "")).await;
+        let post = |forwarded: &[(&'static str, &'static str)]| {
+            let mut r = Request::post(gw.url("/login"))
+                .header("host", "ferrygate.internal:9000")
+                .header("origin", "http://shop.example:8080")
+                .header("sec-fetch-site", "same-origin")
+                .header("content-type", "application/json");
+            for (k, v) in forwarded {
+                r = r.header(*k, *v);
+            }
+            r.body(Full::new(Bytes::from(r#"{"email":"a@b.example","password":"x"}"#))).unwrap()
+        };
+        let res = send(post(&[("x-forwarded-host", "shop.example:8080")])).await;
+        assert_eq!(res.status, want, "{trusted}: host with port");
+        let res = send(post(&[("x-forwarded-host", "shop.example"), ("x-forwarded-port", "8080")])).await;
+        assert_eq!(res.status, want, "{trusted}: host and port apart");
+        // The port must be the origin's.
+        let res = send(post(&[("x-forwarded-host", "shop.example"), ("x-forwarded-port", "9090")])).await;
+        assert_eq!(res.status, StatusCode::FORBIDDEN, "{trusted}: another port");
+    }
+}

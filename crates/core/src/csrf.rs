@@ -8,23 +8,30 @@
 //! neither header is a non-browser client and passes: CSRF needs a victim's
 //! browser, and such clients cannot ride on its cookies.
 
+use std::borrow::Cow;
+
 use http::{header, HeaderMap, Uri};
 
 use crate::site::Site;
 
 /// The authorities a request was addressed to: the URI's (HTTP/2, absolute
-/// form) and `Host`, plus `X-Forwarded-Host` when a trusted proxy relayed it.
-pub fn request_authorities<'a>(uri: &'a Uri, headers: &'a HeaderMap, trusted_peer: bool) -> Vec<&'a str> {
-    let mut out: Vec<&str> = uri.authority().map(|a| a.as_str()).into_iter().collect();
-    out.extend(headers.get(header::HOST).and_then(|h| h.to_str().ok()));
+/// form) and `Host`, plus `X-Forwarded-Host` when a trusted proxy relayed it
+/// (with its `X-Forwarded-Port` when the host names none: Traefik sends the
+/// port apart, nginx's `$host` drops it).
+pub fn request_authorities<'a>(uri: &'a Uri, headers: &'a HeaderMap, trusted_peer: bool) -> Vec<Cow<'a, str>> {
+    let mut out: Vec<Cow<'a, str>> = uri.authority().map(|a| Cow::Borrowed(a.as_str())).into_iter().collect();
+    out.extend(headers.get(header::HOST).and_then(|h| h.to_str().ok()).map(Cow::Borrowed));
     if trusted_peer {
-        out.extend(
-            headers
-                .get("x-forwarded-host")
-                .and_then(|h| h.to_str().ok())
-                .and_then(|h| h.rsplit(',').next())
-                .map(str::trim),
-        );
+        let last = |name: &str| {
+            headers.get(name).and_then(|h| h.to_str().ok()).and_then(|h| h.rsplit(',').next()).map(str::trim)
+        };
+        if let Some(host) = last("x-forwarded-host").filter(|h| !h.is_empty()) {
+            out.push(Cow::Borrowed(host));
+            let named_port = crate::authority::parse(host).is_ok_and(|a| a.host() != a.full);
+            if let Some(port) = last("x-forwarded-port").filter(|p| !named_port && p.parse::<u16>().is_ok()) {
+                out.push(Cow::Owned(format!("{host}:{port}")));
+            }
+        }
     }
     out
 }
@@ -33,7 +40,7 @@ pub fn request_authorities<'a>(uri: &'a Uri, headers: &'a HeaderMap, trusted_pee
 /// one of `site`'s owned routes. `https` says the request is known to have
 /// come over HTTPS: then an `http://` origin is another origin, however its
 /// host reads.
-pub fn origin_allowed(headers: &HeaderMap, authorities: &[&str], site: &Site, https: bool) -> bool {
+pub fn origin_allowed(headers: &HeaderMap, authorities: &[Cow<'_, str>], site: &Site, https: bool) -> bool {
     let cross_site = headers
         .get("sec-fetch-site")
         .and_then(|v| v.to_str().ok())

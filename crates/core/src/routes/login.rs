@@ -203,7 +203,6 @@ where
     let remember = fields.get(&login.remember_field).is_some_and(truthy);
     seen.remember = remember;
 
-
     let password = SecretString::from(password.to_owned());
     let user_agent = parts.headers.get(USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
     seen.state = new_state();
