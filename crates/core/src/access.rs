@@ -154,7 +154,11 @@ where
                     // not answered with the form. Public pages go on without identity.
                     let returning = matches!(route, Some(OwnedRoute::Login | OwnedRoute::Wizard));
                     if protected || returning {
-                        let answer = respond::text(StatusCode::SERVICE_UNAVAILABLE, "session_store_unavailable\n");
+                        let answer = respond::refused(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "session_store_unavailable",
+                            "session_store_unavailable\n",
+                        );
                         return own(&req, answer);
                     }
                 }

@@ -16,6 +16,7 @@ pub mod csrf;
 pub mod destination;
 pub mod dns;
 pub mod error;
+pub mod error_page;
 pub mod future;
 pub mod gateway;
 pub mod hop;

@@ -7,6 +7,7 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
 use crate::error::LoginError;
+use crate::error_page::OwnError;
 
 /// Whether the client wants JSON answers or browser redirects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,8 +116,21 @@ pub fn login_failure(err: LoginError, mode: AnswerMode, failure_redirect: &str) 
             b.header(CONTENT_TYPE, "application/json"),
             serde_json::json!({ "error": err.code(), "message": err.message() }).to_string(),
         ),
-        AnswerMode::Browser => finish(b.header(CONTENT_TYPE, "text/plain; charset=utf-8"), format!("{}\n", err.code())),
+        AnswerMode::Browser => {
+            let mut res = finish(b.header(CONTENT_TYPE, "text/plain; charset=utf-8"), format!("{}\n", err.code()));
+            res.extensions_mut().insert(OwnError(err.code()));
+            res
+        }
     }
+}
+
+/// Ferrygate's own refusal: `status` with a short text body, marked with
+/// its `code` so a browser asking for HTML gets the error page instead
+/// ([`crate::error_page`]).
+pub fn refused(status: StatusCode, code: &'static str, body: &'static str) -> Response<Full<Bytes>> {
+    let mut res = text(status, body);
+    res.extensions_mut().insert(OwnError(code));
+    res
 }
 
 /// `202 {"status": "accepted"}`: a request taken, its outcome not told.

@@ -16,6 +16,7 @@ use tower::{Layer, Service};
 
 use crate::authority;
 use crate::config::Config;
+use crate::error_page::OwnError;
 use crate::future::{GatewayResponse, ResponseFuture};
 use crate::path::BadPath;
 use crate::respond;
@@ -77,7 +78,7 @@ where
 {
     type Response = GatewayResponse<R>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, R, S::Error>;
+    type Future = ErrorPages<ResponseFuture<S::Future, R, S::Error>>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -85,22 +86,60 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        match route(&self.config, &mut req) {
+        // A browser's navigation gets Ferrygate's refusals as a page (the
+        // site's own answers are never touched): decided here, for every layer.
+        let html = crate::error_page::wants_html(req.headers());
+        let answer = match route(&self.config, &mut req) {
             Ok(routed) => {
+                let site = html.then(|| routed.site.clone());
                 req.extensions_mut().insert(routed);
-                ResponseFuture::inner(self.inner.call(req))
+                return ErrorPages { fut: ResponseFuture::inner(self.inner.call(req)), html, site };
             }
             Err(Unroutable::Malformed) => {
-                ResponseFuture::ready(respond::text(StatusCode::BAD_REQUEST, "malformed host\n"))
+                ResponseFuture::ready(respond::refused(StatusCode::BAD_REQUEST, "malformed_host", "malformed host\n"))
             }
             Err(Unroutable::BadPath(e)) => {
                 tracing::debug!(error = %e, "request refused");
-                ResponseFuture::ready(respond::text(StatusCode::BAD_REQUEST, bad_path_text(e)))
+                ResponseFuture::ready(respond::refused(StatusCode::BAD_REQUEST, "bad_path", bad_path_text(e)))
             }
             Err(Unroutable::NoSite) => {
-                ResponseFuture::ready(respond::text_owned(StatusCode::MISDIRECTED_REQUEST, self.misdirected.clone()))
+                let mut res = respond::text_owned(StatusCode::MISDIRECTED_REQUEST, self.misdirected.clone());
+                res.extensions_mut().insert(OwnError("misdirected"));
+                ResponseFuture::ready(res)
             }
+        };
+        ErrorPages { fut: answer, html, site: None }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The gateway's answer; for a client that asks for HTML, Ferrygate's
+    /// own refusals as the error page ([`crate::error_page`]).
+    pub struct ErrorPages<F> {
+        #[pin]
+        fut: F,
+        html: bool,
+        site: Option<Arc<Site>>,
+    }
+}
+
+impl<F, R, E> std::future::Future for ErrorPages<F>
+where
+    F: std::future::Future<Output = Result<GatewayResponse<R>, E>>,
+{
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let res = std::task::ready!(this.fut.poll(cx))?;
+        if !*this.html {
+            return Poll::Ready(Ok(res));
         }
+        Poll::Ready(Ok(match crate::error_page::render(res, this.site.as_deref()) {
+            Ok(page) => page.map(http_body_util::Either::Right),
+            Err(res) => res,
+        }))
     }
 }
 

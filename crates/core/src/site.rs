@@ -50,6 +50,8 @@ pub struct Site {
     pub forward_auth: Option<ForwardAuth>,
     /// `[[sites.authorize]]`, one entry per path (canonical), longest path first.
     pub authorize: Vec<AuthorizeRule>,
+    /// `error_stylesheet`: linked from Ferrygate's own error pages.
+    pub error_stylesheet: Option<String>,
     /// Every path Ferrygate answers itself, computed at load.
     pub(crate) routes: HashMap<String, OwnedRoute>,
 }

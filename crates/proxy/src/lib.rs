@@ -246,10 +246,19 @@ fn ready(res: Response<ProxyBody>) -> Pin<Box<dyn Future<Output = Result<Respons
     Box::pin(std::future::ready(Ok(res)))
 }
 
+/// The proxy's own refusal (marked as Ferrygate's, so a browser may get the
+/// error page).
 fn error(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
     let mut res = Response::new(Either::Right(Full::new(Bytes::from_static(text.as_bytes()))));
     *res.status_mut() = status;
     res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    let code = match status {
+        StatusCode::GATEWAY_TIMEOUT => "gateway_timeout",
+        StatusCode::BAD_GATEWAY => "bad_gateway",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        _ => "internal_error",
+    };
+    res.extensions_mut().insert(ferrygate_core::error_page::OwnError(code));
     res
 }
 

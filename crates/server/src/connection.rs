@@ -69,7 +69,11 @@ where
             // Never polled again: the answer is ready.
             Err(_) => {
                 tracing::error!("a request's handling panicked; answered 500 internal_error");
-                let res = ferrygate_core::respond::text(http::StatusCode::INTERNAL_SERVER_ERROR, "internal_error\n");
+                let res = ferrygate_core::respond::refused(
+                    http::StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "internal_error\n",
+                );
                 std::task::Poll::Ready(Ok(res.map(http_body_util::Either::Right)))
             }
         }

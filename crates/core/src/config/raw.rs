@@ -125,6 +125,7 @@ pub(crate) struct RawSite {
     #[serde(default)]
     pub(crate) authorize: Vec<RawAuthorize>,
     pub(crate) forward_auth: Option<RawForwardAuth>,
+    pub(crate) error_stylesheet: Option<String>,
 }
 
 #[derive(Deserialize)]

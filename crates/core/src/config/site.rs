@@ -233,6 +233,17 @@ impl Check<'_> {
             }
         }
 
+        let error_stylesheet = raw.error_stylesheet.filter(|s| {
+            let ok =
+                (s.starts_with('/') && !s.starts_with("//")) || url::Url::parse(s).is_ok_and(|u| u.scheme() == "https");
+            if !ok {
+                self.err(
+                    &format!("{key}.error_stylesheet"),
+                    "must be a path on the site (/css/x.css) or an https:// URL",
+                );
+            }
+            ok
+        });
         let (origin, base_path) = upstream_uri?;
         let metrics = Arc::new(SiteMetrics::new(&raw.name, &raw.provider));
         Some(Site {
@@ -252,6 +263,7 @@ impl Check<'_> {
             callback,
             forward_auth,
             authorize,
+            error_stylesheet,
             routes,
         })
     }

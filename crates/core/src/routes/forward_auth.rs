@@ -39,14 +39,14 @@ pub(crate) async fn check<B>(shared: &Arc<Shared>, site: &Site, req: Request<B>)
         .is_some_and(|c| is_trusted(c.peer.ip(), &shared.config.server.trusted_proxies));
     if !trusted {
         tracing::warn!(site = %site.name, "forward-auth check from a peer not in trusted_proxies");
-        return respond::text(StatusCode::FORBIDDEN, "forbidden\n");
+        return respond::refused(StatusCode::FORBIDDEN, "forbidden", "forbidden\n");
     }
     let Some(fa) = &site.forward_auth else { return respond::text(StatusCode::NOT_FOUND, "not found\n") };
     let original = match original(&req, fa, shared.config.server.allow_encoded_slashes) {
         Ok(o) => o,
         Err(refused) => {
             tracing::info!(site = %site.name, reason = refused.reason(), "forward-auth check refused");
-            return respond::text(StatusCode::BAD_REQUEST, refused.text());
+            return respond::refused(StatusCode::BAD_REQUEST, "bad_request", refused.text());
         }
     };
     let path = crate::path::matching(original.path());
@@ -56,7 +56,11 @@ pub(crate) async fn check<B>(shared: &Arc<Shared>, site: &Site, req: Request<B>)
         Ok(found) => found.map(|(_, s)| s),
         Err(e) => {
             tracing::warn!(site = %site.name, error = %e, "session lookup failed");
-            return respond::text(StatusCode::SERVICE_UNAVAILABLE, "session_store_unavailable\n");
+            return respond::refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "session_store_unavailable",
+                "session_store_unavailable\n",
+            );
         }
     };
     match decide(true, rule, session.as_ref()) {
@@ -85,8 +89,8 @@ pub(crate) async fn check<B>(shared: &Arc<Shared>, site: &Site, req: Request<B>)
             }
             res
         }
-        Verdict::SignIn => respond::text(StatusCode::UNAUTHORIZED, "unauthenticated\n"),
-        Verdict::Forbidden => respond::text(StatusCode::FORBIDDEN, "forbidden\n"),
+        Verdict::SignIn => respond::refused(StatusCode::UNAUTHORIZED, "unauthenticated", "unauthenticated\n"),
+        Verdict::Forbidden => respond::refused(StatusCode::FORBIDDEN, "forbidden", "forbidden\n"),
     }
 }
 
