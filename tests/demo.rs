@@ -138,6 +138,7 @@ async fn a_subscriber_signs_in_through_the_payway_flow() {
         .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
         .find(|c| c.contains("_state="))
         .unwrap();
+    let session = cookie_pair(&login);
 
     // The demo authorization page sends the browser back to the landing page.
     let back = get(auth.as_str()).await;
@@ -148,13 +149,34 @@ async fn a_subscriber_signs_in_through_the_payway_flow() {
     let page = send(
         http::Request::get(format!("{base}{path}"))
             .header("host", format!("localhost:{port}"))
-            .header("cookie", state_cookie)
+            .header("cookie", format!("{state_cookie}; {session}"))
             .body(http_body_util::Full::default())
             .unwrap(),
     )
     .await;
     assert_eq!(page.status, 200, "{}", page.text());
-    assert!(page.text().contains("Welcome back, subscriber") && page.text().contains("verified by Ferrygate"));
+    let text = page.text();
+    assert!(text.contains(&format!("Welcome back, {}", user.email)) && text.contains("verified by Ferrygate"), "{text}");
+    assert!(text.contains(r#"<a href="/logout">Sign out</a>"#) && !text.contains("Subscriber login</a>"), "{text}");
+    // The newspaper has a logout: the session ends, the nav offers the login again.
+    let out = send(
+        http::Request::get(format!("{base}/logout"))
+            .header("host", format!("localhost:{port}"))
+            .header("cookie", &session)
+            .body(http_body_util::Full::default())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((out.status.as_u16(), out.header("location")), (303, "/"));
+    let front = send(
+        http::Request::get(format!("{base}/"))
+            .header("host", format!("localhost:{port}"))
+            .header("cookie", &session)
+            .body(http_body_util::Full::default())
+            .unwrap(),
+    )
+    .await;
+    assert!(front.text().contains(r#"<a href="/login">Subscriber login</a>"#), "{}", front.text());
     // Without the state cookie the landing page is refused.
     let refused = send(with_host(&path)).await;
     assert_eq!(refused.status, 403);
@@ -177,12 +199,16 @@ async fn staff_sign_in_to_the_intranet_through_the_rest_flow() {
     let page = send(req(http::Method::GET, "/app", Some(&cookie), None)).await.text();
     assert!(page.contains(&format!("Hello, {}", user.email)), "{page}");
     assert!(page.contains(r#"<dd id="user-id">1002</dd>"#), "{page}");
+    assert!(page.contains(r#"<dd id="groups">staff</dd>"#), "the groups header is shown: {page}");
+    assert!(page.contains(r#"<a href="/logout">Sign out</a>"#) && !page.contains(">Sign in</a>"), "{page}");
     // Bob is staff, not an admin: /admin is closed to him; Alice gets in.
     let admin = send(req(http::Method::GET, "/admin", Some(&cookie), None)).await;
     assert_eq!(admin.status, 403, "{}", admin.text());
     let alice = USERS[0];
-    let form = format!("email={}&password={}", alice.email.replace('@', "%40"), alice.password);
-    let alice_cookie = cookie_pair(&send(req(http::Method::POST, "/login", None, Some(form))).await);
+    let form = format!("email={}&password={}&destination=%2Fadmin", alice.email.replace('@', "%40"), alice.password);
+    let login = send(req(http::Method::POST, "/login", None, Some(form))).await;
+    assert_eq!(login.header("location"), "/admin", "the intranet keeps an /admin destination");
+    let alice_cookie = cookie_pair(&login);
     let admin = send(req(http::Method::GET, "/admin", Some(&alice_cookie), None)).await;
     assert_eq!(admin.status, 200);
     assert!(admin.text().contains(r#"<span id="groups">admins,staff</span>"#), "{}", admin.text());

@@ -242,6 +242,10 @@ allowed_destinations = ["/"]
 [sites.callback]
 path = "/landing"
 
+[sites.logout]
+paths = ["/logout"]
+redirect = "/"
+
 {rest_provider}
 [[sites]]
 name = "contoso"
@@ -488,15 +492,16 @@ fn portal(state: Arc<State>, parts: Parts, _body: Bytes) -> Reply {
 
 /// The newspaper site: front page, its own login form, and the OAuth2 landing page.
 fn news(_state: Arc<State>, parts: Parts, _body: Bytes) -> Reply {
+    let who = header(&parts, "x-ferrygate-user");
     match parts.uri.path() {
-        "/" => html(StatusCode::OK, pages::news_landing()),
-        "/login" => html(StatusCode::OK, pages::news_login(query(&parts, "error").as_deref())),
+        "/" => html(StatusCode::OK, pages::news_landing(&who)),
+        "/login" => html(StatusCode::OK, pages::news_login(query(&parts, "error").as_deref(), &who)),
         "/landing" => {
             let destination =
                 parts.headers.get("x-ferrygate-destination").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
             let code = query(&parts, "code").unwrap_or_default();
             let state = query(&parts, "state").unwrap_or_default();
-            html(StatusCode::OK, pages::news_landing_page(&code, &state, &destination))
+            html(StatusCode::OK, pages::news_landing_page(&code, &state, &destination, &who))
         }
         _ => html(StatusCode::NOT_FOUND, pages::not_found()),
     }
@@ -567,13 +572,14 @@ fn payway(state: Arc<State>, parts: Parts, body: Bytes) -> Reply {
 /// The intranet: a public front page, its own forms, and a protected workspace.
 fn intranet(_state: Arc<State>, parts: Parts, _body: Bytes) -> Reply {
     let header = |name: &str| header(&parts, name);
+    let who = header("x-ferrygate-user");
     match parts.uri.path() {
-        "/" => html(StatusCode::OK, pages::intranet_landing()),
+        "/" => html(StatusCode::OK, pages::intranet_landing(&who)),
         "/login" => html(
             StatusCode::OK,
-            pages::intranet_login(query(&parts, "error").as_deref(), query(&parts, "destination").as_deref()),
+            pages::intranet_login(query(&parts, "error").as_deref(), query(&parts, "destination").as_deref(), &who),
         ),
-        "/forgot-password" => html(StatusCode::OK, pages::intranet_forgot(query(&parts, "sent").is_some())),
+        "/forgot-password" => html(StatusCode::OK, pages::intranet_forgot(query(&parts, "sent").is_some(), &who)),
         p if p == "/app" || p.starts_with("/app/") => {
             let user = header("x-ferrygate-user");
             if user.is_empty() {
@@ -586,13 +592,15 @@ fn intranet(_state: Arc<State>, parts: Parts, _body: Bytes) -> Reply {
                     &user,
                     &header("x-ferrygate-user-id"),
                     &header("x-ferrygate-org-id"),
+                    &header("x-ferrygate-groups"),
                     &header("x-ferrygate-provider"),
+                    &who,
                 ),
             )
         }
         p if p == "/admin" || p.starts_with("/admin/") => {
             // Ferrygate admits only the `admins` group here ([[sites.authorize]]).
-            html(StatusCode::OK, pages::intranet_admin(&header("x-ferrygate-user"), &header("x-ferrygate-groups")))
+            html(StatusCode::OK, pages::intranet_admin(&who, &header("x-ferrygate-groups"), &who))
         }
         _ => html(StatusCode::NOT_FOUND, pages::not_found()),
     }

@@ -11,6 +11,7 @@ const STYLE: &str = r#"
 body { margin:0; font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif; color:var(--ink); background:var(--bg); }
 header { background:var(--ink); color:#fff; padding:14px 32px; display:flex; align-items:center; justify-content:space-between; }
 header a { color:#cbd5e1; text-decoration:none; margin-left:20px; }
+header .who { color:#fff; margin-left:20px; font-size:.9em; opacity:.85; }
 header .logo { font-weight:700; letter-spacing:.02em; color:#fff; margin:0; }
 header.portal { background:var(--brand-dark); }
 header.news { background:#7c2d12; }
@@ -227,17 +228,21 @@ pub(crate) fn portal_refused(gateway: &str) -> String {
 
 // ----- The Daily Courant: the payway demo site -----
 
-fn news_page(title: &str, body: &str) -> String {
-    layout(
-        title,
-        "news",
-        "The Daily Courant",
-        r#"<a href="/">Front page</a><a href="/login">Subscriber login</a>"#,
-        body,
-    )
+/// A site's navigation: its links, then who is signed in and a way out, or
+/// a way in (`who` is the `X-Ferrygate-User` the page was served with).
+fn nav(links: &str, who: &str, sign_in: &str) -> String {
+    if who.is_empty() {
+        format!(r#"{links}<a href="/login">{sign_in}</a>"#)
+    } else {
+        format!(r#"{links}<span class="who" id="who">{}</span><a href="/logout">Sign out</a>"#, esc(who))
+    }
 }
 
-pub(crate) fn news_landing() -> String {
+fn news_page(title: &str, body: &str, who: &str) -> String {
+    layout(title, "news", "The Daily Courant", &nav(r#"<a href="/">Front page</a>"#, who, "Subscriber login"), body)
+}
+
+pub(crate) fn news_landing(who: &str) -> String {
     news_page(
         "The Daily Courant",
         r#"<section class="hero"><div><span class="badge">Subscribers</span>
@@ -245,43 +250,46 @@ pub(crate) fn news_landing() -> String {
 <p>Read every story, every edition. Subscribers sign in here, on our own page; Ferrygate checks the login with Payway and hands you to Payway's authorization, already signed in.</p>
 <div class="actions"><a class="button" href="/login">Subscriber login</a></div></div>
 <div class="card"><h3>This is the payway demo</h3><p>The login handle flow: a service token, the login call, then the OAuth2 authorization redirect with a <code>state</code> that Ferrygate checks when you come back.</p></div></section>"#,
+        who,
     )
 }
 
-pub(crate) fn news_login(error: Option<&str>) -> String {
+pub(crate) fn news_login(error: Option<&str>, who: &str) -> String {
     let form =
         SignIn { heading: "Subscriber login", email_label: "Email address", remember: Some("Remember me"), below: "" };
-    news_page("Subscriber login — The Daily Courant", &form.card(error, None))
+    news_page("Subscriber login — The Daily Courant", &form.card(error, None), who)
 }
 
 /// The site's OAuth2 landing page, reached after Ferrygate checked `state`.
-pub(crate) fn news_landing_page(code: &str, state: &str, destination: &str) -> String {
+pub(crate) fn news_landing_page(code: &str, state: &str, destination: &str, who: &str) -> String {
     news_page(
         "Welcome back — The Daily Courant",
         &format!(
-            r#"<div class="card narrow"><span class="badge">Signed in through Ferrygate</span><h2 id="welcome">Welcome back, subscriber</h2>
+            r#"<div class="card narrow"><span class="badge">Signed in through Ferrygate</span><h2 id="welcome">Welcome back, {name}</h2>
 <dl><dt>Authorization code</dt><dd id="code">{code}</dd><dt>State</dt><dd id="state">{state} (verified by Ferrygate)</dd>
 <dt>Destination</dt><dd id="destination">{destination}</dd></dl><a class="button" href="/">Read the paper</a></div>"#,
             code = esc(code),
             state = esc(state),
             destination = esc(destination),
+            name = if who.is_empty() { "subscriber".to_owned() } else { esc(who) },
         ),
+        who,
     )
 }
 
 // ----- Contoso intranet: the rest demo site -----
 
-fn intranet_page(title: &str, body: &str) -> String {
+fn intranet_page(title: &str, body: &str, who: &str) -> String {
     layout(
         title,
         "intranet",
         "Contoso Intranet",
-        r#"<a href="/">Home</a><a href="/app">My workspace</a><a href="/login">Sign in</a>"#,
+        &nav(r#"<a href="/">Home</a><a href="/app">My workspace</a>"#, who, "Sign in"),
         body,
     )
 }
 
-pub(crate) fn intranet_landing() -> String {
+pub(crate) fn intranet_landing(who: &str) -> String {
     intranet_page(
         "Contoso Intranet",
         r#"<section class="hero"><div><span class="badge">Staff only</span>
@@ -289,10 +297,11 @@ pub(crate) fn intranet_landing() -> String {
 <p>Your workspace is protected by Ferrygate: it checks your password against Contoso's own identity web service, finds you in the staff directory, and tells the workspace who you are.</p>
 <div class="actions"><a class="button" href="/app">Open my workspace</a></div></div>
 <div class="card"><h3>This is the rest demo</h3><p>Credential pass-through with placeholders: <code>{{USEREMAIL}}</code>, <code>{{USERPASSWORD}}</code>, <code>{{DEVICEOS}}</code>… rendered into the identity service's request, escaped for where each lands.</p></div></section>"#,
+        who,
     )
 }
 
-pub(crate) fn intranet_login(error: Option<&str>, destination: Option<&str>) -> String {
+pub(crate) fn intranet_login(error: Option<&str>, destination: Option<&str>, who: &str) -> String {
     let form = SignIn {
         heading: "Staff sign-in",
         email_label: "Work email",
@@ -300,27 +309,30 @@ pub(crate) fn intranet_login(error: Option<&str>, destination: Option<&str>) -> 
         below: r#"
 <p class="hint"><a href="/forgot-password">Forgot your password?</a></p>"#,
     };
-    intranet_page("Sign in — Contoso Intranet", &form.card(error, destination))
+    intranet_page("Sign in — Contoso Intranet", &form.card(error, destination), who)
 }
 
 /// The protected workspace: shows the identity Ferrygate passed on.
-pub(crate) fn intranet_app(user: &str, user_id: &str, org_id: &str, provider: &str) -> String {
+pub(crate) fn intranet_app(user: &str, user_id: &str, org_id: &str, groups: &str, provider: &str, who: &str) -> String {
     intranet_page(
         "My workspace — Contoso Intranet",
         &format!(
             r#"<div class="card"><span class="badge">Identity from Ferrygate</span><h2 id="signed-in">Hello, {user}</h2>
 <dl><dt>X-Ferrygate-User</dt><dd id="user">{user}</dd><dt>X-Ferrygate-User-Id</dt><dd id="user-id">{user_id}</dd>
-<dt>X-Ferrygate-Org-Id</dt><dd id="org-id">{org_id}</dd><dt>X-Ferrygate-Provider</dt><dd>{provider}</dd></dl>
+<dt>X-Ferrygate-Org-Id</dt><dd id="org-id">{org_id}</dd><dt>X-Ferrygate-Groups</dt><dd id="groups">{groups}</dd>
+<dt>X-Ferrygate-Provider</dt><dd>{provider}</dd></dl>
 <div class="actions"><a class="button" href="/admin">Administration</a> <a class="button" href="/logout">Sign out</a></div></div>"#,
             user = esc(user),
             user_id = esc(user_id),
             org_id = esc(org_id),
+            groups = esc(groups),
             provider = esc(provider),
         ),
+        who,
     )
 }
 
-pub(crate) fn intranet_admin(user: &str, groups: &str) -> String {
+pub(crate) fn intranet_admin(user: &str, groups: &str, who: &str) -> String {
     intranet_page(
         "Administration — Contoso Intranet",
         &format!(
@@ -331,10 +343,11 @@ pub(crate) fn intranet_admin(user: &str, groups: &str) -> String {
             user = esc(user),
             groups = esc(groups),
         ),
+        who,
     )
 }
 
-pub(crate) fn intranet_forgot(sent: bool) -> String {
+pub(crate) fn intranet_forgot(sent: bool, who: &str) -> String {
     let body = if sent {
         r#"<div class="card narrow"><h2>Check your inbox</h2><p id="forgot-sent">If that address belongs to a Contoso account, we have sent it a link to reset the password.</p><a class="button" href="/login">Back to sign-in</a></div>"#.to_owned()
     } else {
@@ -343,22 +356,22 @@ pub(crate) fn intranet_forgot(sent: bool) -> String {
 <button type="submit">Send me a reset link</button></form></div>"#
             .to_owned()
     };
-    intranet_page("Forgot password — Contoso Intranet", &body)
+    intranet_page("Forgot password — Contoso Intranet", &body, who)
 }
 
 // ----- Fabrikam staff portal: the oidc demo site -----
 
-fn staff_page(title: &str, body: &str) -> String {
+fn staff_page(title: &str, body: &str, who: &str) -> String {
     layout(
         title,
         "staff",
         "Fabrikam Staff Portal",
-        r#"<a href="/">Home</a><a href="/workspace">Workspace</a><a href="/login">Sign in</a>"#,
+        &nav(r#"<a href="/">Home</a><a href="/workspace">Workspace</a>"#, who, "Sign in"),
         body,
     )
 }
 
-pub(crate) fn staff_landing() -> String {
+pub(crate) fn staff_landing(who: &str) -> String {
     staff_page(
         "Fabrikam Staff Portal",
         r#"<section class="hero"><div><span class="badge">Single sign-on</span>
@@ -366,16 +379,17 @@ pub(crate) fn staff_landing() -> String {
 <p>Staff accounts live in Fabrikam's identity provider. Ferrygate signs you in with it server to server (the OpenID Connect password grant), checks the signed ID token, and keeps your access token fresh for the workspace.</p>
 <div class="actions"><a class="button" href="/workspace">Open the workspace</a></div></div>
 <div class="card"><h3>This is the oidc demo</h3><p>The identity provider is embedded in the demo: it publishes discovery and an ES256 key, and issues five-minute access tokens that Ferrygate renews with refresh tokens.</p></div></section>"#,
+        who,
     )
 }
 
-pub(crate) fn staff_login(error: Option<&str>, destination: Option<&str>) -> String {
+pub(crate) fn staff_login(error: Option<&str>, destination: Option<&str>, who: &str) -> String {
     let form =
         SignIn { heading: "Sign in with your Fabrikam account", email_label: "Work email", remember: None, below: "" };
-    staff_page("Sign in — Fabrikam Staff Portal", &form.card(error, destination))
+    staff_page("Sign in — Fabrikam Staff Portal", &form.card(error, destination), who)
 }
 
-pub(crate) fn staff_workspace(user: &str, groups: &str, token_chars: usize) -> String {
+pub(crate) fn staff_workspace(user: &str, groups: &str, token_chars: usize, who: &str) -> String {
     let token = if token_chars > 0 {
         format!("received ({token_chars} characters, renewed before it ends)")
     } else {
@@ -392,15 +406,17 @@ pub(crate) fn staff_workspace(user: &str, groups: &str, token_chars: usize) -> S
             groups = esc(groups),
             token = esc(&token),
         ),
+        who,
     )
 }
 
-pub(crate) fn staff_admin(user: &str) -> String {
+pub(crate) fn staff_admin(user: &str, who: &str) -> String {
     staff_page(
         "Administration — Fabrikam Staff Portal",
         &format!(
             r#"<div class="card"><h2 id="admin">Administration</h2><p>Signed in as {}: a member of <code>admins</code>, so Ferrygate let you in.</p></div>"#,
             esc(user)
         ),
+        who,
     )
 }

@@ -165,23 +165,19 @@ fn token(me: &Issuer, url: &str, parts: &Parts, body: &Bytes) -> Reply {
 /// (signed-in staff) and the administration page (the `admins` group).
 pub(crate) fn staff(_state: Arc<State>, parts: Parts, _body: Bytes) -> Reply {
     let header = |name: &str| header(&parts, name);
+    let who = header("x-ferrygate-user");
     match parts.uri.path() {
-        "/" => html(StatusCode::OK, pages::staff_landing()),
+        "/" => html(StatusCode::OK, pages::staff_landing(&who)),
         "/login" => html(
             StatusCode::OK,
-            pages::staff_login(query(&parts, "error").as_deref(), query(&parts, "destination").as_deref()),
+            pages::staff_login(query(&parts, "error").as_deref(), query(&parts, "destination").as_deref(), &who),
         ),
         p if p == "/workspace" || p.starts_with("/workspace/") => {
             let bearer = header("authorization");
             let token = bearer.strip_prefix("Bearer ").map_or(0, str::len);
-            html(
-                StatusCode::OK,
-                pages::staff_workspace(&header("x-ferrygate-user"), &header("x-ferrygate-groups"), token),
-            )
+            html(StatusCode::OK, pages::staff_workspace(&who, &header("x-ferrygate-groups"), token, &who))
         }
-        p if p == "/admin" || p.starts_with("/admin/") => {
-            html(StatusCode::OK, pages::staff_admin(&header("x-ferrygate-user")))
-        }
+        p if p == "/admin" || p.starts_with("/admin/") => html(StatusCode::OK, pages::staff_admin(&who, &who)),
         _ => html(StatusCode::NOT_FOUND, pages::not_found()),
     }
 }
