@@ -9,7 +9,7 @@
 //! With no environment at all it starts the demo's Qwyk-style provider
 //! in-process and loads `examples/axum.toml` (sign in as `alice@example.com`
 //! / `ferrygate-demo`); `FERRYGATE_CONFIG=path` loads your own file instead.
-//! `main` and the test below serve the same [`router`].
+//! `main` and the test below serve the same [`app`].
 
 #[path = "common/mod.rs"]
 mod common;
@@ -20,15 +20,18 @@ use axum::routing::get;
 use axum::Router;
 use ferrygate::core::SignedIn;
 
-/// The application's routes, wrapped in Ferrygate's layers.
-pub(crate) fn router(gateway: &ferrygate::Gateway) -> Router {
-    Router::new()
-        .route("/", get(home))
-        .route("/login", get(login_form))
-        .route("/welcome", get(welcome))
-        .route("/account", get(account))
-        .route("/api/me", get(me))
-        .layer(gateway.layer())
+/// The application's routes inside Ferrygate's layers, as a whole
+/// ([`ferrygate::Gateway::around`]; not `Router::layer`, which would let
+/// axum's method routers add `Allow` to Ferrygate's answers).
+pub(crate) fn app(gateway: &ferrygate::Gateway) -> Router {
+    gateway.around(
+        Router::new()
+            .route("/", get(home))
+            .route("/login", get(login_form))
+            .route("/welcome", get(welcome))
+            .route("/account", get(account))
+            .route("/api/me", get(me)),
+    )
 }
 
 /// Anyone may see it; a signed-in user is greeted by name.
@@ -78,7 +81,7 @@ async fn me(user: SignedIn) -> axum::Json<serde_json::Value> {
 async fn main() -> Result<(), ferrygate::core::BoxError> {
     let (listener, gateway) = common::listen().await?;
     println!("listening on http://{}/account — sign in as {} / {}", common::LISTEN, common::EMAIL, common::PASSWORD);
-    axum::serve(listener, router(&gateway)).await?;
+    axum::serve(listener, app(&gateway)).await?;
     Ok(())
 }
 
@@ -92,7 +95,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let gateway = common::with_demo_provider(provider, addr).await.unwrap();
-        tokio::spawn(async move { axum::serve(listener, router(&gateway)).await.unwrap() });
+        tokio::spawn(async move { axum::serve(listener, app(&gateway)).await.unwrap() });
         addr
     }
 
@@ -133,6 +136,8 @@ mod tests {
             .unwrap();
         let (parts, _) = call(login).await;
         assert_eq!(parts.status, 303);
+        // Ferrygate's answer is Ferrygate's: axum's method router adds no `Allow` to it.
+        assert!(parts.headers.get("allow").is_none(), "{:?}", parts.headers);
         let welcome = parts.headers["location"].to_str().unwrap().to_owned();
         let welcome = welcome.strip_prefix(&format!("http://{addr}")).unwrap_or_else(|| panic!("{welcome}")).to_owned();
         assert!(welcome.starts_with("/welcome?token="), "{welcome}");
@@ -153,6 +158,11 @@ mod tests {
             .unwrap();
         let (parts, _) = call(login).await;
         assert_eq!(parts.headers["location"], "/login?error=invalid_credentials");
+        assert!(parts.headers.get("allow").is_none(), "{:?}", parts.headers);
+        // Logout (no route of the app's at all) is Ferrygate's too.
+        let (parts, _) = call(get(addr, "/logout", Some(&cookie))).await;
+        assert_eq!(parts.status, 303);
+        assert!(parts.headers.get("allow").is_none(), "{:?}", parts.headers);
     }
 
     #[tokio::test]

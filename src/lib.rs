@@ -2,7 +2,8 @@
 //!
 //! This facade re-exports the focused crates and adds the entry points a Rust
 //! service needs: [`Gateway::from_config`] and [`Gateway::layer`], usable in a
-//! `tower::ServiceBuilder` or an axum `Router::layer` (see `examples/axum.rs`).
+//! `tower::ServiceBuilder`, and `Gateway::around` for an axum `Router` (see
+//! `examples/axum.rs`).
 //! Requests that are not Ferrygate's own routes reach the inner service
 //! untouched; a signed-in user is the [`core::SignedIn`] request extension.
 //!
@@ -54,7 +55,8 @@ use std::sync::Arc;
 pub use ferrygate_core as core;
 pub use ferrygate_core::SignedIn;
 pub use ferrygate_core::{
-    Config, ConfigError, ConfigErrors, GatewayLayer, IdentityLayer, Kinds, Loaded, Provider, ProviderKind,
+    Config, ConfigError, ConfigErrors, GatewayLayer, GatewayService, Identity, IdentityLayer, Kinds, Loaded, Provider,
+    ProviderKind,
 };
 #[cfg(feature = "ldap")]
 pub use ferrygate_provider_ldap as ldap;
@@ -223,14 +225,30 @@ impl Gateway {
     /// }
     ///
     /// # async fn run(gateway: ferrygate::Gateway) {
-    /// let app: axum::Router = axum::Router::new()
-    ///     .route("/account", get(account))
-    ///     .route("/", get(home))
-    ///     .layer(gateway.layer());
+    /// let routes = axum::Router::new().route("/account", get(account)).route("/", get(home));
+    /// let app: axum::Router = gateway.around(routes);
     /// # }
     /// ```
+    ///
+    /// For an axum `Router` prefer [`around`](Self::around) to
+    /// `Router::layer(gateway.layer())`: axum's `Router::layer` puts the layer
+    /// inside each route's method router, which adds its `Allow` header to
+    /// Ferrygate's answers to methods the route has no handler for (the
+    /// login POST's 303, logout).
     pub fn layer(&self) -> Layer {
         tower::layer::util::Stack::new(IdentityLayer, self.layer.clone())
+    }
+
+    /// `router` inside the [layer](Self::layer) as a whole, as an axum
+    /// `Router` again (to serve, nest or merge): Ferrygate's answers are its
+    /// own, with no header of axum's method routers added.
+    #[cfg(feature = "axum")]
+    pub fn around(&self, router: axum::Router) -> axum::Router {
+        let wrapped = tower::ServiceBuilder::new()
+            .map_response(|res: axum::http::Response<_>| res.map(axum::body::Body::new))
+            .layer(self.layer())
+            .service(router);
+        axum::Router::new().fallback_service(wrapped)
     }
 
     /// The configuration in use.

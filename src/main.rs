@@ -132,6 +132,10 @@ async fn load(path: &Path) -> Option<(Vec<ferrygate::ConfigError>, ferrygate::Ga
     for w in &warnings {
         eprintln!("warning: {w}");
     }
+    if let Err(errors) = config.servable() {
+        eprintln!("{errors}");
+        return None;
+    }
     // Build (without binding) so a provider this build cannot run is refused too.
     match ferrygate::Gateway::from_config(config).await {
         Ok(gateway) => Some((warnings, gateway)),

@@ -200,9 +200,9 @@ fn the_spec_example_passes_with_warnings_for_sections_that_do_not_apply() {
     let out = run(&["check"], dir.path(), &spec_example(dir.path()));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("warning: sites[0].forgot_password: applies to rest providers only"), "{stderr}");
-    assert!(stderr.contains("warning: sites[0].callback: applies to payway providers only"), "{stderr}");
-    assert!(!stderr.contains("warning: sites[0].wizard"), "{stderr}");
+    assert!(stderr.contains("warning: sites[0] (acme).forgot_password: applies to rest providers only"), "{stderr}");
+    assert!(stderr.contains("warning: sites[0] (acme).callback: applies to payway providers only"), "{stderr}");
+    assert!(!stderr.contains("warning: sites[0] (acme).wizard"), "{stderr}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 site(s), 5 provider(s), 2 warning(s))"));
 }
 
@@ -210,13 +210,16 @@ fn the_spec_example_passes_with_warnings_for_sections_that_do_not_apply() {
 fn unknown_keys_are_named() {
     refused(|c| c.replace("require_https = false", "require_https = false\ncolour = \"blue\""), "server.colour");
     refused(|c| c.replace("site_id = 34", "site_id = 34\nsiteid = 35"), "providers.acme-qwyk.siteid");
-    refused(|c| c.replace("path = \"/login\"", "path = \"/login\"\npassword = \"x\""), "sites[0].login.password");
+    refused(
+        |c| c.replace("path = \"/login\"", "path = \"/login\"\npassword = \"x\""),
+        "sites[0] (acme).login.password",
+    );
     refused(|c| format!("nonsense = 1\n{c}"), "nonsense");
 }
 
 #[test]
 fn a_site_naming_a_missing_provider_is_refused() {
-    refused(|c| c.replace("provider = \"acme-qwyk\"", "provider = \"acme-qwyk2\""), "sites[0].provider");
+    refused(|c| c.replace("provider = \"acme-qwyk\"", "provider = \"acme-qwyk2\""), "sites[0] (acme).provider");
 }
 
 #[test]
@@ -229,7 +232,7 @@ fn two_sites_with_the_same_host_are_refused() {
                 .replace("www.acme.example\"]", "WWW.ACME.example\"]");
             format!("{c}\n[[sites]]{second}")
         },
-        "sites[1].hosts[0]",
+        "sites[1] (acme2).hosts[0]",
     );
     assert!(stderr.contains("already used by site \"acme\""), "{stderr}");
 }
@@ -246,15 +249,15 @@ fn a_short_secret_is_refused() {
 fn a_default_destination_outside_the_allowed_prefixes_is_refused() {
     refused(
         |c| c.replace("default_destination = \"/my-portal\"", "default_destination = \"/admin\""),
-        "sites[0].portal.default_destination",
+        "sites[0] (acme).portal.default_destination",
     );
     refused(
         |c| c.replace("default_destination = \"/my-portal\"", "default_destination = \"/my-portalx\""),
-        "sites[0].portal.default_destination",
+        "sites[0] (acme).portal.default_destination",
     );
     refused(
         |c| c.replace("destination = \"/my-portal/quotations/new\"", "destination = \"https://evil.example/\""),
-        "sites[0].wizard.destination",
+        "sites[0] (acme).wizard.destination",
     );
 }
 
@@ -297,8 +300,11 @@ fn values_are_checked_and_named() {
     );
     refused(|c| c.replace("organization_id = 12", "organization_id = \"12\""), "providers.acme-qwyk.organization_id");
     refused(|c| c.replace("${PAYWAY_CLIENT_SECRET}", "${NOT_SET_ANYWHERE_XYZ}"), "providers.news-payway.client_secret");
-    refused(|c| c.replace("[\"/portal-logout\"]", "[\"/login\"]"), "sites[0].logout.paths");
-    refused(|c| c.replace("upstream = \"http://127.0.0.1:3000\"", "upstream = \"ftp://x\""), "sites[0].upstream");
+    refused(|c| c.replace("[\"/portal-logout\"]", "[\"/login\"]"), "sites[0] (acme).logout.paths");
+    refused(
+        |c| c.replace("upstream = \"http://127.0.0.1:3000\"", "upstream = \"ftp://x\""),
+        "sites[0] (acme).upstream",
+    );
     refused(|c| c.replace("users = \"users.csv\"", "users = \"nobody.csv\""), "providers.corp-rest.users");
     let (code, stderr) = check("[server\nlisten = 1");
     assert_eq!(code, 1);
@@ -334,7 +340,7 @@ fn serve_refuses_an_invalid_config_with_the_same_messages() {
     let served = run(&["serve"], dir.path(), &config);
     assert_eq!(served.status.code(), Some(1));
     assert_eq!(served.stderr, checked.stderr);
-    assert!(String::from_utf8_lossy(&served.stderr).contains("error: sites[0].provider:"));
+    assert!(String::from_utf8_lossy(&served.stderr).contains("error: sites[0] (acme).provider:"));
 }
 
 #[test]
@@ -453,9 +459,12 @@ fn no_refusal_quotes_a_secret_value_or_a_files_content() {
 fn a_host_with_a_port_or_a_bad_character_is_refused() {
     refused(
         |c| c.replace("hosts = [\"www.acme.example\"]", "hosts = [\"www.acme.example:8080\"]"),
-        "sites[0].hosts[0]",
+        "sites[0] (acme).hosts[0]",
     );
-    refused(|c| c.replace("hosts = [\"www.acme.example\"]", "hosts = [\"www..acme.example\"]"), "sites[0].hosts[0]");
+    refused(
+        |c| c.replace("hosts = [\"www.acme.example\"]", "hosts = [\"www..acme.example\"]"),
+        "sites[0] (acme).hosts[0]",
+    );
 }
 
 #[test]
@@ -463,9 +472,9 @@ fn authorization_rules_are_checked() {
     fn rule(paths: &'static str, groups: &'static str) -> impl Fn(String) -> String {
         move |c: String| format!("{c}\n[[sites.authorize]]\npaths = {paths}\ngroups = {groups}\n")
     }
-    refused(rule("[]", "[\"admins\"]"), "sites[0].authorize[0].paths");
-    refused(rule("[\"/admin\"]", "[]"), "sites[0].authorize[0].groups");
-    refused(rule("[\"admin\"]", "[\"admins\"]"), "sites[0].authorize[0].paths[0]");
+    refused(rule("[]", "[\"admins\"]"), "sites[0] (acme).authorize[0].paths");
+    refused(rule("[\"/admin\"]", "[]"), "sites[0] (acme).authorize[0].groups");
+    refused(rule("[\"admin\"]", "[\"admins\"]"), "sites[0] (acme).authorize[0].paths[0]");
 }
 
 #[test]
@@ -478,7 +487,7 @@ fn sections_an_oidc_or_ldap_site_does_not_answer_are_warned_about() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "{provider}: {stderr}");
         for section in ["wizard", "callback", "forgot_password"] {
-            let warning = format!("warning: sites[0].{section}: applies to ");
+            let warning = format!("warning: sites[0] (acme).{section}: applies to ");
             assert!(stderr.contains(&warning), "{provider}: no warning for {section}: {stderr}");
         }
     }
@@ -498,9 +507,42 @@ fn two_rules_on_one_canonical_path_are_warned_about() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(
-        stderr
-            .contains("warning: sites[0].authorize[1].paths[1]: names the same path as sites[0].authorize[0].paths[0]"),
+        stderr.contains(
+            "warning: sites[0] (acme).authorize[1].paths[1]: names the same path as sites[0].authorize[0].paths[0]"
+        ),
         "{stderr}"
     );
     assert!(!stderr.contains("authorize[1].paths[0]"), "{stderr}");
+}
+
+/// The messages a newcomer meets first (issue: the first hour): a `$NAME`
+/// without braces, a server without a scheme, a Redis URL of another
+/// scheme, a site named by its name as well as its index.
+#[test]
+fn first_hour_mistakes_are_explained() {
+    let stderr = refused(
+        |c| c.replace("secret = \"${FERRYGATE_SESSION_SECRET}\"", "secret = \"$FERRYGATE_SESSION_SECRET\""),
+        "sessions.secret",
+    );
+    assert!(
+        stderr
+            .contains("error: sessions.secret: looks like $NAME, which is taken as written: only ${NAME} is replaced"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("$FERRYGATE_SESSION_SECRET\""), "the value is never quoted: {stderr}");
+    let stderr = refused(
+        |c| c.replace("server = \"https://api.qwyk.example\"", "server = \"api.qwyk.example\""),
+        "providers.acme-qwyk.server",
+    );
+    assert!(stderr.contains("must be an http:// or https:// URL with a host"), "{stderr}");
+    let stderr = refused(
+        |c| {
+            c.replace("store = \"memory\"", "store = \"redis\"")
+                .replace("redis_url = \"redis://127.0.0.1:6379/0\"", "redis_url = \"http://user:pw@127.0.0.1:6379\"")
+        },
+        "sessions.redis_url",
+    );
+    assert!(stderr.contains("must be a redis://, rediss:// (TLS) or redis+unix:// (socket) URL"), "{stderr}");
+    assert!(!stderr.contains("user:pw"), "{stderr}");
+    refused(|c| c.replacen("upstream = ", "upsteam = ", 1), "sites[0] (acme).upsteam");
 }

@@ -156,7 +156,10 @@ async fn a_subscriber_signs_in_through_the_payway_flow() {
     .await;
     assert_eq!(page.status, 200, "{}", page.text());
     let text = page.text();
-    assert!(text.contains(&format!("Welcome back, {}", user.email)) && text.contains("verified by Ferrygate"), "{text}");
+    assert!(
+        text.contains(&format!("Welcome back, {}", user.email)) && text.contains("verified by Ferrygate"),
+        "{text}"
+    );
     assert!(text.contains(r#"<a href="/logout">Sign out</a>"#) && !text.contains("Subscriber login</a>"), "{text}");
     // The newspaper has a logout: the session ends, the nav offers the login again.
     let out = send(

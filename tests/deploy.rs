@@ -101,7 +101,7 @@ fn kubernetes_manifests_agree_with_the_binary() {
                 ["ports"][0]["containerPort"]
                 .as_i64()
                 .unwrap();
-            let upstream = config.sites[0].upstream.origin.to_string();
+            let upstream = config.sites[0].upstream.origin.as_ref().unwrap().to_string();
             assert_eq!(upstream, format!("http://127.0.0.1:{app_port}/"), "the sidecar proxies to the app in its Pod");
         } else {
             assert!(deployments[0]["spec"]["replicas"].as_u64().unwrap() >= 2);

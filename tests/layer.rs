@@ -108,7 +108,10 @@ async fn passes_other_requests_through_untouched_but_for_identity_headers() {
         move |req: Request<String>| {
             let record = record.clone();
             async move {
-                let upstream = req.extensions().get::<Routed>().map(|r| r.site.upstream.origin.to_string());
+                let upstream = req
+                    .extensions()
+                    .get::<Routed>()
+                    .and_then(|r| r.site.upstream.origin.as_ref().map(ToString::to_string));
                 let names: Vec<String> = req.headers().keys().map(|k| k.to_string()).collect();
                 *record.lock().unwrap() =
                     Some((req.method().clone(), req.uri().to_string(), names, req.into_body(), upstream));
@@ -208,4 +211,39 @@ async fn a_user_signed_in_through_a_kind_of_ones_own_is_the_inner_services_signe
     let page = Request::get("/anything").header("cookie", cookie).body(String::new()).unwrap();
     let res = svc.oneshot(page).await.unwrap();
     assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "al@x.example");
+}
+
+/// A configuration for a Tower layer needs no `upstream` (the service is the
+/// site); the server, `check` and `serve` refuse it, naming the key.
+#[tokio::test]
+async fn a_layer_needs_no_upstream_and_the_server_refuses_a_site_without_one() {
+    let text = CONFIG.replace("upstream = \"http://127.0.0.1:9\"\n", "");
+    assert!(!text.contains("upstream"));
+    let kinds = ferrygate::kinds().with(MockKind(Arc::default()));
+    let config = Arc::new(Config::from_toml(&text, ".".as_ref(), &kinds).unwrap().config);
+    let refused = config.servable().unwrap_err().to_string();
+    assert!(refused.contains("sites[0] (app).upstream: required to serve"), "{refused}");
+    let layer = GatewayLayer::new(config.clone(), Arc::new(ferrygate::core::MemoryStore::new(100)));
+    let svc = ServiceBuilder::new().layer(layer.clone()).layer(IdentityLayer).service(tower::service_fn(
+        |_req: Request<String>| async { Ok::<_, Infallible>(Response::new(String::from("the service"))) },
+    ));
+    let res = svc.oneshot(Request::get("/anything").body(String::new()).unwrap()).await.unwrap();
+    assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "the service");
+    let Err(e) = ferrygate::server::Server::bind(layer).await else { panic!("served a site without an upstream") };
+    assert!(e.to_string().contains("sites[0] (app).upstream"), "{e}");
+    // The CLI says the same.
+    let dir = tempfile::tempdir().unwrap();
+    let text = text.replace(
+        "kind = \"mock\"\nportal = \"https://portal.example/in\"",
+        "kind = \"qwyk\"\nserver = \"https://qwyk.example\"\norganization_id = 1\nsite_id = 2",
+    );
+    std::fs::write(dir.path().join("ferrygate.toml"), &text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferrygate"))
+        .args(["check", "--config"])
+        .arg(dir.path().join("ferrygate.toml"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("error: sites[0] (app).upstream: required to serve"), "{stderr}");
 }

@@ -149,7 +149,7 @@ impl<'a> Check<'a> {
                 None
             }
             Err(e) => {
-                self.err(key, format!("invalid URL: {e}"));
+                self.err(key, format!("must be an http:// or https:// URL with a host ({e})"));
                 None
             }
         }

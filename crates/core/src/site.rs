@@ -10,8 +10,9 @@ use http::Uri;
 /// Where a site's proxied traffic goes.
 #[derive(Debug)]
 pub struct Upstream {
-    /// Scheme and authority of the site.
-    pub origin: Uri,
+    /// Scheme and authority of the site; none when the configuration was
+    /// written for a Tower layer (the app is the site: nothing is proxied).
+    pub origin: Option<Uri>,
     /// Path prefix of `upstream` ("" when none), prepended to every request path.
     pub base_path: String,
     pub rewrite_location: Vec<Rewrite>,

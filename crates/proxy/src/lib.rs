@@ -125,6 +125,11 @@ where
             tracing::error!("request reached the proxy without an upstream");
             return ready(error(StatusCode::INTERNAL_SERVER_ERROR, "no upstream\n"));
         };
+        if upstream.origin.is_none() {
+            // Loaded for a Tower layer (no `upstream`), then served: nothing to proxy to.
+            tracing::error!("a site without an upstream cannot be proxied to");
+            return ready(error(StatusCode::INTERNAL_SERVER_ERROR, "no upstream\n"));
+        }
         if req.method() == Method::CONNECT {
             return ready(error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"));
         }
@@ -170,6 +175,9 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
+    let Some(origin) = upstream.origin.as_ref() else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "no upstream\n");
+    };
     {
         let timeout = inner.timeout;
         // The clock starts once the whole request body has gone upstream; while
@@ -192,13 +200,13 @@ where
         };
         let send = async {
             let req = match lane {
-                Some(lane) => match lane.send(req, &upstream.origin, &inner.connector).await {
+                Some(lane) => match lane.send(req, origin, &inner.connector).await {
                     Ok(sent) => return sent,
                     Err(req) => req,
                 },
                 None => req,
             };
-            inner.client.request(absolute(req, &upstream.origin)?).await.map_err(BoxError::from)
+            inner.client.request(absolute(req, origin)?).await.map_err(BoxError::from)
         };
         let mut res = tokio::select! {
             // The answer first: once it is in, the deadline is not polled (nor the clock read).
@@ -206,12 +214,12 @@ where
             res = send => match res {
                 Ok(res) => res,
                 Err(e) => {
-                    tracing::warn!(upstream = %upstream.origin, error = %e, "upstream unavailable");
+                    tracing::warn!(upstream = %origin, error = %e, "upstream unavailable");
                     return error(StatusCode::BAD_GATEWAY, "bad gateway\n");
                 }
             },
             () = deadline => {
-                tracing::warn!(upstream = %upstream.origin, ?timeout, "upstream did not answer in time");
+                tracing::warn!(upstream = %origin, ?timeout, "upstream did not answer in time");
                 return error(StatusCode::GATEWAY_TIMEOUT, "gateway timeout\n");
             }
         };
@@ -230,7 +238,7 @@ where
             (_, true, _) => {
                 // A 101 that is not the answer to this handshake would turn the
                 // connection into a raw tunnel past everything the gateway does.
-                tracing::warn!(upstream = %upstream.origin, "101 that does not complete the client's WebSocket handshake");
+                tracing::warn!(upstream = %origin, "101 that does not complete the client's WebSocket handshake");
                 let mut res = error(StatusCode::BAD_GATEWAY, "bad gateway\n");
                 res.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
                 return res;
@@ -345,7 +353,7 @@ fn rewrite_location(headers: &mut HeaderMap, upstream: &Upstream) {
     // `//host` and `/\host` are other hosts to a browser: a rule that maps to
     // a path must never turn an upstream's Location into one.
     if rewritten.starts_with("//") || rewritten.starts_with("/\\") {
-        tracing::warn!(upstream = %upstream.origin, "a rewrite_location result would leave the site; Location passed unchanged");
+        tracing::warn!(upstream = ?upstream.origin, "a rewrite_location result would leave the site; Location passed unchanged");
         return;
     }
     if let Ok(v) = HeaderValue::from_str(&rewritten) {
@@ -410,7 +418,7 @@ mod tests {
     fn rewriting(from: &str, to: &str) -> Upstream {
         Upstream {
             metrics: Arc::new(ferrygate_core::telemetry::SiteMetrics::new("s", "p")),
-            origin: "http://127.0.0.1:1".parse().unwrap(),
+            origin: Some("http://127.0.0.1:1".parse().unwrap()),
             base_path: String::new(),
             rewrite_location: vec![ferrygate_core::config::Rewrite { from: from.into(), to: to.into() }],
         }

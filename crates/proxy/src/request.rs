@@ -86,7 +86,9 @@ pub(crate) fn prepare<B>(
         }
         // HTTP/1.0 allows a request without one; HTTP/1.1 to the site needs one.
         None => {
-            if let Some(Ok(host)) = upstream.origin.authority().map(|a| HeaderValue::from_str(a.as_str())) {
+            if let Some(Ok(host)) =
+                upstream.origin.as_ref().and_then(Uri::authority).map(|a| HeaderValue::from_str(a.as_str()))
+            {
                 headers.insert(header::HOST, host);
             }
         }

@@ -3,11 +3,34 @@
 
 use crate::check::Check;
 
+/// `$NAME` or `$NAME_2` as a whole value (upper case, as environment
+/// variables are written): a `${NAME}` whose braces were forgotten.
+fn looks_like_shell_variable(s: &str) -> bool {
+    s.strip_prefix('$').is_some_and(|name| {
+        name.len() >= 2
+            && name.starts_with(|c: char| c.is_ascii_uppercase())
+            && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+    })
+}
+
 /// Where environment variables are read from (the process's, or a test's).
 pub(crate) type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// Replaces `${NAME}` in every string value by the environment variable NAME.
 pub(crate) fn substitute(value: &mut toml::Value, key: String, env: Env<'_>, check: &mut Check<'_>) {
+    if let toml::Value::String(s) = value {
+        if looks_like_shell_variable(s) {
+            // Not quoted: a password may start with `$`. When the variable it
+            // names is set, it is surely a `${NAME}` without its braces.
+            let message =
+                "looks like $NAME, which is taken as written: only ${NAME} is replaced by the environment variable NAME";
+            if env(&s[1..]).is_some() {
+                check.err(&key, message);
+            } else {
+                check.warn(&key, message);
+            }
+        }
+    }
     match value {
         toml::Value::String(s) if s.contains("${") => {
             let mut out = String::with_capacity(s.len());

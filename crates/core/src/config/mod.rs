@@ -204,4 +204,27 @@ impl Config {
     pub fn is_forward_auth_path(&self, path: &str) -> bool {
         self.forward_auth_paths.iter().any(|p| crate::destination::within(path, p))
     }
+
+    /// Refuses a configuration the server cannot serve: a site without
+    /// `upstream` (allowed for a Tower layer, where the app is the site).
+    /// `check`, `serve` and the server ask this; a layer does not.
+    pub fn servable(&self) -> Result<(), ConfigErrors> {
+        let missing: Vec<ConfigError> = self
+            .sites
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.upstream.origin.is_none())
+            .map(|(i, s)| ConfigError {
+                key: format!("sites[{i}] ({}).upstream", s.name),
+                message: "required to serve: the address of the site to proxy to \
+                          (only a Tower layer, where your service is the site, goes without)"
+                    .to_owned(),
+            })
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(missing))
+        }
+    }
 }

@@ -107,7 +107,7 @@ pub(crate) struct RawSite {
     pub(crate) name: String,
     #[serde(default)]
     pub(crate) hosts: Vec<String>,
-    pub(crate) upstream: String,
+    pub(crate) upstream: Option<String>,
     pub(crate) provider: String,
     #[serde(default)]
     pub(crate) allowed_origins: Vec<String>,

@@ -54,11 +54,18 @@ impl Check<'_> {
                 }
             })
             .collect();
-        let upstream_uri = self.http_url(&format!("{key}.upstream"), &raw.upstream).and_then(|u| {
-            let origin: Uri =
-                format!("{}://{}", u.scheme(), &u[url::Position::BeforeHost..url::Position::AfterPort]).parse().ok()?;
-            Some((origin, u.path().trim_end_matches('/').to_owned()))
-        });
+        // Optional in the format: a Tower layer has none (the app is the site);
+        // `check`, `serve` and the server refuse a site without one.
+        let upstream_uri = match &raw.upstream {
+            None => Some((None, String::new())),
+            Some(upstream) => self.http_url(&format!("{key}.upstream"), upstream).and_then(|u| {
+                let origin: Uri =
+                    format!("{}://{}", u.scheme(), &u[url::Position::BeforeHost..url::Position::AfterPort])
+                        .parse()
+                        .ok()?;
+                Some((Some(origin), u.path().trim_end_matches('/').to_owned()))
+            }),
+        };
         let rewrite_location = raw
             .rewrite_location
             .into_iter()

@@ -29,21 +29,44 @@ pub(super) fn load(text: &str, base: &Path, env: Env<'_>, kinds: &Kinds) -> Resu
         let at = line.map(|n| format!(" (line {n})")).unwrap_or_default();
         one(String::new(), format!("invalid TOML{at}: {}", e.message().trim_end()))
     })?;
+    // Sites are named by their `name` as well as their index in every message.
+    let names: Vec<Option<String>> = match table.get("sites") {
+        Some(toml::Value::Array(sites)) => {
+            sites.iter().map(|s| s.get("name").and_then(toml::Value::as_str).map(str::to_owned)).collect()
+        }
+        _ => Vec::new(),
+    };
+    let named = |mut errors: Vec<ConfigError>| {
+        for e in &mut errors {
+            e.key = name_site(&e.key, &names);
+        }
+        errors
+    };
     let mut check = Check::new(base);
     for (key, value) in table.iter_mut() {
         substitute(value, key.clone(), env, &mut check);
     }
     if !check.errors.is_empty() {
-        return Err(ConfigErrors(check.errors));
+        return Err(ConfigErrors(named(check.errors)));
     }
     let raw: RawConfig = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
         let (key, message) = serde_refusal(&e);
-        one(key, message)
+        ConfigErrors(named(vec![ConfigError { key, message }]))
     })?;
     let config = check.config(raw, kinds);
     match config {
-        Some(config) if check.errors.is_empty() => Ok(Loaded { config, warnings: check.warnings }),
-        _ => Err(ConfigErrors(check.errors)),
+        Some(config) if check.errors.is_empty() => Ok(Loaded { config, warnings: named(check.warnings) }),
+        _ => Err(ConfigErrors(named(check.errors))),
+    }
+}
+
+/// `sites[0].upsteam` as `sites[0] (acme).upsteam`.
+fn name_site(key: &str, names: &[Option<String>]) -> String {
+    let Some(rest) = key.strip_prefix("sites[") else { return key.to_owned() };
+    let Some((index, after)) = rest.split_once(']') else { return key.to_owned() };
+    match index.parse::<usize>().ok().and_then(|i| names.get(i)).and_then(Option::as_deref) {
+        Some(name) => format!("sites[{index}] ({name}){after}"),
+        None => key.to_owned(),
     }
 }
 
@@ -203,6 +226,17 @@ impl Check<'_> {
     fn sessions(&mut self, raw: RawSessions) -> Option<Sessions> {
         let store = raw.store;
         let redis_url = self.secret("sessions.redis_url", raw.redis_url, raw.redis_url_file);
+        if let Some(url) = &redis_url {
+            let u = url.expose_secret();
+            let scheme_ok = ["redis://", "rediss://", "redis+unix://", "unix://"].iter().any(|s| u.starts_with(s));
+            if !scheme_ok || url::Url::parse(u).is_err() {
+                // Not quoted: the URL may hold a password.
+                self.err(
+                    "sessions.redis_url",
+                    "must be a redis://, rediss:// (TLS) or redis+unix:// (socket) URL, e.g. redis://127.0.0.1:6379",
+                );
+            }
+        }
         let redis_password = self.secret("sessions.redis_password", raw.redis_password, raw.redis_password_file);
         // A URL may hold a password: refusals name the key, never the URL.
         let redis_urls = |c: &mut Self, key: &str, urls: Vec<String>| -> Vec<SecretString> {
