@@ -349,7 +349,11 @@ async fn run(server: Server, demo: Option<ferrygate::demo::Demo>, signals: Signa
         for u in ferrygate::demo::USERS {
             println!("    {:<20} password: {}", u.email, u.password);
         }
-        println!("\n  (Ctrl-C to stop. `ferrygate demo --behind nginx` runs the intranet behind nginx instead.)\n");
+        println!(
+            "\n  Behind the gateway, on loopback: site={} provider={} portal={} news={} payway={} intranet={} identity={} staff={} issuer={}",
+            demo.site, demo.provider, demo.portal, demo.news, demo.payway, demo.intranet, demo.identity, demo.staff, demo.issuer
+        );
+        println!("  (Ctrl-C to stop. `ferrygate demo --behind nginx` runs the intranet behind nginx instead.)\n");
     }
     server.run(shutdown_signal(signals)).await;
     ExitCode::SUCCESS

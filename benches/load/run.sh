@@ -124,12 +124,12 @@ path = "/_ferrygate/auth"
 TOML
 # The demo's embedded qwyk provider serves the login runs.
 RUST_LOG=warn "$FG" demo --listen "127.0.0.1:$DEMO" >"$WORK/demo.log" 2>&1 & PIDS+=($!)
-for _ in $(seq 100); do grep -q 'provider: ' "$WORK/demo.log" 2>/dev/null && break; sleep 0.1; done
-PROVIDER=$(grep -o 'provider: [0-9.:]*' "$WORK/demo.log" | head -1 | cut -d' ' -f2)
+for _ in $(seq 100); do grep -q 'provider=' "$WORK/demo.log" 2>/dev/null && break; sleep 0.1; done
+PROVIDER=$(grep -o 'provider=[0-9.:]*' "$WORK/demo.log" | head -1 | cut -d= -f2)
 sed -i "s|server = \"http://127.0.0.1:9\"|server = \"http://$PROVIDER\"|; s|organization_id = 1|organization_id = 12|; s|site_id = 2|site_id = 34|" "$WORK/ferrygate.toml"
 RUST_LOG=warn "$FG" serve --config "$WORK/ferrygate.toml" >"$WORK/fg.log" 2>&1 & FGPID=$!; PIDS+=($FGPID)
 # A second gateway for the oidc form logins, against the demo's embedded OpenID issuer.
-ISSUER=$(grep -o 'issuer: [0-9.:]*' "$WORK/demo.log" | head -1 | cut -d' ' -f2)
+ISSUER=$(grep -o 'issuer=[0-9.:]*' "$WORK/demo.log" | head -1 | cut -d= -f2)
 OFP=$(port)
 cat > "$WORK/ferrygate-oidc.toml" <<TOML
 [server]
