@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, Response};
 use tower::{Layer, Service};
 
 use crate::error::LoginError;
@@ -154,11 +154,7 @@ where
                     // not answered with the form. Public pages go on without identity.
                     let returning = matches!(route, Some(OwnedRoute::Login | OwnedRoute::Wizard));
                     if protected || returning {
-                        let answer = respond::refused(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "session_store_unavailable",
-                            "session_store_unavailable\n",
-                        );
+                        let answer = respond::store_unavailable();
                         return own(&req, answer);
                     }
                 }

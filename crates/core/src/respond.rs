@@ -124,6 +124,13 @@ pub fn login_failure(err: LoginError, mode: AnswerMode, failure_redirect: &str) 
     }
 }
 
+/// The store could not answer (SPEC 4): 503 `session_store_unavailable`, the
+/// one answer for a protected page, a returning user, a forward-auth check
+/// and a logout alike (a JSON client's login has its own, in JSON).
+pub fn store_unavailable() -> Response<Full<Bytes>> {
+    refused(StatusCode::SERVICE_UNAVAILABLE, "session_store_unavailable", "session_store_unavailable\n")
+}
+
 /// Ferrygate's own refusal: `status` with a short text body, marked with
 /// its `code` so a browser asking for HTML gets the error page instead
 /// ([`crate::error_page`]).

@@ -56,11 +56,7 @@ pub(crate) async fn check<B>(shared: &Arc<Shared>, site: &Site, req: Request<B>)
         Ok(found) => found.map(|(_, s)| s),
         Err(e) => {
             tracing::warn!(site = %site.name, error = %e, "session lookup failed");
-            return respond::refused(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "session_store_unavailable",
-                "session_store_unavailable\n",
-            );
+            return respond::store_unavailable();
         }
     };
     match decide(true, rule, session.as_ref()) {

@@ -5,7 +5,7 @@
 //! `origin_rejected`.
 
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, Response};
 use http_body_util::Full;
 
 use crate::error::LoginError;
@@ -32,11 +32,7 @@ pub(crate) async fn logout<B>(shared: &Shared, site: &Site, req: Request<B>) -> 
             tracing::warn!(site = %site.name, error = %e, "could not remove the session from the store");
             let mut res = match AnswerMode::of(&req.headers) {
                 // A browser too gets the 503, not the login form's redirect.
-                AnswerMode::Browser => respond::refused(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "session_store_unavailable",
-                    "session_store_unavailable\n",
-                ),
+                AnswerMode::Browser => respond::store_unavailable(),
                 json => respond::login_failure(LoginError::SessionStoreUnavailable, json, "/"),
             };
             res.headers_mut().append(http::header::SET_COOKIE, shared.sessions.expired_cookie());
