@@ -15,10 +15,7 @@ use http_body_util::Full;
 
 use crate::site::Site;
 
-/// Marks a response as Ferrygate's own refusal, naming its code
-/// (`forbidden`, `origin_rejected`, `bad_gateway`, …).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OwnError(pub &'static str);
+pub use crate::respond::OwnError;
 
 /// Whether the client asks for HTML (a browser's navigation): `Accept`
 /// names `text/html` with a non-zero weight and does not prefer JSON.

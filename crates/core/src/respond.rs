@@ -7,7 +7,12 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
 use crate::error::LoginError;
-use crate::error_page::OwnError;
+
+/// Marks a response as Ferrygate's own refusal, naming its code
+/// (`forbidden`, `origin_rejected`, `bad_gateway`, …): a browser asking for
+/// HTML gets it as a page ([`crate::error_page`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnError(pub &'static str);
 
 /// Whether the client wants JSON answers or browser redirects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
