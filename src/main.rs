@@ -226,15 +226,14 @@ async fn watch_config(
     }
 }
 
+/// The demo's embedded services, or the reason they could not start (printed).
+async fn start_demo() -> Option<ferrygate::demo::Demo> {
+    ferrygate::demo::Demo::start().await.map_err(|e| eprintln!("error: cannot start the demo: {e}")).ok()
+}
+
 async fn demo(listen: SocketAddr) -> ExitCode {
     let signals = Signals::install();
-    let demo = match ferrygate::demo::Demo::start().await {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("error: cannot start the demo: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let Some(demo) = start_demo().await else { return ExitCode::FAILURE };
     // Bound first: the demo's Payway redirect_uri needs the real port.
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => l,
@@ -271,13 +270,7 @@ async fn demo(listen: SocketAddr) -> ExitCode {
 /// shipped forward-auth snippet, Ferrygate beside it on a loopback port.
 async fn demo_behind_nginx(listen: SocketAddr) -> ExitCode {
     let signals = Signals::install();
-    let demo = match ferrygate::demo::Demo::start().await {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("error: cannot start the demo: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let Some(demo) = start_demo().await else { return ExitCode::FAILURE };
     let config = ferrygate::from_toml(&demo.forward_auth_toml(([127, 0, 0, 1], 0).into()), Path::new("."));
     let config = match config {
         Ok(l) => l.config,

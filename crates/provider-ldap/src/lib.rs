@@ -352,41 +352,19 @@ mod tests {
     #[test]
     fn a_malformed_entry_is_an_error_never_a_panic() {
         let list = || cons(TagClass::Universal, 16, vec![attribute(b"mail", &[b"a@x"])]);
+        // A SEQUENCE and a SET of the tags given.
+        let seq = |inner: Vec<StructureTag>| cons(TagClass::Universal, 16, inner);
+        let set = |inner: Vec<StructureTag>| cons(TagClass::Universal, 17, inner);
         let malformed = [
             entry(vec![prim(4, b"\xff\xfeuid=a"), list()]),
             entry(vec![prim(4, b"uid=a,dc=x")]),
             entry(vec![]),
             entry(vec![list(), prim(4, b"uid=a")]),
             entry(vec![prim(4, b"uid=a"), prim(4, b"not a list")]),
-            entry(vec![prim(4, b"uid=a"), cons(TagClass::Universal, 16, vec![prim(4, b"mail")])]),
-            entry(vec![prim(4, b"uid=a"), cons(TagClass::Universal, 16, vec![cons(TagClass::Universal, 16, vec![])])]),
-            entry(vec![
-                prim(4, b"uid=a"),
-                cons(
-                    TagClass::Universal,
-                    16,
-                    vec![cons(
-                        TagClass::Universal,
-                        16,
-                        vec![prim(4, b"\xffname"), cons(TagClass::Universal, 17, vec![])],
-                    )],
-                ),
-            ]),
-            entry(vec![
-                prim(4, b"uid=a"),
-                cons(
-                    TagClass::Universal,
-                    16,
-                    vec![cons(
-                        TagClass::Universal,
-                        16,
-                        vec![
-                            prim(4, b"mail"),
-                            cons(TagClass::Universal, 17, vec![cons(TagClass::Universal, 16, vec![])]),
-                        ],
-                    )],
-                ),
-            ]),
+            entry(vec![prim(4, b"uid=a"), seq(vec![prim(4, b"mail")])]),
+            entry(vec![prim(4, b"uid=a"), seq(vec![seq(vec![])])]),
+            entry(vec![prim(4, b"uid=a"), seq(vec![seq(vec![prim(4, b"\xffname"), set(vec![])])])]),
+            entry(vec![prim(4, b"uid=a"), seq(vec![seq(vec![prim(4, b"mail"), set(vec![seq(vec![])])])])]),
             ResultEntry::new(prim(4, b"uid=a")),
             ResultEntry::new(cons(TagClass::Application, 5, vec![])),
         ];
