@@ -32,6 +32,7 @@ use ferrygate_core::identity::strip_identity_headers;
 use ferrygate_core::router::Routed;
 use ferrygate_core::telemetry::Route;
 use ferrygate_core::tls::Connector;
+use ferrygate_core::BoxError;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
@@ -57,8 +58,6 @@ use upgrade::{is_websocket, splice, websocket_accept, SEC_WEBSOCKET_ACCEPT};
 
 /// The body of a proxied answer: the upstream's, streamed, or our own error text.
 pub type ProxyBody = Either<Incoming, Full<Bytes>>;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 struct Inner<B> {
     client: Client<Connector, Watched<B>>,
