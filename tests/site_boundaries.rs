@@ -1,5 +1,5 @@
-//! The security review's findings, end to end through the `ferrygate` binary
-//! on a multi-site configuration, over raw sockets where the finding is about
+//! What stays within a site, end to end through the `ferrygate` binary
+//! on a multi-site configuration, over raw sockets where the behaviour is about
 //! the wire: sessions bound to their site, one canonical authority, owned
 //! routes on the canonical path, Ferrygate's cookies and client identity
 //! (headers, trailers, `Connection`) never reaching a site.
