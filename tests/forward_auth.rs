@@ -509,3 +509,33 @@ async fn behind_caddy_a_client_sent_original_uri_never_wins() {
         assert_eq!(res.status, want, "style {style}, stripped {strip}: {}", res.text());
     }
 }
+
+/// The shipped nginx file overwrites every header the check reads: a
+/// client's own `X-Original-URI`, `X-Forwarded-Uri` or `-Method` never
+/// reaches Ferrygate. Run in `auto` style, where any copy that got through
+/// would be read (and, disagreeing, answered 400).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_nginx_a_clients_own_check_headers_never_reach_the_check() {
+    let env = ferrygate(false, "127.0.0.1/32", "auto").await;
+    let nginx = nginx(&env);
+    let port = nginx.port;
+    let bob =
+        cookie_pair(&send(request(port, "POST", "/login", None, Some("email=bob%40corp.example&password=pw"))).await);
+    for (name, value) in [
+        ("x-original-uri", "/"),
+        ("x-forwarded-uri", "/"),
+        ("x-forwarded-uri", "/public"),
+        ("x-original-method", "OPTIONS"),
+        ("x-forwarded-method", "OPTIONS"),
+    ] {
+        let mut req = request(port, "GET", "/admin", Some(&bob), None);
+        req.headers_mut().insert(name, value.parse().unwrap());
+        let res = send(req).await;
+        assert_eq!(res.status, StatusCode::FORBIDDEN, "{name}: {value}: {}", res.text());
+    }
+    // And the page bob may see still works with them.
+    let mut req = request(port, "GET", "/page", Some(&bob), None);
+    req.headers_mut().insert("x-forwarded-uri", "/admin".parse().unwrap());
+    let res = send(req).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+}
