@@ -40,6 +40,10 @@ pub(crate) enum Backend {
         conn: Mutex<Option<MultiplexedConnection>>,
         /// The primary's name at the Sentinels (`redis_sentinel.master`).
         master: String,
+        /// When the Sentinels were last asked which primary they name, for
+        /// the error log: at most once per [`ASK_EVERY`], so an outage (every
+        /// store call failing to connect) does not double the Sentinels' load.
+        asked: std::sync::Mutex<Option<std::time::Instant>>,
     },
 }
 
@@ -128,7 +132,12 @@ impl Backend {
                 let urls: Vec<String> = nodes.iter().map(|n| n.expose_secret().to_owned()).collect();
                 let client =
                     SentinelClient::build(urls, master, node_info, SentinelServerType::Master).map_err(refused)?;
-                Ok(Backend::Sentinel { client: Mutex::new(client), conn: Mutex::new(None), master: master.to_owned() })
+                Ok(Backend::Sentinel {
+                    client: Mutex::new(client),
+                    conn: Mutex::new(None),
+                    master: master.to_owned(),
+                    asked: std::sync::Mutex::new(None),
+                })
             }
         }
     }
@@ -141,7 +150,7 @@ impl Backend {
             Backend::Cluster { client, conn } => {
                 Ok(Conn::Cluster(conn.get_or_try_init(|| client.get_async_connection()).await?.clone()))
             }
-            Backend::Sentinel { client, conn, master } => {
+            Backend::Sentinel { client, conn, master, asked } => {
                 let mut slot = conn.lock().await;
                 if let Some(c) = slot.as_ref() {
                     return Ok(Conn::Node(c.clone()));
@@ -152,9 +161,21 @@ impl Backend {
                     Err(e) => {
                         // Which primary: the Sentinels may name one the operator
                         // does not expect (redis-rs's error does not say).
-                        let named = named_primary(client, master).await;
-                        let primary = named.as_deref().unwrap_or("(the Sentinels named none)");
-                        tracing::error!(primary, error = ?e.kind(), "cannot connect to the primary the Sentinels name");
+                        let due = {
+                            let mut last = asked.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                            let due = last.is_none_or(|t| t.elapsed() >= ASK_EVERY);
+                            if due {
+                                *last = Some(std::time::Instant::now());
+                            }
+                            due
+                        };
+                        if due {
+                            let named = named_primary(client, master).await;
+                            let primary = named.as_deref().unwrap_or("(the Sentinels named none)");
+                            tracing::error!(primary, error = ?e.kind(), "cannot connect to the primary the Sentinels name");
+                        } else {
+                            tracing::error!(error = ?e.kind(), "cannot connect to the primary the Sentinels name");
+                        }
                         return Err(e);
                     }
                 };
@@ -174,6 +195,9 @@ impl Backend {
         }
     }
 }
+
+/// How often a failing Sentinel connection asks which primary is named.
+const ASK_EVERY: Duration = Duration::from_secs(10);
 
 /// `host:port` of the primary the Sentinels name for `master`, asked of the
 /// first Sentinel that answers (for the error log only).
