@@ -139,8 +139,8 @@ pub fn store_unavailable() -> Response<Full<Bytes>> {
 /// Ferrygate's own refusal: `status` with a short text body, marked with
 /// its `code` so a browser asking for HTML gets the error page instead
 /// ([`crate::error_page`]).
-pub fn refused(status: StatusCode, code: &'static str, body: &'static str) -> Response<Full<Bytes>> {
-    let mut res = text(status, body);
+pub fn refused(status: StatusCode, code: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut res = text_owned(status, body);
     res.extensions_mut().insert(OwnError(code));
     res
 }

@@ -16,7 +16,6 @@ use tower::{Layer, Service};
 
 use crate::authority;
 use crate::config::Config;
-use crate::error_page::OwnError;
 use crate::future::{GatewayResponse, ResponseFuture};
 use crate::path::BadPath;
 use crate::respond;
@@ -102,11 +101,11 @@ where
                 tracing::debug!(error = %e, "request refused");
                 ResponseFuture::ready(respond::refused(StatusCode::BAD_REQUEST, "bad_path", bad_path_text(e)))
             }
-            Err(Unroutable::NoSite) => {
-                let mut res = respond::text_owned(StatusCode::MISDIRECTED_REQUEST, self.misdirected.clone());
-                res.extensions_mut().insert(OwnError("misdirected"));
-                ResponseFuture::ready(res)
-            }
+            Err(Unroutable::NoSite) => ResponseFuture::ready(respond::refused(
+                StatusCode::MISDIRECTED_REQUEST,
+                "misdirected",
+                self.misdirected.clone(),
+            )),
         };
         ErrorPages { fut: answer, html, site: None }
     }
@@ -206,16 +205,14 @@ fn route<B>(config: &Config, req: &mut Request<B>) -> Result<Routed, Unroutable>
     }
     // The path every decision is made on is the path the site receives.
     // A target without a path (CONNECT's authority form) has none to change.
-    let raw = if req.uri().path_and_query().is_some() { req.uri().path() } else { "/" };
-    let normal = crate::path::normal(raw, config.server.allow_encoded_slashes).map_err(Unroutable::BadPath)?;
-    let normal = match normal {
-        Cow::Borrowed(_) => None,
-        Cow::Owned(n) => Some(n),
-    };
-    if let Some(n) = &normal {
-        set_path(req, n).map_err(Unroutable::BadPath)?;
+    let has_path = req.uri().path_and_query().is_some();
+    let raw = if has_path { req.uri().path() } else { "/" };
+    if let Cow::Owned(normal) =
+        crate::path::normal(raw, config.server.allow_encoded_slashes).map_err(Unroutable::BadPath)?
+    {
+        set_path(req, &normal).map_err(Unroutable::BadPath)?;
     }
-    let path = crate::path::matching(req.uri().path_and_query().map_or("/", |_| req.uri().path()));
+    let path = crate::path::matching(if has_path { req.uri().path() } else { "/" });
     // A forward-auth check names its site in X-Forwarded-Host (from a trusted proxy).
     let site = match config.is_forward_auth_path(&path).then(|| forwarded_site(config, req)).flatten() {
         Some(forwarded) => Some(forwarded),
