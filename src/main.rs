@@ -104,14 +104,20 @@ fn escaped_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 
     use tracing_subscriber::field::MakeExt;
     tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
         let text = format!("{value:?}");
-        let mut escaped = String::with_capacity(text.len());
-        for c in text.chars() {
-            if c.is_control() {
-                escaped.extend(c.escape_debug());
-            } else {
-                escaped.push(c);
+        // Copied only when there is something to escape (most values have nothing).
+        let escaped: std::borrow::Cow<'_, str> = if text.chars().any(char::is_control) {
+            let mut out = String::with_capacity(text.len() + 8);
+            for c in text.chars() {
+                if c.is_control() {
+                    out.extend(c.escape_debug());
+                } else {
+                    out.push(c);
+                }
             }
-        }
+            out.into()
+        } else {
+            text.as_str().into()
+        };
         match field.name() {
             "message" => write!(w, "{escaped}"),
             name => write!(w, "{name}={escaped}"),
