@@ -35,8 +35,11 @@ impl Provider for MockProvider {
         );
         self.seen.lock().unwrap().push(line);
         let ok = a.password.expose_secret() == "right";
+        // A provider bug, for the panic test.
+        let bug = a.password.expose_secret() == "panic";
         let to = format!("{}?d={}", self.portal.lock().unwrap(), a.destination);
         Box::pin(async move {
+            assert!(!bug, "a provider bug");
             if ok {
                 Ok(Grant::redirect(to))
             } else {
@@ -246,4 +249,39 @@ async fn a_layer_needs_no_upstream_and_the_server_refuses_a_site_without_one() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("error: sites[0] (app).upstream: required to serve"), "{stderr}");
+}
+
+/// SPEC 7: no panic in one request stops another. The test's provider
+/// panics on one password; through the real server, that login is a 500 on
+/// its connection and every other request, before and after, is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_request_is_its_own_500_and_nothing_else_stops() {
+    let kinds = ferrygate::kinds().with(MockKind(Arc::default()));
+    let text = format!("[server]\nlisten = [\"127.0.0.1:0\"]\n{CONFIG}")
+        .replace("[sessions]\n", "[sessions]\ncookie_secure = false\n");
+    let config = Config::from_toml(&text, ".".as_ref(), &kinds).unwrap().config;
+    let gateway = ferrygate::Gateway::from_config(config).await.unwrap();
+    let server = ferrygate::server::Server::bind(gateway.gateway_layer().clone()).await.unwrap();
+    let addr = server.local_addrs()[0];
+    tokio::spawn(server.run(std::future::pending()));
+    // One client, so the keep-alive connection is reused across the panic.
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let login = |password: &str| {
+        http::Request::post(format!("http://{addr}/login"))
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from(format!(
+                r#"{{"email":"a@x.example","password":"{password}"}}"#
+            ))))
+            .unwrap()
+    };
+    for round in 0..3 {
+        let res = client.request(login("panic")).await.unwrap_or_else(|e| panic!("round {round}: dropped: {e}"));
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "internal_error\n");
+        let res = client.request(login("right")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "round {round}: the gateway stopped answering logins");
+        let res = client.request(login("wrong")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
 }
