@@ -546,3 +546,21 @@ fn first_hour_mistakes_are_explained() {
     assert!(!stderr.contains("user:pw"), "{stderr}");
     refused(|c| c.replacen("upstream = ", "upsteam = ", 1), "sites[0] (acme).upsteam");
 }
+
+/// `error_stylesheet` is a path on the site or an https URL: a link another
+/// host could serve over plain HTTP, a scheme-relative `//host` or a
+/// `javascript:` URL is refused, naming the key.
+#[test]
+fn an_error_stylesheet_must_be_a_site_path_or_https() {
+    let with = |value: &'static str| {
+        move |c: String| c.replace("name = \"acme\"\n", &format!("name = \"acme\"\nerror_stylesheet = \"{value}\"\n"))
+    };
+    for bad in ["//evil.example/x.css", "http://cdn.example/x.css", "javascript:alert(1)", "css/site.css"] {
+        refused(with(bad), "sites[0] (acme).error_stylesheet");
+    }
+    for good in ["/css/site.css", "https://cdn.example/site.css"] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = run(&["check"], dir.path(), &with(good)(spec_example(dir.path())));
+        assert_eq!(out.status.code(), Some(0), "{good}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
