@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use ferrygate::core::kind::{Build, SiteRules};
-use ferrygate::core::Routed;
+use ferrygate::core::Target;
 use ferrygate::core::{BoxFuture, ClientConn, Grant, LoginAttempt, LoginError, Provider, SignedIn};
 use ferrygate::{Config, GatewayLayer, IdentityLayer, ProviderKind};
 use http::{Request, Response, StatusCode};
@@ -113,7 +113,7 @@ async fn passes_other_requests_through_untouched_but_for_identity_headers() {
             async move {
                 let upstream = req
                     .extensions()
-                    .get::<Routed>()
+                    .get::<Target>()
                     .and_then(|r| r.site.upstream.origin.as_ref().map(ToString::to_string));
                 let names: Vec<String> = req.headers().keys().map(|k| k.to_string()).collect();
                 *record.lock().unwrap() =

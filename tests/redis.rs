@@ -300,7 +300,7 @@ path = "/landing"
 /// on another replica during a renewal stays a logout.
 #[tokio::test]
 async fn an_update_never_brings_a_session_back_and_a_released_key_is_fresh() {
-    use ferrygate::core::session::{Session, SessionStore, StoreKey};
+    use ferrygate::core::session::{Mark, Session, SessionStore, StoreKey};
     require_redis();
     let dir = tempfile::tempdir().unwrap();
     let redis = Redis::start(dir.path());
@@ -321,10 +321,13 @@ async fn an_update_never_brings_a_session_back_and_a_released_key_is_fresh() {
     assert!(!store.update(&key, &session("c"), ttl).await.unwrap(), "a removed session came back");
     assert!(store.get(&key).await.unwrap().is_none());
     // A one-time key (a state, a renewal's claim) is used once, until released.
-    assert!(store.use_once(&key, ttl).await.unwrap());
-    assert!(!store.use_once(&key, ttl).await.unwrap(), "used twice");
-    store.release(&key).await.unwrap();
-    assert!(store.use_once(&key, ttl).await.unwrap(), "a released key is fresh again");
+    for mark in [Mark::State, Mark::Renewal] {
+        assert!(store.use_once(mark, &key, ttl).await.unwrap());
+        assert!(!store.use_once(mark, &key, ttl).await.unwrap(), "used twice");
+    }
+    store.release(Mark::Renewal, &key).await.unwrap();
+    assert!(store.use_once(Mark::Renewal, &key, ttl).await.unwrap(), "a released key is fresh again");
+    assert!(!store.use_once(Mark::State, &key, ttl).await.unwrap(), "a release of one kind freed another");
 }
 
 /// SPEC 2: a logout the store cannot do (Redis read-only, as a replica is

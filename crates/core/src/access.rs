@@ -1,42 +1,36 @@
-//! The session layer: one store lookup per request that needs one, and the
-//! access decision for protected paths.
+//! The session layer: our cookies taken out of the request in one scan, the
+//! session resolved once for the request's site ([`Gate::resolve`]), and
+//! the access decision ([`decide`]) answered.
 //!
-//! A request with our session cookie that will reach the site (or may be a
-//! returning user's login page) has its session looked up once, for its
-//! site only (a session belongs to the site it was created on). A live one
-//! becomes the [`SignedIn`] extension, from which the identity layer writes
-//! the identity headers. A protected path without a live session is
-//! answered here with a redirect to the site's login page, and is never
-//! served unverified: a store that cannot answer is a 503. A path under an
-//! authorization rule (`[[sites.authorize]]`, the longest matching path)
-//! is protected too, and a signed-in user in none of the rule's groups gets
-//! 403 `forbidden`: [`decide`] is that one decision.
+//! A session belongs to the site it was created on. A live one becomes the
+//! [`SignedIn`] extension, from which the identity layer writes the identity
+//! headers. A protected path without a live session is answered here with
+//! a redirect to the site's login page, a signed-in user outside the path's
+//! rule gets 403 `forbidden`, and a store that cannot answer is a 503
+//! wherever the answer depends on it: never served unverified. An owned
+//! route finds what it needs in the request's extensions: the cookies
+//! ([`Carried`](crate::session::Carried)) and the [`Resolved`] session.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{Method, Request, Response};
+use http::{Method, Request, Response, StatusCode};
 use tower::{Layer, Service};
 
+use crate::decision::{decide, Guard, Resolved, Verdict};
 use crate::error::LoginError;
 use crate::future::{GatewayResponse, ResponseFuture};
+use crate::gateway::{finish, Gate};
 use crate::identity::SignedIn;
 use crate::respond::{self, AnswerMode};
-use crate::router::Routed;
-use crate::session::Session;
-use crate::site::{AuthorizeRule, OwnedRoute, Site};
-use crate::state::{finish, Shared};
-use crate::telemetry::Route;
-
-/// The live session of a returning user's login or wizard page (crate-private:
-/// it holds the portal token).
-#[derive(Clone)]
-pub(crate) struct Current(pub(crate) Session);
+use crate::router::Target;
+use crate::site::{OwnedRoute, Site};
+use crate::telemetry::RouteLabel;
 
 /// Adds [`Access`] around a service.
 #[derive(Clone)]
 pub struct AccessLayer {
-    shared: Arc<Shared>,
+    gate: Arc<Gate>,
 }
 
 impl std::fmt::Debug for AccessLayer {
@@ -46,8 +40,8 @@ impl std::fmt::Debug for AccessLayer {
 }
 
 impl AccessLayer {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        Self { shared }
+    pub(crate) fn new(gate: Arc<Gate>) -> Self {
+        Self { gate }
     }
 }
 
@@ -55,7 +49,7 @@ impl<S> Layer<S> for AccessLayer {
     type Service = Access<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Access { inner, shared: self.shared.clone() }
+        Access { inner, gate: self.gate.clone() }
     }
 }
 
@@ -63,7 +57,7 @@ impl<S> Layer<S> for AccessLayer {
 #[derive(Clone)]
 pub struct Access<S> {
     inner: S,
-    shared: Arc<Shared>,
+    gate: Arc<Gate>,
 }
 
 impl<S> std::fmt::Debug for Access<S> {
@@ -72,15 +66,20 @@ impl<S> std::fmt::Debug for Access<S> {
     }
 }
 
-/// Whether a request on `route` needs the session itself (not just its id).
-fn needs_session(route: Option<OwnedRoute>, method: &Method) -> bool {
-    match route {
+/// What a request asks of the session: the path's guard, and whether the
+/// request (or the owned route it is for) reads the session at all.
+fn needs<'t>(target: &'t Target, method: &Method) -> (Guard<'t>, bool) {
+    match target.owned {
         // Proxied to the site: with identity when signed in.
-        None | Some(OwnedRoute::Callback) => true,
+        None => (target.guard(), true),
+        Some(OwnedRoute::Callback) => (Guard::Public, true),
         // A returning user's login or wizard page.
-        Some(OwnedRoute::Login | OwnedRoute::Wizard) => method != Method::POST,
-        // The forward-auth check looks the session up itself, for the original path.
-        Some(OwnedRoute::Home | OwnedRoute::Logout | OwnedRoute::ForgotPassword | OwnedRoute::ForwardAuth) => false,
+        Some(OwnedRoute::Login | OwnedRoute::Wizard) if method != Method::POST => (Guard::Returning, true),
+        // The check decides for the original path itself, on the session resolved here.
+        Some(OwnedRoute::ForwardAuth) => (Guard::Public, true),
+        Some(
+            OwnedRoute::Login | OwnedRoute::Wizard | OwnedRoute::Home | OwnedRoute::Logout | OwnedRoute::ForgotPassword,
+        ) => (Guard::Public, false),
     }
 }
 
@@ -102,116 +101,84 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let Some(Routed { site, route, protected, rule }) = req.extensions().get::<Routed>() else {
+        let Some(target) = req.extensions().get::<Target>().cloned() else {
             return ResponseFuture::inner(self.inner.call(req));
         };
-        let (route, protected, rule) = (*route, *protected, *rule);
-        let with_cookie = self.shared.sessions.has_cookie(req.headers());
-        if !with_cookie || !needs_session(route, req.method()) {
-            if protected {
-                // No cookie, no session: nothing to look up.
-                let hsts = self.shared.hsts(req.headers(), req.extensions());
-                return ResponseFuture::ready(finish(site, Route::Protected, hsts, to_login(site, &req)));
+        // The one scan of the Cookie header: the site never sees our cookies.
+        let carried = match self.gate.sessions.cookies().take(req.headers_mut()) {
+            Ok(carried) => carried,
+            Err(e) => {
+                tracing::debug!(error = %e, "request refused");
+                let answer = respond::refused(StatusCode::BAD_REQUEST, "bad_request", "malformed Cookie header\n");
+                return ResponseFuture::ready(answer);
+            }
+        };
+        let (guard, reads_session) = needs(&target, req.method());
+        let owned = target.owned;
+        if !carried.has_session() || !reads_session {
+            // Nothing to look up: decided now.
+            if let Some(answer) = answer(&self.gate, &target.site, &req, decide(guard, &Resolved::Anonymous)) {
+                return ResponseFuture::ready(answer);
+            }
+            if owned.is_some() {
+                if !carried.is_empty() {
+                    req.extensions_mut().insert(carried);
+                }
+                req.extensions_mut().insert(Resolved::Anonymous);
             }
             return ResponseFuture::inner(self.inner.call(req));
         }
-        let site = site.clone();
-        let shared = self.shared.clone();
+        let gate = self.gate.clone();
         // Take the inner service that was driven to readiness; leave a clone.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         ResponseFuture::boxed(Box::pin(async move {
-            let own = |req: &Request<B>, response| {
-                let hsts = shared.hsts(req.headers(), req.extensions());
-                Ok(finish(&site, Route::Protected, hsts, response).map(http_body_util::Either::Right))
-            };
-            match shared.session(req.headers(), &site.name).await {
-                Ok(found) => {
-                    let rule = rule.and_then(|i| site.authorize.get(i));
-                    match decide(protected, rule, found.as_ref().map(|(_, s)| s)) {
-                        Verdict::SignIn => return own(&req, to_login(&site, &req)),
-                        Verdict::Forbidden => {
-                            let mode = AnswerMode::of(req.headers());
-                            return own(&req, respond::login_failure(LoginError::Forbidden, mode, "/"));
-                        }
-                        Verdict::Allow => {}
+            let site = &target.site;
+            let resolved = gate.resolve(&carried, &site.name).await;
+            // The guard borrows the target: decided before anything moves.
+            let verdict = decide(needs(&target, req.method()).0, &resolved);
+            if let Some(answer) = answer(&gate, site, &req, verdict) {
+                return Ok(answer.map(http_body_util::Either::Right));
+            }
+            // The check answers with the identity itself; every other request
+            // carries it on to the site.
+            match resolved.session() {
+                Some(session) if owned != Some(OwnedRoute::ForwardAuth) => {
+                    if let Some(token) = crate::refresh::access_token(site, session) {
+                        req.extensions_mut().insert(token);
                     }
-                    if let Some((_, session)) = found {
-                        if matches!(route, Some(OwnedRoute::Login | OwnedRoute::Wizard)) {
-                            req.extensions_mut().insert(Current(session.clone()));
-                        }
-                        if let Some(token) = crate::refresh::access_token(&site, &session) {
-                            req.extensions_mut().insert(token);
-                        }
-                        req.extensions_mut().insert(SignedIn::from(session));
-                    }
+                    req.extensions_mut().insert(SignedIn::from(session.clone()));
                 }
-                Err(e) => {
-                    tracing::warn!(site = %site.name, error = %e, "session lookup failed");
-                    // A store that cannot answer is never read as "no session" where
-                    // that matters: a protected page is not served unverified (nor
-                    // sent to sign in again), and a signed-in user's login page is
-                    // not answered with the form. Public pages go on without identity.
-                    let returning = matches!(route, Some(OwnedRoute::Login | OwnedRoute::Wizard));
-                    if protected || returning {
-                        let answer = respond::store_unavailable();
-                        return own(&req, answer);
-                    }
-                }
+                _ => {}
+            }
+            if owned.is_some() {
+                req.extensions_mut().insert(carried);
+                req.extensions_mut().insert(resolved);
             }
             inner.call(req).await
         }))
     }
 }
 
-/// Whether a request may reach a path: the one access decision, shared by
-/// the session layer and forward authentication.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// Pass (with the user's identity, if signed in).
-    Allow,
-    /// A protected path without a live session: sign in first.
-    SignIn,
-    /// Signed in, but the path's authorization rule admits none of the user's groups.
-    Forbidden,
-}
-
-/// The decision for a path that is `protected` (by `protected_paths` or a
-/// rule) and falls under `rule`, for the request's live `session` of this site.
-pub fn decide(protected: bool, rule: Option<&AuthorizeRule>, session: Option<&Session>) -> Verdict {
-    match (session, rule) {
-        (None, _) if protected || rule.is_some() => Verdict::SignIn,
-        (Some(s), Some(rule)) if !rule.admits(&s.groups) => Verdict::Forbidden,
-        _ => Verdict::Allow,
-    }
+/// Ferrygate's answer for `verdict`, if it is not to pass.
+fn answer<B>(
+    gate: &Gate,
+    site: &Site,
+    req: &Request<B>,
+    verdict: Verdict,
+) -> Option<Response<http_body_util::Full<bytes::Bytes>>> {
+    let response = match verdict {
+        Verdict::Allow => return None,
+        Verdict::SignIn => to_login(site, req),
+        Verdict::Forbidden => respond::login_failure(LoginError::Forbidden, AnswerMode::of(req.headers()), "/"),
+        Verdict::Unavailable => respond::store_unavailable(),
+    };
+    let hsts = gate.hsts(req.headers(), req.extensions());
+    Some(finish(site, RouteLabel::Protected, hsts, response))
 }
 
 /// `login.path?destination=<the request's path and query>`.
 fn to_login<B>(site: &Site, req: &Request<B>) -> Response<http_body_util::Full<bytes::Bytes>> {
     let wanted = req.uri().path_and_query().map_or("/", |p| p.as_str());
     respond::see_other(&site.login_target(wanted), &[])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn session(groups: &[&str]) -> Session {
-        Session {
-            groups: groups.iter().map(|g| g.to_string()).collect(),
-            ..Session::for_test("u", std::time::Duration::from_secs(3600))
-        }
-    }
-
-    #[test]
-    fn one_decision_for_sessions_protected_paths_and_rules() {
-        let admins = AuthorizeRule { path: "/admin".into(), groups: vec!["admins".into(), "root".into()] };
-        assert_eq!(decide(false, None, None), Verdict::Allow);
-        assert_eq!(decide(true, None, None), Verdict::SignIn);
-        assert_eq!(decide(true, Some(&admins), None), Verdict::SignIn);
-        assert_eq!(decide(true, None, Some(&session(&[]))), Verdict::Allow);
-        assert_eq!(decide(true, Some(&admins), Some(&session(&["staff"]))), Verdict::Forbidden);
-        assert_eq!(decide(true, Some(&admins), Some(&session(&[]))), Verdict::Forbidden);
-        assert_eq!(decide(true, Some(&admins), Some(&session(&["staff", "root"]))), Verdict::Allow);
-    }
 }

@@ -10,9 +10,20 @@
 
 use std::borrow::Cow;
 
-use http::{header, HeaderMap, Uri};
+use http::{header, Extensions, HeaderMap, Uri};
+use ipnet::IpNet;
 
+use crate::conn::{self, ClientConn};
 use crate::site::Site;
+
+/// The CSRF check of an owned route's POST: whether the request comes from
+/// the site's own pages (or an allowed origin), as the module docs say.
+pub(crate) fn same_origin(trusted: &[IpNet], site: &Site, uri: &Uri, headers: &HeaderMap, ext: &Extensions) -> bool {
+    let conn = ext.get::<ClientConn>();
+    let trusted_peer = conn.is_some_and(|c| conn::is_trusted(c.peer.ip(), trusted));
+    let https = conn::is_https(conn, headers, trusted);
+    origin_allowed(headers, &request_authorities(uri, headers, trusted_peer), site, https)
+}
 
 /// The authorities a request was addressed to: the URI's (HTTP/2, absolute
 /// form) and `Host`, plus `X-Forwarded-Host` when a trusted proxy relayed it

@@ -62,7 +62,7 @@ pub fn validate(raw: &str, allowed: &[String]) -> Result<String, Refused> {
         return Err(Refused("encoded invisible character"));
     }
     let path = normalise(path)?;
-    if !allowed.iter().any(|prefix| within(&path, prefix)) {
+    if !allowed.iter().any(|prefix| crate::path::under(&path, prefix)) {
         return Err(Refused("outside the allowed prefixes"));
     }
     let mut out = String::with_capacity(raw.len() + 8);
@@ -84,19 +84,6 @@ fn invisible(c: char) -> bool {
     c.is_control()
         || c.is_whitespace()
         || matches!(c, '\u{00AD}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}')
-}
-
-/// Whether `path` (already normalised) lies inside `prefix`, whole segments only:
-/// `/my-portal` allows `/my-portal` and `/my-portal/x`, never `/my-portalx`.
-pub fn within(path: &str, prefix: &str) -> bool {
-    let prefix = prefix.trim_end_matches('/');
-    if prefix.is_empty() {
-        return true;
-    }
-    match path.strip_prefix(prefix) {
-        Some(rest) => rest.is_empty() || rest.starts_with('/'),
-        None => false,
-    }
 }
 
 #[derive(Clone, Copy)]
@@ -269,18 +256,10 @@ mod tests {
         #[test]
         fn whatever_is_accepted_is_inside_ascii_and_stable(raw in "\\PC{0,64}|/my-portal[/a-z.%0-9?&=\\\\;#@ -]{0,40}") {
             if let Ok(d) = validate(&raw, &allowed()) {
-                proptest::prop_assert!(within(d.split('?').next().unwrap_or(""), "/my-portal"), "{}", d);
+                proptest::prop_assert!(crate::path::under(d.split('?').next().unwrap_or(""), "/my-portal"), "{}", d);
                 proptest::prop_assert!(d.bytes().all(|b| (0x21..0x7f).contains(&b)), "{:?}", d);
                 proptest::prop_assert_eq!(validate(&d, &allowed()), Ok(d.clone()));
             }
         }
-    }
-
-    #[test]
-    fn prefixes_match_whole_segments() {
-        assert!(within("/my-portal", "/my-portal"));
-        assert!(within("/my-portal/x", "/my-portal/"));
-        assert!(!within("/my-portalx", "/my-portal"));
-        assert!(within("/anything", "/"));
     }
 }

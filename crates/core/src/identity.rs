@@ -56,7 +56,7 @@ where
         }
         // On a site whose provider passes its access token, a bearer header is
         // an identity claim too: only the gateway's, of a live session, gets through.
-        if extensions.get::<crate::router::Routed>().is_some_and(|r| r.site.passes_access_token) {
+        if extensions.get::<crate::router::Target>().is_some_and(|r| r.site.passes_access_token) {
             headers.remove(http::header::AUTHORIZATION);
         }
         if let Some(token) = extensions.remove::<AccessToken>() {

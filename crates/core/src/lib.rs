@@ -6,13 +6,14 @@
 //! the server build on it.
 
 pub mod access;
-pub mod audit;
+pub mod account;
 pub mod authority;
 pub mod check;
 pub mod client;
 pub mod config;
 pub mod conn;
 pub mod csrf;
+pub mod decision;
 pub mod destination;
 pub mod dns;
 pub mod error;
@@ -22,6 +23,7 @@ pub mod gateway;
 pub mod hop;
 pub mod identity;
 pub mod kind;
+pub mod owned;
 mod owned_route;
 pub mod path;
 pub mod provider;
@@ -30,10 +32,8 @@ pub mod ratelimit;
 pub mod refresh;
 pub mod respond;
 pub mod router;
-pub mod routes;
 pub mod session;
 pub mod site;
-mod state;
 pub mod telemetry;
 pub mod tls;
 
@@ -47,7 +47,7 @@ pub use identity::{CallbackDestination, Identity, IdentityLayer, SignedIn};
 pub use kind::{Build, Kinds, ProviderEntry, ProviderKind, SiteRules};
 pub use provider::{ForgotPassword, Grant, LoginAttempt, Provider, Refreshed, Token, UserInfo};
 pub use ratelimit::{MemoryLimiter, RateLimiter, Refusal};
-pub use router::Routed;
+pub use router::Target;
 pub use secrecy::{ExposeSecret, SecretString};
 pub use session::{MemoryStore, Session, SessionStore, StoreError, StoreKey};
 /// The TOML crate a [`ProviderKind`] receives its table in.

@@ -197,10 +197,22 @@ pub fn canonical(raw: &str) -> Cow<'_, str> {
     }
 }
 
+/// Whether `path` (already normalised) lies inside `prefix`, whole segments only:
+/// `/my-portal` allows `/my-portal` and `/my-portal/x`, never `/my-portalx`.
+pub fn under(path: &str, prefix: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    if prefix.is_empty() {
+        return true;
+    }
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::destination::within;
 
     fn n(raw: &str) -> Result<String, BadPath> {
         normal(raw, false).map(Cow::into_owned)
@@ -258,7 +270,7 @@ mod tests {
             assert!(!kept.contains('\\') && !kept.contains("%2f") && !kept.contains("%5c"), "{kept}");
         }
         assert_eq!(normal("/admin/users/7%2f..%2F..%2Fx", true).unwrap(), "/admin/users/7%2F..%2F..%2Fx");
-        assert!(within(&canonical("/admin/users/7%2F..%2F..%2Fx"), "/admin"));
+        assert!(under(&canonical("/admin/users/7%2F..%2F..%2Fx"), "/admin"));
         assert_eq!(normal("/a\\b", true).unwrap(), "/a%5Cb");
         assert_eq!(n("/a%zz"), Err(BadPath::BadEscape));
         assert_eq!(n("/a%2"), Err(BadPath::BadEscape));
@@ -282,9 +294,9 @@ mod tests {
         for raw in
             ["/admin", "//admin", "/./admin", "/x/../admin", "/%61dmin", "/admin;x", "/ADMIN/", "/x/%2e%2e/admin"]
         {
-            assert!(within(&canonical(raw), "/admin"), "{raw}");
+            assert!(under(&canonical(raw), "/admin"), "{raw}");
         }
-        assert!(!within(&canonical("/administrator"), "/admin"));
+        assert!(!under(&canonical("/administrator"), "/admin"));
     }
 
     #[test]
@@ -375,5 +387,13 @@ mod tests {
                 || stem.starts_with("%6cogin");
             proptest::prop_assert_eq!(matched, names_login, "{}", raw);
         }
+    }
+
+    #[test]
+    fn prefixes_match_whole_segments() {
+        assert!(under("/my-portal", "/my-portal"));
+        assert!(under("/my-portal/x", "/my-portal/"));
+        assert!(!under("/my-portalx", "/my-portal"));
+        assert!(under("/anything", "/"));
     }
 }

@@ -84,7 +84,7 @@ impl Renewals {
         let outcome = self.in_flight.try_get_with(key, renewal.run()).await;
         // Later requests read the store again: the entry only joins concurrent ones.
         self.in_flight.invalidate(&key).await;
-        outcome.map_err(|e| StoreError(e.0.clone()))
+        outcome.map_err(StoreError::new)
     }
 }
 
@@ -129,8 +129,8 @@ impl Renewal<'_> {
         // Held for longer than the renewal and its write may take, should the
         // replica die before it gives the claim back.
         let hold = limit + Duration::from_secs(10);
-        let claim = sessions.refresh_claim(self.id, secret.expose_secret());
-        if !sessions.claim_refresh(&claim, hold).await? {
+        let claim = sessions.renewal_claim(self.id, secret.expose_secret());
+        if !sessions.claim_renewal(&claim, hold).await? {
             match self.wait_for_other(session, &claim, secret.expose_secret(), limit, hold).await? {
                 Waited::Settled(now) => return Ok(now),
                 Waited::Claimed(now) => session = now,
@@ -141,7 +141,7 @@ impl Renewal<'_> {
         let settled = self.settle(session, outcome, secret, &name).await;
         // Given back whatever the outcome: a claim held on would make the next
         // requests wait for a renewal that is not happening.
-        if let Err(e) = sessions.release_refresh(&claim).await {
+        if let Err(e) = sessions.release_renewal(&claim).await {
             tracing::debug!(provider = %name, error = %e, "a renewal claim was not given back; it expires by itself");
         }
         settled
@@ -214,7 +214,7 @@ impl Renewal<'_> {
                 }
                 Some(now) => session = now,
             }
-            if !token_valid(&session) && self.sessions.claim_refresh(claim, hold).await? {
+            if !token_valid(&session) && self.sessions.claim_renewal(claim, hold).await? {
                 return Ok(Waited::Claimed(session));
             }
         }

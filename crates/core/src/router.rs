@@ -3,7 +3,7 @@
 //! authority is 400, an unknown host without a default site 421), makes the
 //! `Host` the site will hear that same normalised authority, and matches the
 //! canonical path (`crate::path`) against the site's owned routes and
-//! protected paths — once, for every layer after it, as the [`Routed`]
+//! protected paths — once, for every layer after it, as the [`Target`]
 //! request extension.
 
 use std::borrow::Cow;
@@ -16,23 +16,36 @@ use tower::{Layer, Service};
 
 use crate::authority;
 use crate::config::Config;
+use crate::decision::Guard;
 use crate::future::{GatewayResponse, ResponseFuture};
 use crate::path::BadPath;
 use crate::respond;
 use crate::site::{OwnedRoute, Site};
 
-/// Where a request goes: its site, and which of the site's routes it is.
+/// Where a request goes: its site, the site's owned route at its path if
+/// any, and what the path asks ([`Target::guard`]).
 #[derive(Debug, Clone)]
-pub struct Routed {
+#[non_exhaustive]
+pub struct Target {
     pub site: Arc<Site>,
     /// The owned route at the canonical path, if any.
-    pub route: Option<OwnedRoute>,
+    pub owned: Option<OwnedRoute>,
     /// Whether the canonical path needs a signed-in user: it lies in one of
     /// `protected_paths` or under an authorization rule (never true for an
     /// owned route).
     pub protected: bool,
     /// The authorization rule for the path (an index in `site.authorize`).
     pub rule: Option<usize>,
+}
+
+impl Target {
+    /// What the path asks of a request that is not for an owned route.
+    pub fn guard(&self) -> Guard<'_> {
+        match self.protected {
+            true => Guard::Protected(self.rule.and_then(|i| self.site.authorize.get(i))),
+            false => Guard::Public,
+        }
+    }
 }
 
 /// Adds a [`SiteRouter`] around a service.
@@ -88,10 +101,10 @@ where
         // A browser's navigation gets Ferrygate's refusals as a page (the
         // site's own answers are never touched): decided here, for every layer.
         let html = crate::error_page::wants_html(req.headers());
-        let answer = match route(&self.config, &mut req) {
-            Ok(routed) => {
-                let site = html.then(|| routed.site.clone());
-                req.extensions_mut().insert(routed);
+        let answer = match target(&self.config, &mut req) {
+            Ok(target) => {
+                let site = html.then(|| target.site.clone());
+                req.extensions_mut().insert(target);
                 return ErrorPages { fut: ResponseFuture::inner(self.inner.call(req)), html, site };
             }
             Err(Unroutable::Malformed) => {
@@ -187,8 +200,8 @@ fn set_path<B>(req: &mut Request<B>, normal: &str) -> Result<(), BadPath> {
     Ok(())
 }
 
-/// The request's [`Routed`], its `Host` set to the normalised authority.
-fn route<B>(config: &Config, req: &mut Request<B>) -> Result<Routed, Unroutable> {
+/// The request's [`Target`], its `Host` set to the normalised authority.
+fn target<B>(config: &Config, req: &mut Request<B>) -> Result<Target, Unroutable> {
     let (site, rewrite) = match authority::of_request(req) {
         Ok(a) => {
             let site = config.site_for_host(a.as_ref().map(|a| a.host()));
@@ -219,8 +232,8 @@ fn route<B>(config: &Config, req: &mut Request<B>) -> Result<Routed, Unroutable>
         None => site,
     };
     let Some(site) = site else { return Err(Unroutable::NoSite) };
-    let route = site.route(&path);
-    let rule = if route.is_none() { site.rule(&path) } else { None };
-    let protected = route.is_none() && (rule.is_some() || site.is_protected(&path));
-    Ok(Routed { site: site.clone(), route, protected, rule })
+    let owned = site.owned_route(&path);
+    let rule = if owned.is_none() { site.rule(&path) } else { None };
+    let protected = owned.is_none() && (rule.is_some() || site.is_protected(&path));
+    Ok(Target { site: site.clone(), owned, protected, rule })
 }

@@ -109,26 +109,33 @@ impl Site {
 
     /// The owned route at `path`, a [canonical](crate::path::canonical) path: one hash lookup.
     #[inline]
-    pub fn route(&self, path: &str) -> Option<OwnedRoute> {
+    pub fn owned_route(&self, path: &str) -> Option<OwnedRoute> {
         if self.routes.is_empty() {
             return None;
         }
         self.routes.get(path).copied().or_else(|| {
             let fa = self.forward_auth.as_ref()?;
-            crate::destination::within(path, &fa.path).then_some(OwnedRoute::ForwardAuth)
+            crate::path::under(path, &fa.path).then_some(OwnedRoute::ForwardAuth)
         })
     }
 
     /// Whether `path`, a [canonical](crate::path::canonical) path, lies in one
     /// of `protected_paths` (whole segments).
     pub fn is_protected(&self, path: &str) -> bool {
-        self.protected_paths.iter().any(|p| crate::destination::within(path, p))
+        self.protected_paths.iter().any(|p| crate::path::under(path, p))
+    }
+
+    /// What `path` (canonical, not an owned route's) asks of a request: the
+    /// forward-auth check's guard for the original path. Every path it is
+    /// asked about is protected.
+    pub fn forward_auth_guard(&self, path: &str) -> crate::decision::Guard<'_> {
+        crate::decision::Guard::Protected(self.rule(path).and_then(|i| self.authorize.get(i)))
     }
 
     /// The authorization rule for `path` (canonical): the longest matching
     /// rule path wins. Its index in [`Site::authorize`].
     pub fn rule(&self, path: &str) -> Option<usize> {
-        self.authorize.iter().position(|r| crate::destination::within(path, &r.path))
+        self.authorize.iter().position(|r| crate::path::under(path, &r.path))
     }
 }
 

@@ -23,7 +23,7 @@ pub const UPSTREAM_DURATION: &str = "ferrygate_upstream_request_duration_seconds
 
 /// The `route` label of [`REQUESTS_TOTAL`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
+pub enum RouteLabel {
     /// Proxied to the site.
     Proxy,
     /// A protected path answered by Ferrygate (redirect to login, 503).
@@ -32,29 +32,29 @@ pub enum Route {
     Owned(OwnedRoute),
 }
 
-impl From<OwnedRoute> for Route {
+impl From<OwnedRoute> for RouteLabel {
     fn from(route: OwnedRoute) -> Self {
-        Route::Owned(route)
+        RouteLabel::Owned(route)
     }
 }
 
-impl Route {
+impl RouteLabel {
     const COUNT: usize = 2 + OwnedRoute::COUNT;
 
     /// Its slot among the metric handles.
     fn index(self) -> usize {
         match self {
-            Route::Proxy => 0,
-            Route::Protected => 1,
-            Route::Owned(route) => 2 + route as usize,
+            RouteLabel::Proxy => 0,
+            RouteLabel::Protected => 1,
+            RouteLabel::Owned(route) => 2 + route as usize,
         }
     }
 
     pub fn label(self) -> &'static str {
         match self {
-            Route::Proxy => "proxy",
-            Route::Protected => "protected",
-            Route::Owned(route) => route.label(),
+            RouteLabel::Proxy => "proxy",
+            RouteLabel::Protected => "protected",
+            RouteLabel::Owned(route) => route.label(),
         }
     }
 }
@@ -85,7 +85,7 @@ const OUTCOMES: [&str; 15] = [
 pub struct SiteMetrics {
     site: String,
     provider: String,
-    requests: [OnceLock<Box<[OnceLock<Counter>]>>; Route::COUNT],
+    requests: [OnceLock<Box<[OnceLock<Counter>]>>; RouteLabel::COUNT],
     logins: [OnceLock<Counter>; OUTCOMES.len()],
     upstream_duration: OnceLock<Histogram>,
     provider_duration: OnceLock<Histogram>,
@@ -110,7 +110,7 @@ impl SiteMetrics {
     }
 
     /// Counts one answered request.
-    pub fn request(&self, route: Route, status: StatusCode) {
+    pub fn request(&self, route: RouteLabel, status: StatusCode) {
         let Some(slot) = (status.as_u16() as usize).checked_sub(100).filter(|&i| i < STATUSES) else { return };
         let by_status = self.requests[route.index()]
             .get_or_init(|| (0..STATUSES).map(|_| OnceLock::new()).collect::<Vec<_>>().into_boxed_slice());
@@ -165,13 +165,14 @@ mod tests {
     fn every_route_has_a_slot_and_a_label_of_its_own() {
         use OwnedRoute::*;
         let owned = [Login, Wizard, Home, Logout, ForgotPassword, Callback, ForwardAuth];
-        let all: Vec<Route> = [Route::Proxy, Route::Protected].into_iter().chain(owned.map(Route::from)).collect();
-        assert_eq!(all.len(), Route::COUNT);
+        let all: Vec<RouteLabel> =
+            [RouteLabel::Proxy, RouteLabel::Protected].into_iter().chain(owned.map(RouteLabel::from)).collect();
+        assert_eq!(all.len(), RouteLabel::COUNT);
         let mut slots: Vec<usize> = all.iter().map(|r| r.index()).collect();
         slots.sort_unstable();
-        assert_eq!(slots, (0..Route::COUNT).collect::<Vec<_>>());
+        assert_eq!(slots, (0..RouteLabel::COUNT).collect::<Vec<_>>());
         let labels: std::collections::HashSet<&str> = all.iter().map(|r| r.label()).collect();
-        assert_eq!(labels.len(), Route::COUNT);
+        assert_eq!(labels.len(), RouteLabel::COUNT);
     }
 
     #[test]

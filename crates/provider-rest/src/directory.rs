@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use ferrygate_core::audit::AccountHasher;
+use ferrygate_core::account::AccountHasher;
 use serde::Deserialize;
 
 /// One registered user.

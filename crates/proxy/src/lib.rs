@@ -1,5 +1,5 @@
 //! The reverse proxy: the innermost service. It forwards a request to the
-//! [`Upstream`] of the site the gateway routed it to ([`Routed`]), streaming both bodies, and knows
+//! [`Upstream`] of the site the gateway routed it to ([`Target`]), streaming both bodies, and knows
 //! nothing of logins.
 //!
 //! What it does to a request: the URI is re-based on the upstream, hop-by-hop
@@ -29,8 +29,8 @@ use ferrygate_core::config::Upstream;
 use ferrygate_core::hop::connection_tokens;
 pub use ferrygate_core::hop::remove_hop_by_hop;
 use ferrygate_core::identity::strip_identity_headers;
-use ferrygate_core::router::Routed;
-use ferrygate_core::telemetry::Route;
+use ferrygate_core::router::Target;
+use ferrygate_core::telemetry::RouteLabel;
 use ferrygate_core::tls::Connector;
 use ferrygate_core::BoxError;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -120,7 +120,7 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let Some(upstream) = req.extensions().get::<Routed>().map(|r| r.site.upstream.clone()) else {
+        let Some(upstream) = req.extensions().get::<Target>().map(|r| r.site.upstream.clone()) else {
             tracing::error!("request reached the proxy without an upstream");
             return ready(error(StatusCode::INTERNAL_SERVER_ERROR, "no upstream\n"));
         };
@@ -154,7 +154,7 @@ where
             let started = std::time::Instant::now();
             let res = forward(&inner, req, &upstream, started, progress, client_upgrade, lane).await;
             upstream.metrics.upstream_duration(started.elapsed());
-            upstream.metrics.request(Route::Proxy, res.status());
+            upstream.metrics.request(RouteLabel::Proxy, res.status());
             Ok(res)
         })
     }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use ferrygate_core::config::{Limits, Rate};
 use ferrygate_core::provider::BoxFuture;
 use ferrygate_core::ratelimit::{RateLimiter, Refusal};
-use ferrygate_core::session::{Session, SessionStore, StoreError, StoreKey};
+use ferrygate_core::session::{Mark, Session, SessionStore, StoreError, StoreKey};
 use ferrygate_core::{SecretString, SetupError};
 use redis::AsyncCommands;
 use redis::Script;
@@ -25,7 +25,34 @@ use backend::{Backend, Conn};
 
 const PREFIX: &str = "ferrygate:session:";
 /// Used OAuth2 states: `ferrygate:used-state:<hex>`, each for the state cookie's lifetime.
-const USED_PREFIX: &str = "ferrygate:used-state:";
+const USED_STATE_PREFIX: &str = "ferrygate:used-state:";
+/// Claims on a session's token renewal: `ferrygate:renewal:<hex>`, given back once written.
+const RENEWAL_PREFIX: &str = "ferrygate:renewal:";
+
+/// The name a single-use mark is filed under.
+fn mark_key(mark: Mark, k: &StoreKey) -> String {
+    let prefix = match mark {
+        Mark::State => USED_STATE_PREFIX,
+        Mark::Renewal => RENEWAL_PREFIX,
+        // A kind this build does not know of is filed apart from both.
+        _ => "ferrygate:mark:",
+    };
+    format!("{prefix}{}", k.to_hex())
+}
+
+/// Why a Redis call failed: the error's kind only (a server's message may
+/// quote what it was sent).
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error("redis: {0:?}")]
+    Redis(redis::ErrorKind),
+    #[error("redis: no connection within {0:?}")]
+    NoConnection(Duration),
+    #[error("redis: no answer within {0:?}")]
+    NoAnswer(Duration),
+    #[error("encoding the session")]
+    Encode(#[source] serde_json::Error),
+}
 /// `ferrygate_store_request_duration_seconds`: each store call's time.
 const STORE_DURATION: &str = "ferrygate_store_request_duration_seconds";
 /// `ferrygate_store_errors_total`: calls and connections that failed.
@@ -87,11 +114,11 @@ impl RedisStore {
             Ok(Ok(c)) => Ok(c),
             Ok(Err(e)) => {
                 self.failed().await;
-                Err(StoreError(format!("redis: {:?}", e.kind())))
+                Err(StoreError::new(Failure::Redis(e.kind())))
             }
             Err(_) => {
                 self.failed().await;
-                Err(StoreError(format!("redis: no connection within {CALL_TIMEOUT:?}")))
+                Err(StoreError::new(Failure::NoConnection(CALL_TIMEOUT)))
             }
         }
     }
@@ -128,8 +155,8 @@ impl RedisStore {
         handles().duration.record(started.elapsed().as_secs_f64());
         let result = match answer {
             Ok(Ok(v)) => return Ok(v),
-            Ok(Err(e)) => StoreError(format!("redis: {:?}", e.kind())),
-            Err(_) => StoreError(format!("redis: no answer within {CALL_TIMEOUT:?}")),
+            Ok(Err(e)) => StoreError::new(Failure::Redis(e.kind())),
+            Err(_) => StoreError::new(Failure::NoAnswer(CALL_TIMEOUT)),
         };
         self.failed().await;
         Err(result)
@@ -144,7 +171,7 @@ impl RedisStore {
         ttl: Duration,
         only_present: bool,
     ) -> Result<bool, StoreError> {
-        let value = serde_json::to_vec(session).map_err(|e| StoreError(e.to_string()))?;
+        let value = serde_json::to_vec(session).map_err(|e| StoreError::new(Failure::Encode(e)))?;
         let ms = ttl.as_millis().clamp(1, u64::MAX as u128) as u64;
         let mut conn = self.conn().await?;
         let mut set = redis::cmd("SET");
@@ -234,25 +261,21 @@ impl SessionStore for RedisStore {
         })
     }
 
-    fn use_once<'a>(&'a self, k: &'a StoreKey, ttl: Duration) -> BoxFuture<'a, Result<bool, StoreError>> {
+    fn use_once<'a>(&'a self, mark: Mark, k: &'a StoreKey, ttl: Duration) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
             let mut conn = self.conn().await?;
             let mut set = redis::cmd("SET");
-            set.arg(format!("{USED_PREFIX}{}", k.to_hex()))
-                .arg(1)
-                .arg("NX")
-                .arg("PX")
-                .arg(ttl.as_millis().max(1) as u64);
+            set.arg(mark_key(mark, k)).arg(1).arg("NX").arg("PX").arg(ttl.as_millis().max(1) as u64);
             // `OK` when set, nil when the key was already there.
             let set: Option<String> = self.call(set.query_async(&mut conn)).await?;
             Ok(set.is_some())
         })
     }
 
-    fn release<'a>(&'a self, k: &'a StoreKey) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn release<'a>(&'a self, mark: Mark, k: &'a StoreKey) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             let mut conn = self.conn().await?;
-            self.call(conn.del::<_, ()>(format!("{USED_PREFIX}{}", k.to_hex()))).await
+            self.call(conn.del::<_, ()>(mark_key(mark, k))).await
         })
     }
 }

@@ -202,7 +202,7 @@ impl Config {
 
     /// Whether `path` (canonical) is, or lies under, some site's forward-auth path.
     pub fn is_forward_auth_path(&self, path: &str) -> bool {
-        self.forward_auth_paths.iter().any(|p| crate::destination::within(path, p))
+        self.forward_auth_paths.iter().any(|p| crate::path::under(path, p))
     }
 
     /// Refuses a configuration the server cannot serve: a site without

@@ -13,7 +13,7 @@ use moka::future::Cache;
 use moka::ops::compute::{CompResult, Op};
 use moka::Expiry;
 
-use super::{Session, SessionStore, StoreError, StoreKey};
+use super::{Mark, Session, SessionStore, StoreError, StoreKey};
 use crate::error::BoxFuture;
 
 #[derive(Clone)]
@@ -77,7 +77,7 @@ fn encode(s: &Session) -> Result<Vec<u8>, StoreError> {
     for field in fields {
         let tag = match field {
             None => 0,
-            Some(v) => u16::try_from(v.len() + 1).map_err(|_| StoreError("session field over 64 KiB".into()))?,
+            Some(v) => u16::try_from(v.len() + 1).map_err(|_| StoreError::new("session field over 64 KiB"))?,
         };
         out.extend_from_slice(&tag.to_le_bytes());
         out.extend_from_slice(field.unwrap_or("").as_bytes());
@@ -156,7 +156,7 @@ impl SessionStore for MemoryStore {
     fn get<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<Option<Session>, StoreError>> {
         Box::pin(async move {
             let Some(entry) = self.cache.get(&short(key)).await else { return Ok(None) };
-            let session = decode(&entry.session).ok_or_else(|| StoreError("corrupt session entry".into()))?;
+            let session = decode(&entry.session).ok_or_else(|| StoreError::new("corrupt session entry"))?;
             Ok(session.is_live().then_some(session))
         })
     }
@@ -211,12 +211,13 @@ impl SessionStore for MemoryStore {
         Box::pin(async { Ok(()) })
     }
 
-    fn use_once<'a>(&'a self, key: &'a StoreKey, ttl: Duration) -> BoxFuture<'a, Result<bool, StoreError>> {
+    fn use_once<'a>(&'a self, _: Mark, key: &'a StoreKey, ttl: Duration) -> BoxFuture<'a, Result<bool, StoreError>> {
+        // Marks of every kind share one cache: their keys are HMACs in domains of their own.
         // moka's entry API inserts at most once per key: of concurrent callers, one is fresh.
         Box::pin(async move { Ok(self.used.entry(short(key)).or_insert(ttl).await.is_fresh()) })
     }
 
-    fn release<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn release<'a>(&'a self, _: Mark, key: &'a StoreKey) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             self.used.invalidate(&short(key)).await;
             Ok(())
@@ -245,11 +246,11 @@ mod tests {
         let store = MemoryStore::new(10);
         let key = StoreKey([3; 32]);
         let ttl = Duration::from_secs(60);
-        assert!(store.use_once(&key, ttl).await.unwrap());
-        assert!(!store.use_once(&key, ttl).await.unwrap(), "used twice");
-        store.release(&key).await.unwrap();
-        assert!(store.use_once(&key, ttl).await.unwrap(), "a released key is fresh again");
-        store.release(&StoreKey([4; 32])).await.unwrap();
+        assert!(store.use_once(Mark::State, &key, ttl).await.unwrap());
+        assert!(!store.use_once(Mark::State, &key, ttl).await.unwrap(), "used twice");
+        store.release(Mark::State, &key).await.unwrap();
+        assert!(store.use_once(Mark::State, &key, ttl).await.unwrap(), "a released key is fresh again");
+        store.release(Mark::Renewal, &StoreKey([4; 32])).await.unwrap();
     }
 
     #[test]

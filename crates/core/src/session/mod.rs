@@ -5,8 +5,10 @@
 //! [`StoreKey`], an HMAC of the id under a separate, domain-separated key, so
 //! neither a store key nor a stored value can be turned back into a cookie.
 
-mod cookies;
+mod cookie;
+mod manager;
 mod memory;
+mod state;
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -14,10 +16,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
-pub use cookies::{CookieSettings, OurCookies, SessionManager};
+pub use cookie::{Carried, CookieCodec, CookieError};
+pub use manager::{CookieSettings, CreateError, SessionManager};
 pub use memory::MemoryStore;
+pub use state::{new_state, StateRefused, STATE_TTL};
 
-use crate::error::BoxFuture;
+use crate::error::{BoxError, BoxFuture};
 
 /// What the gateway remembers of a signed-in user. Field names are short: this
 /// is serialized into Redis.
@@ -150,10 +154,29 @@ impl fmt::Debug for StoreKey {
     }
 }
 
-/// The store could not answer.
+/// The store could not answer (its cause as the error's source).
 #[derive(Debug, thiserror::Error)]
-#[error("session store unavailable: {0}")]
-pub struct StoreError(pub String);
+#[error("session store unavailable")]
+pub struct StoreError(#[source] BoxError);
+
+impl StoreError {
+    /// The store failed for `cause`.
+    pub fn new(cause: impl Into<BoxError>) -> Self {
+        Self(cause.into())
+    }
+}
+
+/// What a single-use mark is for ([`SessionStore::use_once`]): a store that
+/// files them by name files each kind apart (the keys of each are already
+/// HMACs in domains of their own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Mark {
+    /// An OAuth2 `state` that was used (spec 1.2).
+    State,
+    /// A claim on a session's token renewal (spec 1.4), given back once written.
+    Renewal,
+}
 
 /// Where sessions live: in memory, or shared (Redis).
 pub trait SessionStore: Send + Sync + 'static {
@@ -190,10 +213,10 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Marks `key` as used for `ttl`: `true` the first time, `false` while it
     /// is marked (single-use OAuth2 states; a shared store makes them single
     /// use across every replica).
-    fn use_once<'a>(&'a self, key: &'a StoreKey, ttl: Duration) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn use_once<'a>(&'a self, mark: Mark, key: &'a StoreKey, ttl: Duration) -> BoxFuture<'a, Result<bool, StoreError>>;
     /// Unmarks `key` before its `ttl`, so the next `use_once` is fresh again
     /// (a token renewal's claim, given back once its outcome is written).
-    fn release<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn release<'a>(&'a self, mark: Mark, key: &'a StoreKey) -> BoxFuture<'a, Result<(), StoreError>>;
     /// Live sessions, when the store can count them cheaply (for `ferrygate_sessions_active`).
     fn active(&self) -> BoxFuture<'_, Option<u64>> {
         Box::pin(async { None })
@@ -216,26 +239,6 @@ impl SessionId {
         rand::rng().fill_bytes(&mut bytes);
         Self(hex(&bytes))
     }
-}
-
-/// How long an OAuth2 `state` stays valid in its cookie.
-pub const STATE_TTL: Duration = Duration::from_secs(600);
-
-/// Why a callback's `state` was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StateRefused {
-    Missing,
-    Mismatch,
-    Replayed,
-    /// The store could not say whether the state was used (fail closed).
-    StoreUnavailable,
-}
-
-/// A fresh OAuth2 `state`: 128 random bits, hex.
-pub fn new_state() -> String {
-    let mut bytes = [0u8; 16];
-    rand::rng().fill_bytes(&mut bytes);
-    hex(&bytes)
 }
 
 /// Lower-case hex.

@@ -9,24 +9,26 @@ use http::{Method, Request, Response};
 use http_body_util::Full;
 
 use crate::error::LoginError;
+use crate::gateway::Gate;
 use crate::respond::{self, AnswerMode};
+use crate::session::Carried;
 use crate::site::Site;
-use crate::state::Shared;
 
-pub(crate) fn home<B>(shared: &Shared, site: &Site, req: &Request<B>) -> Response<Full<Bytes>> {
-    if req.method() == Method::POST && !shared.same_origin(site, req.uri(), req.headers(), req.extensions()) {
+pub(crate) fn home<B>(gate: &Gate, site: &Site, req: &Request<B>) -> Response<Full<Bytes>> {
+    if req.method() == Method::POST && !gate.same_origin(site, req.uri(), req.headers(), req.extensions()) {
         return respond::login_failure(LoginError::OriginRejected, AnswerMode::of(req.headers()), "/");
     }
     respond::see_other(site.home.as_ref().map_or("/", |h| h.redirect.as_str()), &[])
 }
 
-pub(crate) async fn logout<B>(shared: &Shared, site: &Site, req: Request<B>) -> Response<Full<Bytes>> {
+pub(crate) async fn logout<B>(gate: &Gate, site: &Site, req: Request<B>) -> Response<Full<Bytes>> {
     let (req, _body) = req.into_parts();
-    if req.method == Method::POST && !shared.same_origin(site, &req.uri, &req.headers, &req.extensions) {
+    if req.method == Method::POST && !gate.same_origin(site, &req.uri, &req.headers, &req.extensions) {
         return respond::login_failure(LoginError::OriginRejected, AnswerMode::of(&req.headers), "/");
     }
-    if let Some(id) = shared.sessions.session_id(&req.headers) {
-        if let Err(e) = shared.sessions.end(&id).await {
+    let carried = req.extensions.get::<Carried>();
+    if let Some(id) = carried.and_then(|c| gate.sessions.cookies().session_id(c)) {
+        if let Err(e) = gate.sessions.end(&id).await {
             // Never a success the store did not do: the session still lives
             // (on every replica) until its TTL. The browser's cookie goes anyway.
             tracing::warn!(site = %site.name, error = %e, "could not remove the session from the store");
@@ -35,10 +37,10 @@ pub(crate) async fn logout<B>(shared: &Shared, site: &Site, req: Request<B>) -> 
                 AnswerMode::Browser => respond::store_unavailable(),
                 json => respond::login_failure(LoginError::SessionStoreUnavailable, json, "/"),
             };
-            res.headers_mut().append(http::header::SET_COOKIE, shared.sessions.expired_cookie());
+            res.headers_mut().append(http::header::SET_COOKIE, gate.sessions.cookies().expired_session_cookie());
             return res;
         }
     }
     let target = site.logout.as_ref().map_or("/", |l| l.redirect.as_str());
-    respond::see_other(target, &[shared.sessions.expired_cookie()])
+    respond::see_other(target, &[gate.sessions.cookies().expired_session_cookie()])
 }

@@ -9,13 +9,15 @@ use http::Request;
 use super::form::Fields;
 use super::login::{allowed_destination, asked_in_query, wizard_destination};
 use super::Decision;
-use crate::access::Current;
+use crate::decision::Resolved;
+use crate::gateway::Gate;
 use crate::respond;
 use crate::site::{OwnedRoute, Site};
-use crate::state::Shared;
 
-pub(crate) fn resume<B>(shared: &Shared, site: &Site, route: OwnedRoute, req: Request<B>) -> Decision<B> {
-    let Some(Current(session)) = req.extensions().get::<Current>() else { return Decision::Pass(req, Vec::new()) };
+pub(crate) fn resume<B>(gate: &Gate, site: &Site, route: OwnedRoute, req: Request<B>) -> Decision<B> {
+    let Some(session) = req.extensions().get::<Resolved>().and_then(Resolved::session) else {
+        return Decision::Pass(req, Vec::new());
+    };
     if session.provider != site.provider {
         return Decision::Pass(req, Vec::new());
     }
@@ -24,7 +26,7 @@ pub(crate) fn resume<B>(shared: &Shared, site: &Site, route: OwnedRoute, req: Re
         OwnedRoute::Wizard => wizard_destination(site, &fields),
         _ => allowed_destination(site, asked_in_query(&fields)),
     };
-    let provider = shared.config.providers.get(&site.provider).map(|p| &p.provider);
+    let provider = gate.config.providers.get(&site.provider).map(|p| &p.provider);
     match provider.and_then(|p| p.resume(site, session, &destination)) {
         Some(target) => {
             metrics::counter!("ferrygate_returning_user_redirects_total").increment(1);

@@ -12,37 +12,35 @@
 //! `X-Forwarded-Host` that chose the site, are believed only from
 //! `trusted_proxies` — any other peer gets 403. The original path is matched
 //! on its canonical form, by the same decision as the session layer's
-//! ([`crate::access::decide`]): 200 with the identity headers, 401 (or, with
+//! ([`crate::decision::decide`]), on the session the session layer resolved: 200 with the identity headers, 401 (or, with
 //! `redirect = true`, 302 to the login page), or 403 `forbidden`.
-
-use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::LOCATION;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 
-use crate::access::{decide, Verdict};
 use crate::conn::{is_trusted, ClientConn};
+use crate::decision::{decide, Resolved, Verdict};
+use crate::gateway::Gate;
 use crate::identity::SignedIn;
 use crate::path::BadPath;
 use crate::respond;
 use crate::site::{ForwardAuth, ForwardAuthStyle, Site};
-use crate::state::Shared;
 
-pub(crate) async fn check<B>(shared: &Arc<Shared>, site: &Site, req: Request<B>) -> Response<Full<Bytes>> {
+pub(crate) async fn check<B>(gate: &Gate, site: &Site, req: Request<B>) -> Response<Full<Bytes>> {
     // The body, if any, is not needed (and need not be shared across the await).
     let req = Request::from_parts(req.into_parts().0, ());
     let trusted = req
         .extensions()
         .get::<ClientConn>()
-        .is_some_and(|c| is_trusted(c.peer.ip(), &shared.config.server.trusted_proxies));
+        .is_some_and(|c| is_trusted(c.peer.ip(), &gate.config.server.trusted_proxies));
     if !trusted {
         tracing::warn!(site = %site.name, "forward-auth check from a peer not in trusted_proxies");
         return respond::refused(StatusCode::FORBIDDEN, "forbidden", "forbidden\n");
     }
     let Some(fa) = &site.forward_auth else { return respond::text(StatusCode::NOT_FOUND, "not found\n") };
-    let original = match original(&req, fa, shared.config.server.allow_encoded_slashes) {
+    let original = match original(&req, fa, gate.config.server.allow_encoded_slashes) {
         Ok(o) => o,
         Err(refused) => {
             tracing::info!(site = %site.name, reason = refused.reason(), "forward-auth check refused");
@@ -51,24 +49,17 @@ pub(crate) async fn check<B>(shared: &Arc<Shared>, site: &Site, req: Request<B>)
     };
     let path = crate::path::matching(original.path());
     tracing::trace!(site = %site.name, method = original.method.as_deref(), path = %path, "forward-auth check");
-    let rule = site.rule(&path).and_then(|i| site.authorize.get(i));
-    let session = match shared.session(req.headers(), &site.name).await {
-        Ok(found) => found.map(|(_, s)| s),
-        Err(e) => {
-            tracing::warn!(site = %site.name, error = %e, "session lookup failed");
-            return respond::store_unavailable();
-        }
-    };
-    match decide(true, rule, session.as_ref()) {
+    let resolved = req.extensions().get::<Resolved>().unwrap_or(&Resolved::Anonymous);
+    match decide(site.forward_auth_guard(&path), resolved) {
         Verdict::Allow => {
             let mut res = respond::text(StatusCode::OK, "");
-            if let Some(s) = session {
+            if let Some(s) = resolved.session() {
                 // `pass_access_token`: for the proxy to copy (nginx `auth_request_set`,
                 // Traefik `authResponseHeaders`), as oauth2-proxy's `Authorization`.
-                if let Some(token) = crate::refresh::access_token(site, &s) {
+                if let Some(token) = crate::refresh::access_token(site, s) {
                     token.write(res.headers_mut());
                 }
-                SignedIn::from(s).write_headers(res.headers_mut());
+                SignedIn::from(s.clone()).write_headers(res.headers_mut());
                 // Every identity header named, empty when unknown: a proxy
                 // that copies a missing one as its placeholder's text (Caddy
                 // before 2.9) then copies nothing.
@@ -87,6 +78,7 @@ pub(crate) async fn check<B>(shared: &Arc<Shared>, site: &Site, req: Request<B>)
         }
         Verdict::SignIn => respond::refused(StatusCode::UNAUTHORIZED, "unauthenticated", "unauthenticated\n"),
         Verdict::Forbidden => respond::refused(StatusCode::FORBIDDEN, "forbidden", "forbidden\n"),
+        Verdict::Unavailable => respond::store_unavailable(),
     }
 }
 

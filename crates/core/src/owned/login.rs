@@ -15,18 +15,18 @@ use super::form::{read_fields, truthy, Fields};
 use crate::conn::{self, ClientConn};
 use crate::destination;
 use crate::error::{BoxError, LoginError};
+use crate::gateway::Gate;
 use crate::provider::{Grant, LoginAttempt};
 use crate::ratelimit::Refusal;
 use crate::respond::{self, AnswerMode};
-use crate::session::{ms_from_now, new_state, Session};
+use crate::session::{ms_from_now, new_state, Carried, Session};
 use crate::site::{OwnedRoute, Site};
-use crate::state::Shared;
 
 /// Longest username or password accepted, in bytes.
 pub(crate) const MAX_FIELD_BYTES: usize = 1024;
 
 pub(crate) async fn handle<B>(
-    shared: Arc<Shared>,
+    gate: Arc<Gate>,
     site: Arc<Site>,
     req: Request<B>,
     route: OwnedRoute,
@@ -38,22 +38,22 @@ where
 {
     let mode = AnswerMode::of(req.headers());
     let conn = req.extensions().get::<ClientConn>().copied();
-    let client_ip = conn::client_ip(conn.as_ref(), req.headers(), &shared.config.server.trusted_proxies);
-    let previous = shared.sessions.session_id(req.headers());
+    let client_ip = conn::client_ip(conn.as_ref(), req.headers(), &gate.config.server.trusted_proxies);
+    let previous = req.extensions().get::<Carried>().and_then(|c| gate.sessions.cookies().session_id(c));
     let mut seen = Seen::default();
-    let result = match attempt(&shared, &site, req, route, conn, client_ip, &mut seen).await {
+    let result = match attempt(&gate, &site, req, route, conn, client_ip, &mut seen).await {
         Ok(grant) if crate::identity::oversized(&grant.user).is_some() => {
             let field = crate::identity::oversized(&grant.user);
             tracing::warn!(site = %site.name, provider = %site.provider, field, "the provider's identity is oversized");
             Err(LoginError::ProviderUnavailable)
         }
         Ok(grant) => {
-            let session = new_session(&shared, &site, seen.account.as_deref().unwrap_or(""), &grant);
-            match shared.sessions.create(&session, previous.as_ref(), seen.remember).await {
+            let session = new_session(&gate, &site, seen.account.as_deref().unwrap_or(""), &grant);
+            match gate.sessions.create(&session, previous.as_ref(), seen.remember).await {
                 Ok(cookie) => {
                     let mut cookies = vec![cookie];
                     if grant.binds_state {
-                        cookies.push(shared.sessions.state_cookie(&seen.state, &seen.destination));
+                        cookies.push(gate.sessions.state_cookie(&seen.state, &seen.destination));
                     }
                     Ok((grant.redirect, cookies))
                 }
@@ -112,8 +112,8 @@ struct Seen {
 /// session lifetime), never longer than `sessions.max_ttl`. With a refresh
 /// token it lasts the provider's session lifetime, and the access token's own
 /// end is kept apart (renewed by [`crate::refresh`]).
-fn new_session(shared: &Shared, site: &Site, account: &str, grant: &Grant) -> Session {
-    let max = shared.sessions.max_ttl();
+fn new_session(gate: &Gate, site: &Site, account: &str, grant: &Grant) -> Session {
+    let max = gate.sessions.max_ttl();
     let token_ttl = grant.token.as_ref().map(|t| t.expires_in);
     let refreshable = grant.refresh_token.is_some() && grant.session_ttl.is_some();
     let ttl = if refreshable { grant.session_ttl } else { token_ttl.or(grant.session_ttl) };
@@ -136,7 +136,7 @@ fn new_session(shared: &Shared, site: &Site, account: &str, grant: &Grant) -> Se
 }
 
 async fn attempt<B>(
-    shared: &Shared,
+    gate: &Gate,
     site: &Site,
     req: Request<B>,
     route: OwnedRoute,
@@ -149,11 +149,11 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let config = &shared.config;
+    let config = &gate.config;
     if config.server.require_https && !conn::is_https(conn.as_ref(), req.headers(), &config.server.trusted_proxies) {
         return Err(LoginError::HttpsRequired);
     }
-    if !shared.same_origin(site, req.uri(), req.headers(), req.extensions()) {
+    if !gate.same_origin(site, req.uri(), req.headers(), req.extensions()) {
         return Err(LoginError::OriginRejected);
     }
     // Where the user was going, kept on a failure's way back to the form: the
@@ -163,7 +163,7 @@ where
         seen.kept_destination = Some(allowed_destination(site, asked_in_query(&query)));
     }
     if let Some(ip) = client_ip {
-        shared.limiter.hit_ip(&limit_key(ip)).await.map_err(rate_limited)?;
+        gate.limiter.hit_ip(&limit_key(ip)).await.map_err(rate_limited)?;
     }
     let (parts, body) = req.into_parts();
     let fields = read_fields(&parts.headers, body, config.limits.login_body_bytes).await?;
@@ -187,19 +187,19 @@ where
     }
     if username.len() > MAX_FIELD_BYTES
         || password.len() > MAX_FIELD_BYTES
-        || crate::audit::AccountHasher::has_invisible(username)
+        || crate::account::AccountHasher::has_invisible(username)
         || password.contains('\0')
     {
         return Err(LoginError::InvalidInput);
     }
     seen.account = Some(username.to_owned());
-    let account_key = shared.accounts.hash(username);
+    let account_key = gate.accounts.hash(username);
     seen.account_key = Some(account_key.clone());
-    shared.limiter.account_open(&account_key).await.map_err(rate_limited)?;
+    gate.limiter.account_open(&account_key).await.map_err(rate_limited)?;
     // One attempt per account at a time (per replica): concurrent guesses would
     // otherwise all reach the provider before the first failure is counted.
     let _in_flight =
-        InFlight::enter(&shared.in_flight, &account_key).ok_or(LoginError::RateLimited { retry_after_secs: 1 })?;
+        InFlight::enter(&gate.in_flight, &account_key).ok_or(LoginError::RateLimited { retry_after_secs: 1 })?;
     let remember = fields.get(&login.remember_field).is_some_and(truthy);
     seen.remember = remember;
 
@@ -226,7 +226,7 @@ where
         .unwrap_or(Err(LoginError::ProviderTimeout));
     site.upstream.metrics.provider_duration(started.elapsed());
     if matches!(result, Err(LoginError::InvalidCredentials | LoginError::ProviderRejected)) {
-        shared.limiter.account_failed(&account_key).await;
+        gate.limiter.account_failed(&account_key).await;
     }
     result
 }

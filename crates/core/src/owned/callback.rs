@@ -8,18 +8,19 @@ use http::Request;
 use super::form::Fields;
 use super::Decision;
 use crate::error::LoginError;
+use crate::gateway::Gate;
 use crate::identity::CallbackDestination;
 use crate::respond::{self, AnswerMode};
-use crate::session::StateRefused;
+use crate::session::{Carried, StateRefused};
 use crate::site::Site;
-use crate::state::Shared;
 
-pub(crate) async fn check<B>(shared: &Shared, site: &Site, mut req: Request<B>) -> Decision<B> {
+pub(crate) async fn check<B>(gate: &Gate, site: &Site, mut req: Request<B>) -> Decision<B> {
     let offered = Fields::from_query(req.uri().query().unwrap_or(""));
-    match shared.sessions.take_state(req.headers(), offered.get("state")).await {
+    let carried = req.extensions_mut().remove::<Carried>().unwrap_or_default();
+    match gate.sessions.take_state(&carried, offered.get("state")).await {
         Ok(destination) => {
             req.extensions_mut().insert(CallbackDestination(destination));
-            Decision::Pass(req, vec![shared.sessions.clear_state_cookie()])
+            Decision::Pass(req, vec![gate.sessions.cookies().expired_state_cookie()])
         }
         Err(StateRefused::StoreUnavailable) => Decision::Answer(respond::login_failure(
             LoginError::SessionStoreUnavailable,
