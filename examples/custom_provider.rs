@@ -68,10 +68,9 @@ impl Provider for Static {
     fn authenticate<'a>(&'a self, attempt: &'a LoginAttempt<'a>) -> BoxFuture<'a, Result<Grant, LoginError>> {
         let known = self.accounts.get(&attempt.username.to_lowercase());
         let ok = known.is_some_and(|pw| pw.expose_secret() == attempt.password.expose_secret());
-        let grant = ok.then(|| Grant {
-            session_ttl: Some(self.session_ttl),
-            user: UserInfo { email: Some(attempt.username.to_lowercase()), ..UserInfo::default() },
-            ..Grant::redirect(attempt.destination)
+        let grant = ok.then(|| {
+            let user = UserInfo::default().with_email(Some(attempt.username.to_lowercase()));
+            Grant::redirect(attempt.destination).with_session_ttl(Some(self.session_ttl)).with_user(user)
         });
         Box::pin(async move { grant.ok_or(LoginError::InvalidCredentials) })
     }

@@ -58,6 +58,10 @@ pub use ferrygate_core::{
     Config, ConfigError, ConfigErrors, GatewayLayer, GatewayService, Identity, IdentityLayer, Kinds, Loaded, Provider,
     ProviderKind,
 };
+/// The demo's sites and providers, in-process: a provider for your tests
+/// (`demo::Demo::start_provider()`).
+#[cfg(feature = "server")]
+pub use ferrygate_demo as demo;
 #[cfg(feature = "ldap")]
 pub use ferrygate_provider_ldap as ldap;
 #[cfg(feature = "oidc")]
@@ -68,10 +72,11 @@ pub use ferrygate_provider_payway as payway;
 pub use ferrygate_provider_qwyk as qwyk;
 #[cfg(feature = "rest")]
 pub use ferrygate_provider_rest as rest;
+/// The whole gateway as a server (what `ferrygate serve` runs).
+#[cfg(feature = "server")]
+pub use ferrygate_server::{Reloader, Server, StartError};
 #[cfg(feature = "redis")]
 pub use ferrygate_store_redis as store_redis;
-#[cfg(feature = "server")]
-pub use {ferrygate_demo as demo, ferrygate_proxy as proxy, ferrygate_server as server};
 
 use ferrygate_core::config::StoreKind;
 use ferrygate_core::{ExposeSecret, MemoryLimiter, MemoryStore, RateLimiter, SessionStore, SetupError};

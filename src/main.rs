@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use ferrygate::server::Server;
 use ferrygate::Loaded;
+use ferrygate_server::Server;
 
 #[derive(Parser)]
 #[command(name = "ferrygate", version, about = "A login gateway for hosted portals' external authentication")]
@@ -68,7 +68,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     // Installed first, so every counter from the start is recorded.
-    let _ = ferrygate::server::metrics::handle();
+    let _ = ferrygate_server::metrics::handle();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -193,7 +193,7 @@ fn fingerprint(path: &Path) -> Option<(PathBuf, u64, u64, std::time::SystemTime)
 async fn watch_config(
     path: PathBuf,
     mut gateway: ferrygate::Gateway,
-    reloader: ferrygate::server::Reloader,
+    reloader: ferrygate_server::Reloader,
     mut hup: Option<tokio::signal::unix::Signal>,
 ) {
     let mut seen = fingerprint(&path);
@@ -233,8 +233,8 @@ async fn watch_config(
 }
 
 /// The demo's embedded services, or the reason they could not start (printed).
-async fn start_demo() -> Option<ferrygate::demo::Demo> {
-    ferrygate::demo::Demo::start().await.map_err(|e| eprintln!("error: cannot start the demo: {e}")).ok()
+async fn start_demo() -> Option<ferrygate_demo::Demo> {
+    ferrygate_demo::Demo::start().await.map_err(|e| eprintln!("error: cannot start the demo: {e}")).ok()
 }
 
 async fn demo(listen: SocketAddr) -> ExitCode {
@@ -300,7 +300,7 @@ async fn demo_behind_nginx(listen: SocketAddr) -> ExitCode {
         }
     };
     let ferrygate = server.local_addrs()[0];
-    let nginx = match ferrygate::demo::front::Nginx::start(ferrygate, demo.intranet, listen) {
+    let nginx = match ferrygate_demo::front::Nginx::start(ferrygate, demo.intranet, listen) {
         Ok(n) => n,
         Err(e) => {
             eprintln!("error: cannot start nginx: {e}");
@@ -314,7 +314,7 @@ async fn demo_behind_nginx(listen: SocketAddr) -> ExitCode {
     println!("      {}", nginx.dir().join("forward-auth.conf").display());
     println!("    Ferrygate (forward_auth.style = \"nginx\") listens on {ferrygate}\n");
     println!("  Sign in with one of these demo accounts (alice is in admins: try /admin):");
-    for u in ferrygate::demo::USERS {
+    for u in ferrygate_demo::USERS {
         println!("    {:<20} password: {}", u.email, u.password);
     }
     println!("\n  (Ctrl-C to stop; nginx stops with it.)\n");
@@ -324,7 +324,7 @@ async fn demo_behind_nginx(listen: SocketAddr) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn run(server: Server, demo: Option<ferrygate::demo::Demo>, signals: Signals) -> ExitCode {
+async fn run(server: Server, demo: Option<ferrygate_demo::Demo>, signals: Signals) -> ExitCode {
     let addrs = server.local_addrs();
     let listening: Vec<String> = addrs.iter().map(ToString::to_string).collect();
     let admin = server.admin_addr().map(|a| a.to_string());
@@ -345,7 +345,7 @@ async fn run(server: Server, demo: Option<ferrygate::demo::Demo>, signals: Signa
             "    http://sso.localhost:{port}/   Fabrikam Staff Portal (oidc: password grant, ID token, refresh)\n"
         );
         println!("  Sign in with one of these demo accounts:");
-        for u in ferrygate::demo::USERS {
+        for u in ferrygate_demo::USERS {
             println!("    {:<20} password: {}", u.email, u.password);
         }
         println!(

@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use common::*;
-use ferrygate::demo::{Demo, USERS};
+use ferrygate_demo::{Demo, USERS};
 use http::{Request, Response};
 use hyper::body::Incoming;
 
@@ -44,7 +44,7 @@ async fn the_three_flows_in_a_real_browser() {
     let config = ferrygate::from_toml(&demo.config_toml(addr), ".".as_ref()).unwrap().config;
     let gateway = ferrygate::Gateway::from_config(config).await.unwrap();
     let server =
-        ferrygate::server::Server::with_listeners(gateway.gateway_layer().clone(), vec![listener]).await.unwrap();
+        ferrygate_server::Server::with_listeners(gateway.gateway_layer().clone(), vec![listener]).await.unwrap();
     let base = format!("http://{addr}");
     demo.set_gateway_url(&base);
     tokio::spawn(server.run(std::future::pending()));

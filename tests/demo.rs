@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use ferrygate::demo::{Demo, USERS};
+use ferrygate_demo::{Demo, USERS};
 
 async fn start() -> (Demo, String) {
     let demo = Demo::start().await.unwrap();
@@ -12,7 +12,7 @@ async fn start() -> (Demo, String) {
     let config = ferrygate::from_toml(&config, ".".as_ref()).unwrap().config;
     let gateway = ferrygate::Gateway::from_config(config).await.unwrap();
     let server =
-        ferrygate::server::Server::with_listeners(gateway.gateway_layer().clone(), vec![listener]).await.unwrap();
+        ferrygate_server::Server::with_listeners(gateway.gateway_layer().clone(), vec![listener]).await.unwrap();
     let base = format!("http://{}", server.local_addrs()[0]);
     demo.set_gateway_url(&base);
     tokio::spawn(server.run(std::future::pending()));

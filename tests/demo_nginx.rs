@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use ferrygate::demo::USERS;
+use ferrygate_demo::USERS;
 use http::{Request, StatusCode};
 use http_body_util::Full;
 

@@ -183,7 +183,7 @@ fn the_healthcheck_subcommand_tells_up_from_down() {
         drop(listener);
         let config = ferrygate::from_toml(&config, ".".as_ref()).unwrap().config;
         let gateway = ferrygate::Gateway::from_config(config).await.unwrap();
-        let server = ferrygate::server::Server::bind(gateway.gateway_layer().clone()).await.unwrap();
+        let server = ferrygate_server::Server::bind(gateway.gateway_layer().clone()).await.unwrap();
         let admin = server.admin_addr().unwrap();
         tokio::spawn(server.run(std::future::pending()));
         admin

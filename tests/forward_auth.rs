@@ -63,7 +63,7 @@ async fn ferrygate_with(redirect: bool, trusted: &str, style: &str, extra: &str)
         .unwrap_or_else(|e| panic!("{e}"))
         .config;
     let gateway = ferrygate::Gateway::from_config(config).await.unwrap();
-    let server = ferrygate::server::Server::bind(gateway.gateway_layer().clone()).await.unwrap();
+    let server = ferrygate_server::Server::bind(gateway.gateway_layer().clone()).await.unwrap();
     let ferrygate = server.local_addrs()[0];
     tokio::spawn(server.run(std::future::pending()));
     Env { ferrygate, site, _mock: mock, _dir: dir }

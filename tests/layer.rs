@@ -232,7 +232,7 @@ async fn a_layer_needs_no_upstream_and_the_server_refuses_a_site_without_one() {
     ));
     let res = svc.oneshot(Request::get("/anything").body(String::new()).unwrap()).await.unwrap();
     assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "the service");
-    let Err(e) = ferrygate::server::Server::bind(layer).await else { panic!("served a site without an upstream") };
+    let Err(e) = ferrygate_server::Server::bind(layer).await else { panic!("served a site without an upstream") };
     assert!(e.to_string().contains("sites[0] (app).upstream"), "{e}");
     // The CLI says the same.
     let dir = tempfile::tempdir().unwrap();
@@ -261,7 +261,7 @@ async fn a_panicking_request_is_its_own_500_and_nothing_else_stops() {
         .replace("[sessions]\n", "[sessions]\ncookie_secure = false\n");
     let config = Config::from_toml(&text, ".".as_ref(), &kinds).unwrap().config;
     let gateway = ferrygate::Gateway::from_config(config).await.unwrap();
-    let server = ferrygate::server::Server::bind(gateway.gateway_layer().clone()).await.unwrap();
+    let server = ferrygate_server::Server::bind(gateway.gateway_layer().clone()).await.unwrap();
     let addr = server.local_addrs()[0];
     tokio::spawn(server.run(std::future::pending()));
     // One client, so the keep-alive connection is reused across the panic.

@@ -623,10 +623,7 @@ async fn no_secret_in_logs_answers_or_debug_output() {
     let loaded = ferrygate::from_toml(&config(&issuer.url, echo_upstream().await, REFRESH, ""), ".".as_ref()).unwrap();
     let provider = &loaded.config.providers["corp"];
     let debug = format!("{:?} {provider:?} {:?}", loaded.config, loaded.config.sites);
-    let grant = ferrygate::core::Grant {
-        refresh_token: Some(secrets[5].clone().into()),
-        ..ferrygate::core::Grant::redirect("/app")
-    };
+    let grant = ferrygate::core::Grant::redirect("/app").with_refresh_token(Some(secrets[5].clone().into()));
     let session = ferrygate::core::Session {
         site: "corp".into(),
         provider: "corp".into(),

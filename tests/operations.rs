@@ -233,7 +233,7 @@ async fn tls_serves_h2_and_http1_and_reloads_its_certificate() {
     };
     let loaded = ferrygate::from_toml(&config("one"), dir.path()).unwrap().config;
     let gateway = ferrygate::Gateway::from_config(loaded).await.unwrap();
-    let server = ferrygate::server::Server::bind(gateway.gateway_layer().clone()).await.unwrap();
+    let server = ferrygate_server::Server::bind(gateway.gateway_layer().clone()).await.unwrap();
     let tls_addr = server.local_addrs()[1];
     let reloader = server.reloader();
     tokio::spawn(server.run(std::future::pending()));
@@ -348,13 +348,13 @@ async fn a_traffic_port_in_use_is_refused_even_by_a_second_ferrygate() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
     let gateway = ferrygate::Gateway::from_config(plain_config(&format!("listen = [\"{addr}\"]"))).await.unwrap();
-    let err = ferrygate::server::Server::bind(gateway.gateway_layer().clone()).await.unwrap_err();
+    let err = ferrygate_server::Server::bind(gateway.gateway_layer().clone()).await.unwrap_err();
     assert!(err.to_string().contains(&format!("cannot listen on {addr}")), "{err}");
     drop(taken);
 
-    let first = ferrygate::server::Server::bind(gateway.gateway_layer().clone()).await.unwrap();
+    let first = ferrygate_server::Server::bind(gateway.gateway_layer().clone()).await.unwrap();
     assert_eq!(first.local_addrs(), vec![addr]);
-    let err = ferrygate::server::Server::bind(gateway.gateway_layer().clone()).await.unwrap_err();
+    let err = ferrygate_server::Server::bind(gateway.gateway_layer().clone()).await.unwrap_err();
     assert!(err.to_string().contains(&format!("cannot listen on {addr}")), "{err}");
 }
 
@@ -362,7 +362,7 @@ async fn a_traffic_port_in_use_is_refused_even_by_a_second_ferrygate() {
 async fn a_connection_that_sent_nothing_does_not_hold_up_shutdown() {
     let config = plain_config("listen = [\"127.0.0.1:0\"]\nshutdown_grace = \"20s\"");
     let gateway = ferrygate::Gateway::from_config(config).await.unwrap();
-    let server = ferrygate::server::Server::bind(gateway.gateway_layer().clone()).await.unwrap();
+    let server = ferrygate_server::Server::bind(gateway.gateway_layer().clone()).await.unwrap();
     let addr = server.local_addrs()[0];
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(server.run(async move {

@@ -193,7 +193,7 @@ async fn readiness_follows_the_store() {
     );
     let config = ferrygate::from_toml(&toml, ".".as_ref()).unwrap().config;
     let gateway = ferrygate::Gateway::from_config(config).await.unwrap();
-    let server = ferrygate::server::Server::bind(gateway.gateway_layer().clone()).await.unwrap();
+    let server = ferrygate_server::Server::bind(gateway.gateway_layer().clone()).await.unwrap();
     let readyz = format!("http://{}/readyz", server.admin_addr().unwrap());
     tokio::spawn(server.run(std::future::pending()));
 

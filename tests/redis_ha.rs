@@ -154,7 +154,7 @@ async fn readiness(cfg: &str) -> String {
     let toml = format!("[server]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n{cfg}");
     let config = ferrygate::from_toml(&toml, ".".as_ref()).unwrap_or_else(|e| panic!("{e}")).config;
     let gateway = ferrygate::Gateway::from_config(config).await.unwrap();
-    let server = ferrygate::server::Server::bind(gateway.gateway_layer().clone()).await.unwrap();
+    let server = ferrygate_server::Server::bind(gateway.gateway_layer().clone()).await.unwrap();
     let readyz = format!("http://{}/readyz", server.admin_addr().unwrap());
     tokio::spawn(server.run(std::future::pending()));
     readyz

@@ -132,16 +132,9 @@ async fn no_secret_in_logs_answers_or_debug_output() {
     );
     let loaded = ferrygate::from_toml(&config, ".".as_ref()).unwrap();
     assert_clean("Debug of the config", &format!("{:?}", loaded.config));
-    let token = ferrygate::core::Token {
-        value: TOKEN.to_owned().into(),
-        token_type: "bearer".into(),
-        expires_in: Duration::ZERO,
-    };
+    let token = ferrygate::core::Token::new(TOKEN.to_owned().into(), "bearer", Duration::ZERO);
     assert_clean("Debug of a token", &format!("{token:?}"));
-    let grant = ferrygate::core::Grant {
-        token: Some(token),
-        ..ferrygate::core::Grant::redirect(format!("https://p.example/?token={TOKEN}"))
-    };
+    let grant = ferrygate::core::Grant::redirect(format!("https://p.example/?token={TOKEN}")).with_token(token);
     assert_clean("Debug of a grant", &format!("{grant:?}"));
     let password = ferrygate::core::SecretString::from(PASSWORD.to_owned());
     let attempt = ferrygate::core::LoginAttempt {

@@ -162,7 +162,7 @@ pub async fn gateway_in(toml: &str, dir: &Path) -> Gateway {
     let toml = format!("[server]\nlisten = [\"127.0.0.1:0\"]\n{toml}");
     let config = ferrygate::from_toml(&toml, dir).unwrap_or_else(|e| panic!("{e}")).config;
     let gateway = ferrygate::Gateway::from_config(config).await.unwrap();
-    let server = ferrygate::server::Server::bind(gateway.gateway_layer().clone()).await.unwrap();
+    let server = ferrygate_server::Server::bind(gateway.gateway_layer().clone()).await.unwrap();
     let addr = server.local_addrs()[0];
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(server.run(async move {

@@ -29,7 +29,7 @@ use crate::telemetry::RouteLabel;
 
 /// Adds [`Access`] around a service.
 #[derive(Clone)]
-pub struct AccessLayer {
+pub(crate) struct AccessLayer {
     gate: Arc<Gate>,
 }
 
@@ -53,7 +53,8 @@ impl<S> Layer<S> for AccessLayer {
     }
 }
 
-/// See the [module docs](self).
+/// The session layer: our cookies taken out in one scan, the session
+/// resolved once, and the access decision answered (303 / 403 / 503).
 #[derive(Clone)]
 pub struct Access<S> {
     inner: S,

@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use crate::error::LoginError;
+use crate::error::{BoxError, LoginError};
 use crate::tls::TlsError;
 
 /// Largest provider answer read, in bytes.
@@ -52,8 +52,12 @@ impl fmt::Debug for Answer {
 pub enum ClientError {
     #[error("no answer within {0:?}")]
     Timeout(Duration),
-    #[error("{0}")]
-    Unavailable(String),
+    /// The exchange failed (its cause the source; shown with it).
+    #[error("{}", crate::error::Chain(.0.as_ref()))]
+    Unavailable(#[source] BoxError),
+    /// The answer's body could not be read (or was over its limit).
+    #[error("reading the answer: {}", crate::error::Chain(.0.as_ref()))]
+    Reading(#[source] BoxError),
 }
 
 impl From<ClientError> for LoginError {
@@ -61,7 +65,7 @@ impl From<ClientError> for LoginError {
     fn from(e: ClientError) -> Self {
         match e {
             ClientError::Timeout(_) => LoginError::ProviderTimeout,
-            ClientError::Unavailable(_) => LoginError::ProviderUnavailable,
+            ClientError::Unavailable(_) | ClientError::Reading(_) => LoginError::ProviderUnavailable,
         }
     }
 }
@@ -72,7 +76,9 @@ impl ClientError {
     pub fn logged(self, provider: &str, what: &str) -> LoginError {
         match &self {
             ClientError::Timeout(t) => tracing::warn!(provider, timeout = ?t, "{what} timed out"),
-            ClientError::Unavailable(why) => tracing::warn!(provider, error = %why, "{what} failed"),
+            ClientError::Unavailable(_) | ClientError::Reading(_) => {
+                tracing::warn!(provider, error = %self, "{what} failed")
+            }
         }
         self.into()
     }
@@ -89,28 +95,13 @@ impl HttpClient {
     /// Sends `req` and reads the whole answer, all within `timeout`.
     pub async fn send(&self, req: Request<Full<Bytes>>, timeout: Duration) -> Result<Answer, ClientError> {
         let exchange = async {
-            let res = self.inner.request(req).await.map_err(|e| ClientError::Unavailable(error_chain(&e)))?;
+            let res = self.inner.request(req).await.map_err(|e| ClientError::Unavailable(e.into()))?;
             let (parts, body) = res.into_parts();
-            let body = Limited::new(body, MAX_ANSWER_BYTES)
-                .collect()
-                .await
-                .map_err(|e| ClientError::Unavailable(format!("reading the answer: {e}")))?
-                .to_bytes();
+            let body = Limited::new(body, MAX_ANSWER_BYTES).collect().await.map_err(ClientError::Reading)?.to_bytes();
             Ok(Answer { status: parts.status, headers: parts.headers, body })
         };
         tokio::time::timeout(timeout, exchange).await.unwrap_or(Err(ClientError::Timeout(timeout)))
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// Whether `url` may carry a password, a token or a login handle: `https://`,

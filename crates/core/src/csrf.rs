@@ -29,7 +29,7 @@ pub(crate) fn same_origin(trusted: &[IpNet], site: &Site, uri: &Uri, headers: &H
 /// form) and `Host`, plus `X-Forwarded-Host` when a trusted proxy relayed it
 /// (with its `X-Forwarded-Port` when the host names none: Traefik sends the
 /// port apart, nginx's `$host` drops it).
-pub fn request_authorities<'a>(uri: &'a Uri, headers: &'a HeaderMap, trusted_peer: bool) -> Vec<Cow<'a, str>> {
+pub(crate) fn request_authorities<'a>(uri: &'a Uri, headers: &'a HeaderMap, trusted_peer: bool) -> Vec<Cow<'a, str>> {
     let mut out: Vec<Cow<'a, str>> = uri.authority().map(|a| Cow::Borrowed(a.as_str())).into_iter().collect();
     out.extend(headers.get(header::HOST).and_then(|h| h.to_str().ok()).map(Cow::Borrowed));
     if trusted_peer {
@@ -51,7 +51,7 @@ pub fn request_authorities<'a>(uri: &'a Uri, headers: &'a HeaderMap, trusted_pee
 /// one of `site`'s owned routes. `https` says the request is known to have
 /// come over HTTPS: then an `http://` origin is another origin, however its
 /// host reads.
-pub fn origin_allowed(headers: &HeaderMap, authorities: &[Cow<'_, str>], site: &Site, https: bool) -> bool {
+pub(crate) fn origin_allowed(headers: &HeaderMap, authorities: &[Cow<'_, str>], site: &Site, https: bool) -> bool {
     let cross_site = headers
         .get("sec-fetch-site")
         .and_then(|v| v.to_str().ok())

@@ -19,14 +19,14 @@ use tower::Service;
 use crate::error::BoxError;
 
 /// How long a host name's addresses are reused before it is resolved again.
-pub const DNS_REUSE: Duration = Duration::from_secs(5);
+pub(crate) const DNS_REUSE: Duration = Duration::from_secs(5);
 
 /// The most host names remembered (they come from the config, so a handful).
 const DNS_ENTRIES: u64 = 256;
 
 type Addrs = Arc<[SocketAddr]>;
 
-/// See the [module docs](self).
+/// A resolver that reuses getaddrinfo's answers for a few seconds.
 #[derive(Clone)]
 pub struct CachedDns<R = GaiResolver> {
     inner: R,
@@ -40,7 +40,7 @@ impl Default for CachedDns {
 }
 
 impl<R> CachedDns<R> {
-    /// Reuses `inner`'s answers for [`DNS_REUSE`].
+    /// Reuses `inner`'s answers for `DNS_REUSE` (5 s).
     pub fn new(inner: R) -> Self {
         Self::reusing_for(inner, DNS_REUSE)
     }

@@ -10,6 +10,24 @@ use http::StatusCode;
 /// A boxed error, as bodies and services report them.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// An error and its sources, `: `-separated, as logs and messages show
+/// them: typed errors keep their cause as [`source`](std::error::Error::source)
+/// and show it through this.
+#[derive(Debug, Clone, Copy)]
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
+}
+
 /// A boxed, sendable future, as trait methods return them.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -31,6 +49,7 @@ impl SetupError {
 
 /// Every refusal of the login path, by its wire code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LoginError {
     MissingCredentials,
     InvalidInput,

@@ -19,7 +19,7 @@ pub use crate::respond::OwnError;
 
 /// Whether the client asks for HTML (a browser's navigation): `Accept`
 /// names `text/html` with a non-zero weight and does not prefer JSON.
-pub fn wants_html(headers: &HeaderMap) -> bool {
+pub(crate) fn wants_html(headers: &HeaderMap) -> bool {
     let Some(accept) = headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()) else { return false };
     accept.split(',').any(|item| {
         let mut parts = item.split(';');
@@ -73,7 +73,7 @@ fn escape(s: &str) -> String {
 }
 
 /// The page for `code` at `status` on `site` (none: an unknown host).
-pub fn page(status: StatusCode, code: &str, site: Option<&Site>) -> String {
+pub(crate) fn page(status: StatusCode, code: &str, site: Option<&Site>) -> String {
     let (title, what) = wording(code, status);
     let stylesheet = site
         .and_then(|s| s.error_stylesheet.as_deref())
@@ -99,7 +99,7 @@ pub fn page(status: StatusCode, code: &str, site: Option<&Site>) -> String {
 
 /// `res` as the HTML page when it is Ferrygate's own refusal; as it is
 /// otherwise. Its status and headers (cookies, `Retry-After`, HSTS) are kept.
-pub fn render<B>(res: Response<B>, site: Option<&Site>) -> Result<Response<Full<Bytes>>, Response<B>> {
+pub(crate) fn render<B>(res: Response<B>, site: Option<&Site>) -> Result<Response<Full<Bytes>>, Response<B>> {
     let Some(OwnError(code)) = res.extensions().get::<OwnError>().copied() else { return Err(res) };
     let (mut parts, _) = res.into_parts();
     let html = page(parts.status, code, site);

@@ -24,7 +24,8 @@ impl<S> Layer<S> for IdentityLayer {
     }
 }
 
-/// See the [module docs](self).
+/// Writes the identity headers of a signed-in request (and strips any a
+/// client sent).
 #[derive(Debug, Clone)]
 pub struct Identity<S> {
     inner: S,
@@ -114,7 +115,7 @@ impl From<Session> for SignedIn {
 /// a name holding a comma, a control character or leading or trailing
 /// whitespace (which HTTP trims: the site would read another name than the
 /// rules decided on) is dropped, and logged.
-pub fn usable_groups(site: &str, groups: &[String]) -> Vec<String> {
+pub(crate) fn usable_groups(site: &str, groups: &[String]) -> Vec<String> {
     groups
         .iter()
         .filter(|g| {
@@ -133,11 +134,11 @@ pub fn usable_groups(site: &str, groups: &[String]) -> Vec<String> {
 /// in bytes, and most bytes of group names in all: beyond them the answer is
 /// the provider's malfunction (`provider_unavailable`), never a session that
 /// no store or header could carry.
-pub const MAX_IDENTITY_VALUE: usize = 4096;
-pub const MAX_GROUPS_BYTES: usize = 32 * 1024;
+pub(crate) const MAX_IDENTITY_VALUE: usize = 4096;
+pub(crate) const MAX_GROUPS_BYTES: usize = 32 * 1024;
 
 /// Which of a provider's identity values is over the limits, if any.
-pub fn oversized(user: &crate::provider::UserInfo) -> Option<&'static str> {
+pub(crate) fn oversized(user: &crate::provider::UserInfo) -> Option<&'static str> {
     let fields = [
         ("user", user.email.as_deref()),
         ("user id", user.user_id.as_deref()),
@@ -225,7 +226,7 @@ mod axum_extractor {
 pub use axum_extractor::NotSignedIn;
 
 /// Whether `name` (lower-case, as `http` stores it) is an `X-Ferrygate-*` header.
-pub fn is_identity_header(name: &str) -> bool {
+pub(crate) fn is_identity_header(name: &str) -> bool {
     let b = name.as_bytes();
     b.len() > 12
         && b[0].eq_ignore_ascii_case(&b'x')

@@ -5,49 +5,60 @@
 //! This crate depends on no other Ferrygate crate; providers, the proxy and
 //! the server build on it.
 
-pub mod access;
-pub mod account;
+mod access;
+mod account;
 pub mod authority;
-pub mod check;
+mod check;
 pub mod client;
 pub mod config;
 pub mod conn;
-pub mod csrf;
-pub mod decision;
+mod csrf;
+mod decision;
 pub mod destination;
-pub mod dns;
-pub mod error;
-pub mod error_page;
-pub mod future;
-pub mod gateway;
+mod dns;
+mod error;
+mod error_page;
+mod future;
+mod gateway;
 pub mod hop;
-pub mod identity;
+mod identity;
 pub mod kind;
-pub mod owned;
+mod owned;
 mod owned_route;
 pub mod path;
 pub mod provider;
 pub mod query;
 pub mod ratelimit;
-pub mod refresh;
-pub mod respond;
-pub mod router;
+mod refresh;
+mod respond;
+mod router;
 pub mod session;
-pub mod site;
+mod site;
 pub mod telemetry;
 pub mod tls;
 
+pub use access::Access;
+pub use account::AccountHasher;
 pub use client::HttpClient;
 pub use config::{Config, ConfigError, ConfigErrors, Loaded};
 pub use conn::ClientConn;
+pub use decision::{decide, Guard, Resolved, Verdict};
+pub use error::Chain;
 pub use error::LoginError;
 pub use error::{BoxError, BoxFuture, SetupError};
+pub use error_page::OwnError;
+pub use future::GatewayResponse;
 pub use gateway::{GatewayLayer, GatewayService};
+pub use identity::strip_identity_headers;
+#[cfg(feature = "axum")]
+pub use identity::NotSignedIn;
 pub use identity::{CallbackDestination, Identity, IdentityLayer, SignedIn};
 pub use kind::{Build, Kinds, ProviderEntry, ProviderKind, SiteRules};
+pub use owned::OwnedRoutes;
 pub use provider::{ForgotPassword, Grant, LoginAttempt, Provider, Refreshed, Token, UserInfo};
 pub use ratelimit::{MemoryLimiter, RateLimiter, Refusal};
-pub use router::Target;
+pub use respond::refused;
+pub use router::{SiteRouter, Target};
 pub use secrecy::{ExposeSecret, SecretString};
 pub use session::{MemoryStore, Session, SessionStore, StoreError, StoreKey};
 /// The TOML crate a [`ProviderKind`] receives its table in.

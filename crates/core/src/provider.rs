@@ -45,10 +45,17 @@ impl fmt::Debug for LoginAttempt<'_> {
 }
 
 /// A provider's access token and how long it lives.
+#[non_exhaustive]
 pub struct Token {
     pub value: SecretString,
     pub token_type: String,
     pub expires_in: Duration,
+}
+
+impl Token {
+    pub fn new(value: SecretString, token_type: impl Into<String>, expires_in: Duration) -> Self {
+        Self { value, token_type: token_type.into(), expires_in }
+    }
 }
 
 impl fmt::Debug for Token {
@@ -61,8 +68,10 @@ impl fmt::Debug for Token {
     }
 }
 
-/// What a provider knows of the user besides the account name.
+/// What a provider knows of the user besides the account name. Built from
+/// [`UserInfo::default`] and the `with_*` methods (more may come).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct UserInfo {
     /// The account as the provider knows it (e.g. the directory's spelling),
     /// when it differs from what the user typed.
@@ -75,7 +84,42 @@ pub struct UserInfo {
     pub groups: Vec<String>,
 }
 
-/// A successful login.
+impl UserInfo {
+    /// The account as the provider spells it.
+    #[must_use]
+    pub fn with_email(mut self, email: Option<String>) -> Self {
+        self.email = email;
+        self
+    }
+
+    #[must_use]
+    pub fn with_user_id(mut self, user_id: Option<String>) -> Self {
+        self.user_id = user_id;
+        self
+    }
+
+    #[must_use]
+    pub fn with_org_id(mut self, org_id: Option<String>) -> Self {
+        self.org_id = org_id;
+        self
+    }
+
+    #[must_use]
+    pub fn with_external_id(mut self, external_id: Option<String>) -> Self {
+        self.external_id = external_id;
+        self
+    }
+
+    #[must_use]
+    pub fn with_groups(mut self, groups: Vec<String>) -> Self {
+        self.groups = groups;
+        self
+    }
+}
+
+/// A successful login: [`Grant::redirect`] and the `with_*` methods (more
+/// may come).
+#[non_exhaustive]
 pub struct Grant {
     /// Where the browser goes next; may carry the token, so never logged.
     pub redirect: String,
@@ -104,6 +148,38 @@ impl Grant {
             refresh_token: None,
         }
     }
+
+    /// The token to cache: the session lives as long as it does.
+    #[must_use]
+    pub fn with_token(mut self, token: Token) -> Self {
+        self.token = Some(token);
+        self
+    }
+
+    #[must_use]
+    pub fn with_session_ttl(mut self, ttl: Option<Duration>) -> Self {
+        self.session_ttl = ttl;
+        self
+    }
+
+    #[must_use]
+    pub fn with_user(mut self, user: UserInfo) -> Self {
+        self.user = user;
+        self
+    }
+
+    /// The redirect carries [`LoginAttempt::state`].
+    #[must_use]
+    pub fn binding_state(mut self) -> Self {
+        self.binds_state = true;
+        self
+    }
+
+    #[must_use]
+    pub fn with_refresh_token(mut self, refresh_token: Option<SecretString>) -> Self {
+        self.refresh_token = refresh_token;
+        self
+    }
 }
 
 impl fmt::Debug for Grant {
@@ -121,6 +197,7 @@ impl fmt::Debug for Grant {
 
 /// A renewed access token, and what the provider now says of the user: each
 /// of `user_id`, `user` and `groups` replaces the session's only when given.
+#[non_exhaustive]
 pub struct Refreshed {
     pub token: Token,
     /// The provider rotated the refresh token: this one replaces the old.
@@ -130,6 +207,13 @@ pub struct Refreshed {
     /// The account name.
     pub user: Option<String>,
     pub groups: Option<Vec<String>>,
+}
+
+impl Refreshed {
+    /// A renewal that changes nothing but the access token.
+    pub fn new(token: Token) -> Self {
+        Self { token, refresh_token: None, user_id: None, user: None, groups: None }
+    }
 }
 
 impl fmt::Debug for Refreshed {
@@ -149,8 +233,8 @@ pub trait Provider: Send + Sync + 'static {
     /// outages and timeouts are `Err` with their [`LoginError`].
     fn authenticate<'a>(&'a self, attempt: &'a LoginAttempt<'a>) -> BoxFuture<'a, Result<Grant, LoginError>>;
 
-    /// How long one authentication may take (the provider's `timeout` key);
-    /// the gateway gives up a second after it, should the provider hang.
+    /// How long one authentication may take (the provider's `timeout` key):
+    /// the gateway gives up then, with `provider_timeout`.
     fn timeout(&self) -> Duration {
         Duration::from_secs(5)
     }

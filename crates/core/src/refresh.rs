@@ -39,7 +39,7 @@ use crate::provider::Refreshed;
 use crate::session::{ms_from_now, now_ms, Session, SessionId, SessionManager, StoreError, StoreKey};
 
 /// An access token this close to its end is renewed.
-pub const REFRESH_WITHIN: Duration = Duration::from_secs(30);
+pub(crate) const REFRESH_WITHIN: Duration = Duration::from_secs(30);
 
 /// How often a replica that lost the claim looks for the winner's write.
 const POLL: Duration = Duration::from_millis(50);

@@ -10,20 +10,20 @@ use crate::error::LoginError;
 
 /// Marks a response as Ferrygate's own refusal, naming its code
 /// (`forbidden`, `origin_rejected`, `bad_gateway`, …): a browser asking for
-/// HTML gets it as a page ([`crate::error_page`]).
+/// HTML gets it as a page (`error_page.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OwnError(pub &'static str);
 
 /// Whether the client wants JSON answers or browser redirects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AnswerMode {
+pub(crate) enum AnswerMode {
     Browser,
     Json,
 }
 
 impl AnswerMode {
     /// JSON when the request body is JSON or `Accept` prefers `application/json`.
-    pub fn of(headers: &HeaderMap) -> Self {
+    pub(crate) fn of(headers: &HeaderMap) -> Self {
         let json_body = headers
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
@@ -80,7 +80,7 @@ fn finish(builder: http::response::Builder, body: impl Into<Bytes>) -> Response<
 }
 
 /// 303 to `target`, with the given cookies.
-pub fn see_other(target: &str, cookies: &[HeaderValue]) -> Response<Full<Bytes>> {
+pub(crate) fn see_other(target: &str, cookies: &[HeaderValue]) -> Response<Full<Bytes>> {
     let mut b = base(StatusCode::SEE_OTHER).header(LOCATION, location(target));
     for c in cookies {
         b = b.header(SET_COOKIE, c.clone());
@@ -89,7 +89,7 @@ pub fn see_other(target: &str, cookies: &[HeaderValue]) -> Response<Full<Bytes>>
 }
 
 /// A successful login: 303 (browser) or `200 {"redirect": …}` (JSON).
-pub fn login_success(target: &str, mode: AnswerMode, cookies: &[HeaderValue]) -> Response<Full<Bytes>> {
+pub(crate) fn login_success(target: &str, mode: AnswerMode, cookies: &[HeaderValue]) -> Response<Full<Bytes>> {
     match mode {
         AnswerMode::Browser => see_other(target, cookies),
         AnswerMode::Json => {
@@ -105,7 +105,7 @@ pub fn login_success(target: &str, mode: AnswerMode, cookies: &[HeaderValue]) ->
 /// A refused login: back to the form with `error=<code>` when the user can act
 /// on it, else the bare status; JSON clients always get the status and
 /// `{"error", "message"}`.
-pub fn login_failure(err: LoginError, mode: AnswerMode, failure_redirect: &str) -> Response<Full<Bytes>> {
+pub(crate) fn login_failure(err: LoginError, mode: AnswerMode, failure_redirect: &str) -> Response<Full<Bytes>> {
     let mut b = match (mode, err.user_actionable()) {
         (AnswerMode::Browser, true) => {
             let sep = if failure_redirect.contains('?') { '&' } else { '?' };
@@ -132,13 +132,13 @@ pub fn login_failure(err: LoginError, mode: AnswerMode, failure_redirect: &str) 
 /// The store could not answer (SPEC 4): 503 `session_store_unavailable`, the
 /// one answer for a protected page, a returning user, a forward-auth check
 /// and a logout alike (a JSON client's login has its own, in JSON).
-pub fn store_unavailable() -> Response<Full<Bytes>> {
+pub(crate) fn store_unavailable() -> Response<Full<Bytes>> {
     refused(StatusCode::SERVICE_UNAVAILABLE, "session_store_unavailable", "session_store_unavailable\n")
 }
 
 /// Ferrygate's own refusal: `status` with a short text body, marked with
 /// its `code` so a browser asking for HTML gets the error page instead
-/// ([`crate::error_page`]).
+/// (`error_page.rs`).
 pub fn refused(status: StatusCode, code: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     let mut res = text_owned(status, body);
     res.extensions_mut().insert(OwnError(code));
@@ -146,17 +146,17 @@ pub fn refused(status: StatusCode, code: &'static str, body: impl Into<Bytes>) -
 }
 
 /// `202 {"status": "accepted"}`: a request taken, its outcome not told.
-pub fn accepted() -> Response<Full<Bytes>> {
+pub(crate) fn accepted() -> Response<Full<Bytes>> {
     finish(base(StatusCode::ACCEPTED).header(CONTENT_TYPE, "application/json"), r#"{"status":"accepted"}"#)
 }
 
 /// A short plain-text answer.
-pub fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+pub(crate) fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     finish(base(status).header(CONTENT_TYPE, "text/plain; charset=utf-8"), Bytes::from_static(body.as_bytes()))
 }
 
 /// A plain-text answer with a body made at run time.
-pub fn text_owned(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+pub(crate) fn text_owned(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     finish(base(status).header(CONTENT_TYPE, "text/plain; charset=utf-8"), body.into())
 }
 

@@ -50,14 +50,14 @@ impl Target {
 
 /// Adds a [`SiteRouter`] around a service.
 #[derive(Debug, Clone)]
-pub struct SiteRouterLayer {
+pub(crate) struct SiteRouterLayer {
     config: Arc<Config>,
     /// The 421 answer's text: which hosts are configured (made once).
     misdirected: Bytes,
 }
 
 impl SiteRouterLayer {
-    pub fn new(config: Arc<Config>) -> Self {
+    pub(crate) fn new(config: Arc<Config>) -> Self {
         let hosts: Vec<&str> = config.sites.iter().flat_map(|s| s.hosts.iter().map(String::as_str)).collect();
         let misdirected = format!(
             "no site is configured for this host; the configured hosts are: {} \
@@ -76,7 +76,8 @@ impl<S> Layer<S> for SiteRouterLayer {
     }
 }
 
-/// See the [module docs](self).
+/// The outermost layer: picks the site by the request's authority, puts
+/// the path in normal form and matches it once, as the [`Target`] extension.
 #[derive(Debug, Clone)]
 pub struct SiteRouter<S> {
     inner: S,

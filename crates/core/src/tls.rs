@@ -14,9 +14,16 @@ pub use crate::dns::CachedDns;
 pub use rustls;
 
 /// A certificate file that cannot be used; names the file, never quotes it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct TlsError(String);
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    #[error("cannot load {}: {source}", path.display())]
+    Load { path: std::path::PathBuf, source: rustls_pki_types::pem::Error },
+    #[error("{} holds no PEM certificate", path.display())]
+    Empty { path: std::path::PathBuf },
+    #[error("{}: {source}", path.display())]
+    Certificate { path: std::path::PathBuf, source: rustls::Error },
+}
 
 /// Installs ring as the process-wide rustls provider; later calls do nothing.
 pub fn install_crypto_provider() {
@@ -31,9 +38,9 @@ pub fn install_crypto_provider() {
 pub fn load_roots(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| TlsError(format!("cannot load {}: {e}", path.display())))?;
+        .map_err(|source| TlsError::Load { path: path.to_owned(), source })?;
     if certs.is_empty() {
-        return Err(TlsError(format!("{} holds no PEM certificate", path.display())));
+        return Err(TlsError::Empty { path: path.to_owned() });
     }
     Ok(certs)
 }
@@ -45,7 +52,7 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = ca_file {
         for cert in load_roots(path)? {
-            roots.add(cert).map_err(|e| TlsError(format!("{}: {e}", path.display())))?;
+            roots.add(cert).map_err(|source| TlsError::Certificate { path: path.to_owned(), source })?;
         }
     }
     Ok(Arc::new(rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth()))

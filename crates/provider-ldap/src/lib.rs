@@ -108,7 +108,11 @@ impl LdapProvider {
         if let Some((dn, password)) = &self.config.bind {
             // A refused service bind is the operator's problem, never the user's
             // wrong password (result 49 here must not read as invalid_credentials).
-            let bound = ldap.simple_bind(dn, password.expose_secret()).await.and_then(|r| r.success());
+            let bound = ldap
+                .with_timeout(self.config.timeout)
+                .simple_bind(dn, password.expose_secret())
+                .await
+                .and_then(|r| r.success());
             if let Err(e) = bound {
                 tracing::error!(provider = %self.name, error = %e, "the service account's bind (bind_dn) was refused");
                 return Err(Failure::Unavailable(format!("service bind: {e}")));
@@ -127,7 +131,11 @@ impl LdapProvider {
 
     async fn search(&self, base: &str, filter: &str, attrs: &[&str]) -> Result<Vec<Entry>, Failure> {
         let mut ldap = self.service().await?;
-        let found = ldap.search(base, Scope::Subtree, filter, attrs.to_vec()).await.and_then(|r| r.success());
+        let found = ldap
+            .with_timeout(self.config.timeout)
+            .search(base, Scope::Subtree, filter, attrs.to_vec())
+            .await
+            .and_then(|r| r.success());
         match found {
             Ok((entries, _)) => entries.into_iter().map(Entry::parse).collect(),
             Err(e) => {
@@ -140,7 +148,11 @@ impl LdapProvider {
     /// Binds as `dn` on a connection of its own, closed right after.
     async fn user_bind(&self, dn: &str, password: &SecretString) -> Result<(), Failure> {
         let mut ldap = self.connect().await?;
-        let bound = ldap.simple_bind(dn, password.expose_secret()).await.and_then(|r| r.success());
+        let bound = ldap
+            .with_timeout(self.config.timeout)
+            .simple_bind(dn, password.expose_secret())
+            .await
+            .and_then(|r| r.success());
         let _ = ldap.unbind().await;
         bound.map(|_| ()).map_err(Failure::from)
     }
@@ -165,16 +177,11 @@ impl LdapProvider {
         self.user_bind(&entry.dn, attempt.password).await?;
         let first = |name: &str| entry.attrs.get(name).and_then(|v| v.first()).cloned();
         let groups = self.groups(&entry).await?;
-        Ok(Grant {
-            session_ttl: Some(c.session_ttl),
-            user: UserInfo {
-                email: Some(first(&c.email_attribute).unwrap_or_else(|| attempt.username.to_owned())),
-                user_id: first(&c.id_attribute),
-                groups,
-                ..UserInfo::default()
-            },
-            ..Grant::redirect(attempt.destination)
-        })
+        let user = UserInfo::default()
+            .with_email(Some(first(&c.email_attribute).unwrap_or_else(|| attempt.username.to_owned())))
+            .with_user_id(first(&c.id_attribute))
+            .with_groups(groups);
+        Ok(Grant::redirect(attempt.destination).with_session_ttl(Some(c.session_ttl)).with_user(user))
     }
 
     async fn groups(&self, entry: &Entry) -> Result<Vec<String>, Failure> {
@@ -296,14 +303,16 @@ impl Provider for LdapProvider {
             if attempt.password.expose_secret().is_empty() {
                 return Err(LoginError::InvalidCredentials);
             }
-            match tokio::time::timeout(self.config.timeout, self.login(attempt)).await {
-                Ok(Ok(grant)) => Ok(grant),
-                Ok(Err(Failure::Refused)) => Err(LoginError::InvalidCredentials),
-                Ok(Err(Failure::Unavailable(why))) => {
+            // Each operation is bounded by `timeout` (the connection by ldap3's
+            // connect timeout); the gateway bounds the whole login by it too.
+            match self.login(attempt).await {
+                Ok(grant) => Ok(grant),
+                Err(Failure::Refused) => Err(LoginError::InvalidCredentials),
+                Err(Failure::Unavailable(why)) => {
                     tracing::warn!(provider = %self.name, error = %why, "ldap server unavailable");
                     Err(LoginError::ProviderUnavailable)
                 }
-                Ok(Err(Failure::Timeout)) | Err(_) => {
+                Err(Failure::Timeout) => {
                     tracing::warn!(provider = %self.name, timeout = ?self.config.timeout, "ldap server did not answer in time");
                     self.drop_service().await;
                     Err(LoginError::ProviderTimeout)

@@ -21,7 +21,7 @@ pub const SKEW_SECS: u64 = 60;
 
 /// Why an ID token was refused (logged; never holds the token).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
+pub enum IdTokenRefused {
     #[error("not a JWS with a known header ({0})")]
     Malformed(String),
     #[error("algorithm {0} is not allowed")]
@@ -40,7 +40,7 @@ pub type Claims = Map<String, Value>;
 
 /// The key of `keys` that verifies a token with `alg` and `kid`: the one with
 /// that `kid`, or, when the token names none, the only key that fits.
-pub fn key_for<'k>(keys: &'k JwkSet, alg: Algorithm, kid: Option<&str>) -> Result<&'k Jwk, Refusal> {
+pub fn key_for<'k>(keys: &'k JwkSet, alg: Algorithm, kid: Option<&str>) -> Result<&'k Jwk, IdTokenRefused> {
     let fits = |k: &&Jwk| fits(k, alg);
     match kid {
         Some(kid) => {
@@ -48,14 +48,14 @@ pub fn key_for<'k>(keys: &'k JwkSet, alg: Algorithm, kid: Option<&str>) -> Resul
                 .keys
                 .iter()
                 .find(|k| k.common.key_id.as_deref() == Some(kid))
-                .ok_or_else(|| Refusal::UnknownKey(Some(kid.to_owned())))?;
-            Some(key).filter(fits).ok_or(Refusal::KeyMismatch)
+                .ok_or_else(|| IdTokenRefused::UnknownKey(Some(kid.to_owned())))?;
+            Some(key).filter(fits).ok_or(IdTokenRefused::KeyMismatch)
         }
         None => {
             let mut candidates = keys.keys.iter().filter(fits);
             match (candidates.next(), candidates.next()) {
                 (Some(only), None) => Ok(only),
-                _ => Err(Refusal::UnknownKey(None)),
+                _ => Err(IdTokenRefused::UnknownKey(None)),
             }
         }
     }
@@ -89,19 +89,19 @@ fn key_alg(a: KeyAlgorithm) -> Option<Algorithm> {
 }
 
 /// The token's header: its algorithm (one of [`ALGORITHMS`]) and `kid`.
-pub fn header(token: &str) -> Result<(Algorithm, Option<String>), Refusal> {
+pub fn header(token: &str) -> Result<(Algorithm, Option<String>), IdTokenRefused> {
     // `alg: none` and unknown algorithms fail to parse; say which it was.
     let header = jsonwebtoken::decode_header(token).map_err(|e| match alg_of(token) {
-        Some(alg) => Refusal::Algorithm(alg),
-        None => Refusal::Malformed(format!("{:?}", e.kind())),
+        Some(alg) => IdTokenRefused::Algorithm(alg),
+        None => IdTokenRefused::Malformed(format!("{:?}", e.kind())),
     })?;
     if !ALGORITHMS.contains(&header.alg) {
-        return Err(Refusal::Algorithm(format!("{:?}", header.alg)));
+        return Err(IdTokenRefused::Algorithm(format!("{:?}", header.alg)));
     }
     // RFC 7515 4.1.11: extensions named in `crit` must be understood, and
     // Ferrygate understands none (jsonwebtoken's header does not read it).
     if header_json(token).is_none_or(|h| h.contains_key("crit")) {
-        return Err(Refusal::Malformed("a crit header (an extension not understood)".into()));
+        return Err(IdTokenRefused::Malformed("a crit header (an extension not understood)".into()));
     }
     Ok((header.alg, header.kid))
 }
@@ -123,10 +123,10 @@ fn alg_of(token: &str) -> Option<String> {
 
 /// Verifies `token` against `keys`: signature, `iss`, `aud`/`azp`, `exp`,
 /// `nbf`, `iat` (60 s of skew), and a `sub`. `now` in seconds since the epoch.
-pub fn verify(token: &str, keys: &JwkSet, issuer: &str, client_id: &str, now: u64) -> Result<Claims, Refusal> {
+pub fn verify(token: &str, keys: &JwkSet, issuer: &str, client_id: &str, now: u64) -> Result<Claims, IdTokenRefused> {
     let (alg, kid) = header(token)?;
     let jwk = key_for(keys, alg, kid.as_deref())?;
-    let key = DecodingKey::from_jwk(jwk).map_err(|_| Refusal::KeyMismatch)?;
+    let key = DecodingKey::from_jwk(jwk).map_err(|_| IdTokenRefused::KeyMismatch)?;
     let mut validation = Validation::new(alg);
     validation.leeway = SKEW_SECS;
     validation.validate_nbf = true;
@@ -134,36 +134,36 @@ pub fn verify(token: &str, keys: &JwkSet, issuer: &str, client_id: &str, now: u6
     validation.set_audience(&[client_id]);
     validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
     let data = jsonwebtoken::decode::<Claims>(token, &key, &validation)
-        .map_err(|e| Refusal::Claims(format!("{:?}", e.kind())))?;
+        .map_err(|e| IdTokenRefused::Claims(format!("{:?}", e.kind())))?;
     let claims = data.claims;
     // jsonwebtoken also takes an array holding the issuer; the spec wants it exactly.
     if claims.get("iss").and_then(Value::as_str) != Some(issuer) {
-        return Err(Refusal::Claims("iss is not the issuer".into()));
+        return Err(IdTokenRefused::Claims("iss is not the issuer".into()));
     }
     // NumericDates, checked here whatever their JSON form (jsonwebtoken
     // skips an `nbf` it cannot read as an integer).
     let date = |name: &str| match claims.get(name) {
         None => Ok(None),
-        Some(v) => v.as_f64().map(Some).ok_or_else(|| Refusal::Claims(format!("{name} is not a number"))),
+        Some(v) => v.as_f64().map(Some).ok_or_else(|| IdTokenRefused::Claims(format!("{name} is not a number"))),
     };
     let (now, skew) = (now as f64, SKEW_SECS as f64);
     if date("exp")?.is_none_or(|exp| exp <= now - skew) {
-        return Err(Refusal::Claims("exp is past".into()));
+        return Err(IdTokenRefused::Claims("exp is past".into()));
     }
     if date("nbf")?.is_some_and(|nbf| nbf > now + skew) {
-        return Err(Refusal::Claims("nbf is in the future".into()));
+        return Err(IdTokenRefused::Claims("nbf is in the future".into()));
     }
     if date("iat")?.is_some_and(|iat| iat > now + skew) {
-        return Err(Refusal::Claims("iat is in the future".into()));
+        return Err(IdTokenRefused::Claims("iat is in the future".into()));
     }
     // Several audiences: the token must have been issued to us (`azp`).
     if let Some(Value::Array(audiences)) = claims.get("aud") {
         if audiences.len() > 1 && claims.get("azp").and_then(Value::as_str) != Some(client_id) {
-            return Err(Refusal::Claims("several audiences and azp is not the client".into()));
+            return Err(IdTokenRefused::Claims("several audiences and azp is not the client".into()));
         }
     }
     if claims.get("sub").and_then(Value::as_str).is_none_or(str::is_empty) {
-        return Err(Refusal::Claims("no sub".into()));
+        return Err(IdTokenRefused::Claims("no sub".into()));
     }
     Ok(claims)
 }

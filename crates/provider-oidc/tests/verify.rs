@@ -5,7 +5,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use ferrygate_provider_oidc::verify::{self, Refusal};
+use ferrygate_provider_oidc::verify::{self, IdTokenRefused};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use ring::rand::SystemRandom;
@@ -79,7 +79,7 @@ fn sign(alg: Algorithm, kid: &str, key: &EncodingKey, claims: &Value) -> String 
     jsonwebtoken::encode(&header, claims, key).unwrap()
 }
 
-fn check(keys: &Keys, token: &str) -> Result<verify::Claims, Refusal> {
+fn check(keys: &Keys, token: &str) -> Result<verify::Claims, IdTokenRefused> {
     verify::verify(token, &keys.jwks, ISSUER, CLIENT, now())
 }
 
@@ -117,7 +117,7 @@ fn alg_none_is_refused() {
     let k = keys();
     let header = b64(br#"{"alg":"none","typ":"JWT","kid":"rsa-1"}"#);
     let token = format!("{header}.{}.", b64(claims().to_string().as_bytes()));
-    assert_eq!(check(&k, &token).unwrap_err(), Refusal::Algorithm("none".into()));
+    assert_eq!(check(&k, &token).unwrap_err(), IdTokenRefused::Algorithm("none".into()));
 }
 
 #[test]
@@ -126,7 +126,7 @@ fn hmac_is_refused_even_signed_with_the_client_secret_or_the_public_key() {
     for secret in [b"the-client-secret".as_slice(), k.rsa_public.as_slice()] {
         for alg in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
             let token = sign(alg, "rsa-1", &EncodingKey::from_secret(secret), &claims());
-            assert!(matches!(check(&k, &token), Err(Refusal::Algorithm(_))), "{alg:?}");
+            assert!(matches!(check(&k, &token), Err(IdTokenRefused::Algorithm(_))), "{alg:?}");
         }
     }
 }
@@ -136,7 +136,10 @@ fn other_asymmetric_algorithms_are_refused() {
     let k = keys();
     // PS384/PS512 are not on the list, though the RSA key could verify them.
     for alg in [Algorithm::PS384, Algorithm::PS512] {
-        assert!(matches!(check(&k, &sign(alg, "rsa-1", &k.rsa, &claims())), Err(Refusal::Algorithm(_))), "{alg:?}");
+        assert!(
+            matches!(check(&k, &sign(alg, "rsa-1", &k.rsa, &claims())), Err(IdTokenRefused::Algorithm(_))),
+            "{alg:?}"
+        );
     }
 }
 
@@ -144,17 +147,26 @@ fn other_asymmetric_algorithms_are_refused() {
 fn the_key_must_fit_the_algorithm_and_be_for_signing() {
     let k = keys();
     // An RSA signature naming the EC key, an ES256 signature naming the P-384 key.
-    assert_eq!(check(&k, &sign(Algorithm::RS256, "p256-1", &k.rsa, &claims())).unwrap_err(), Refusal::KeyMismatch);
-    assert_eq!(check(&k, &sign(Algorithm::ES256, "p384-1", &k.p256, &claims())).unwrap_err(), Refusal::KeyMismatch);
+    assert_eq!(
+        check(&k, &sign(Algorithm::RS256, "p256-1", &k.rsa, &claims())).unwrap_err(),
+        IdTokenRefused::KeyMismatch
+    );
+    assert_eq!(
+        check(&k, &sign(Algorithm::ES256, "p384-1", &k.p256, &claims())).unwrap_err(),
+        IdTokenRefused::KeyMismatch
+    );
     // The JWK says "use": "enc".
-    assert_eq!(check(&k, &sign(Algorithm::RS256, "rsa-enc", &k.rsa, &claims())).unwrap_err(), Refusal::KeyMismatch);
+    assert_eq!(
+        check(&k, &sign(Algorithm::RS256, "rsa-enc", &k.rsa, &claims())).unwrap_err(),
+        IdTokenRefused::KeyMismatch
+    );
 }
 
 #[test]
 fn an_unknown_kid_is_reported_as_such() {
     let k = keys();
     let token = sign(Algorithm::RS256, "rotated-2", &k.rsa, &claims());
-    assert_eq!(check(&k, &token).unwrap_err(), Refusal::UnknownKey(Some("rotated-2".into())));
+    assert_eq!(check(&k, &token).unwrap_err(), IdTokenRefused::UnknownKey(Some("rotated-2".into())));
 }
 
 #[test]
@@ -164,12 +176,12 @@ fn a_forged_signature_is_refused() {
     let (head, _) = token.rsplit_once('.').unwrap();
     let other = sign(Algorithm::RS256, "rsa-1", &k.rsa, &with(json!({"sub": "u-mallory"})));
     let (_, signature) = other.rsplit_once('.').unwrap();
-    assert!(matches!(check(&k, &format!("{head}.{signature}")), Err(Refusal::Claims(_))));
+    assert!(matches!(check(&k, &format!("{head}.{signature}")), Err(IdTokenRefused::Claims(_))));
     // Claims swapped under a valid signature.
     let (h, rest) = token.split_once('.').unwrap();
     let (_, sig) = rest.split_once('.').unwrap();
     let swapped = format!("{h}.{}.{sig}", b64(with(json!({"sub": "u-mallory"})).to_string().as_bytes()));
-    assert!(matches!(check(&k, &swapped), Err(Refusal::Claims(_))));
+    assert!(matches!(check(&k, &swapped), Err(IdTokenRefused::Claims(_))));
 }
 
 #[test]
@@ -194,7 +206,7 @@ fn issuer_audience_and_times_are_checked_with_60s_of_skew() {
     ];
     for (what, claims) in refused {
         let token = sign(Algorithm::RS256, "rsa-1", &k.rsa, &claims);
-        assert!(matches!(check(&k, &token), Err(Refusal::Claims(_))), "{what} was accepted");
+        assert!(matches!(check(&k, &token), Err(IdTokenRefused::Claims(_))), "{what} was accepted");
     }
     let accepted = [
         ("expired within the skew", with(json!({"exp": t - 30}))),
@@ -220,15 +232,15 @@ fn without_a_kid_the_only_fitting_key_is_used() {
     let token = jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims(), &k.rsa).unwrap();
     assert!(check(&k, &token).is_ok());
     let empty: JwkSet = serde_json::from_value(json!({"keys": []})).unwrap();
-    assert_eq!(verify::verify(&token, &empty, ISSUER, CLIENT, now()).unwrap_err(), Refusal::UnknownKey(None));
+    assert_eq!(verify::verify(&token, &empty, ISSUER, CLIENT, now()).unwrap_err(), IdTokenRefused::UnknownKey(None));
 }
 
 #[test]
 fn garbage_is_malformed_not_a_panic() {
     let k = keys();
     for token in ["", ".", "..", "a.b.c", "not a token at all"] {
-        assert!(matches!(check(&k, token), Err(Refusal::Malformed(_))), "{token:?}: {:?}", check(&k, token));
+        assert!(matches!(check(&k, token), Err(IdTokenRefused::Malformed(_))), "{token:?}: {:?}", check(&k, token));
     }
     // A readable header with nothing signed after it: the signature check refuses it.
-    assert!(matches!(check(&k, "eyJhbGciOiJSUzI1NiJ9.."), Err(Refusal::Claims(_))));
+    assert!(matches!(check(&k, "eyJhbGciOiJSUzI1NiJ9.."), Err(IdTokenRefused::Claims(_))));
 }

@@ -304,7 +304,7 @@ impl Payway {
                 ("login_handle", &handle),
             ],
         );
-        Ok(Grant { binds_state: true, ..Grant::redirect(redirect) })
+        Ok(Grant::redirect(redirect).binding_state())
     }
 }
 

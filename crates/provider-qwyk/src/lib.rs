@@ -129,7 +129,7 @@ impl Qwyk {
             token.expires_in,
             attempt.destination,
         )?;
-        Ok(Grant { token: Some(token), ..Grant::redirect(redirect) })
+        Ok(Grant::redirect(redirect).with_token(token))
     }
 }
 
@@ -171,11 +171,11 @@ fn token_from(provider: &str, answer: Answer) -> Result<Token, LoginError> {
         tracing::warn!(provider, "login answer has an empty access_token");
         return Err(LoginError::ProviderUnavailable);
     }
-    Ok(Token {
-        value: parsed.access_token.into(),
-        token_type: parsed.token_type.filter(|t| !t.is_empty()).unwrap_or_else(|| DEFAULT_TOKEN_TYPE.to_owned()),
-        expires_in: Duration::from_secs(parsed.expires_in.unwrap_or(DEFAULT_EXPIRES_IN)),
-    })
+    Ok(Token::new(
+        parsed.access_token.into(),
+        parsed.token_type.filter(|t| !t.is_empty()).unwrap_or_else(|| DEFAULT_TOKEN_TYPE.to_owned()),
+        Duration::from_secs(parsed.expires_in.unwrap_or(DEFAULT_EXPIRES_IN)),
+    ))
 }
 
 /// `{portal.url}?token=T&token_type=bearer&expires_in=N&destination=D`, every

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use ferrygate_core::account::AccountHasher;
+use ferrygate_core::AccountHasher;
 use serde::Deserialize;
 
 /// One registered user.

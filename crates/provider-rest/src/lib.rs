@@ -165,18 +165,14 @@ impl Inner {
         let basic = (self.config.auth == RestAuth::Basic).then_some((user.email.as_str(), password));
         let req = self.request(&values, basic)?;
         decide(self.send(req, "authentication call").await?)?;
-        Ok(Grant {
-            session_ttl: Some(self.config.session_ttl),
-            user: UserInfo {
-                email: Some(user.email.clone()),
-                user_id: Some(user.user_id.clone()).filter(|s| !s.is_empty()),
-                org_id: Some(user.org_id.clone()).filter(|s| !s.is_empty()),
-                external_id: Some(user.external_id.clone()).filter(|s| !s.is_empty()),
-                groups: user.groups(),
-            },
-            // Back to the site itself: the validated destination.
-            ..Grant::redirect(attempt.destination)
-        })
+        let info = UserInfo::default()
+            .with_email(Some(user.email.clone()))
+            .with_user_id(Some(user.user_id.clone()).filter(|s| !s.is_empty()))
+            .with_org_id(Some(user.org_id.clone()).filter(|s| !s.is_empty()))
+            .with_external_id(Some(user.external_id.clone()).filter(|s| !s.is_empty()))
+            .with_groups(user.groups());
+        // Back to the site itself: the validated destination.
+        Ok(Grant::redirect(attempt.destination).with_session_ttl(Some(self.config.session_ttl)).with_user(info))
     }
 
     async fn forgot_password(&self, request: ForgotPassword) {

@@ -28,11 +28,11 @@ use bytes::Bytes;
 use ferrygate_core::config::Upstream;
 use ferrygate_core::hop::connection_tokens;
 pub use ferrygate_core::hop::remove_hop_by_hop;
-use ferrygate_core::identity::strip_identity_headers;
-use ferrygate_core::router::Target;
+use ferrygate_core::strip_identity_headers;
 use ferrygate_core::telemetry::RouteLabel;
 use ferrygate_core::tls::Connector;
 use ferrygate_core::BoxError;
+use ferrygate_core::Target;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
@@ -265,7 +265,7 @@ fn error(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
         StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
         _ => "internal_error",
     };
-    res.extensions_mut().insert(ferrygate_core::error_page::OwnError(code));
+    res.extensions_mut().insert(ferrygate_core::OwnError(code));
     res
 }
 

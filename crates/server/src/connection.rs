@@ -58,7 +58,7 @@ pin_project_lite::pin_project! {
 
 impl<F, R, E> Future for Guarded<F>
 where
-    F: Future<Output = Result<ferrygate_core::future::GatewayResponse<R>, E>>,
+    F: Future<Output = Result<ferrygate_core::GatewayResponse<R>, E>>,
 {
     type Output = F::Output;
 
@@ -69,7 +69,7 @@ where
             // Never polled again: the answer is ready.
             Err(_) => {
                 tracing::error!("a request's handling panicked; answered 500 internal_error");
-                let res = ferrygate_core::respond::refused(
+                let res = ferrygate_core::refused(
                     http::StatusCode::INTERNAL_SERVER_ERROR,
                     "internal_error",
                     "internal_error\n",

@@ -35,16 +35,19 @@ pub use stack::Stack;
 use stack::{active, Active, Current};
 
 /// Why the server could not start (or reload).
-#[derive(Debug)]
-pub struct StartError(pub String);
-
-impl std::fmt::Display for StartError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// A listener's address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: std::net::SocketAddr, source: std::io::Error },
+    /// The configuration cannot be served (a site without an upstream).
+    #[error("{0}")]
+    Config(#[source] ferrygate_core::ConfigErrors),
+    /// `upstream_tls.ca_file` cannot be used.
+    #[error("upstream_tls.ca_file: {0}")]
+    UpstreamTls(#[source] ferrygate_core::tls::TlsError),
 }
-
-impl std::error::Error for StartError {}
 
 /// A bound, not yet running, server.
 pub struct Server {

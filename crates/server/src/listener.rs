@@ -21,7 +21,7 @@ pub(crate) struct Listener {
 }
 
 pub(crate) async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr).await.map_err(|e| StartError(format!("cannot listen on {addr}: {e}")))
+    TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })
 }
 
 pub(crate) async fn serve(listener: Listener, current: Current, mut stop: watch::Receiver<bool>, grace: Duration) {

@@ -43,9 +43,9 @@ fn stack_with(gateway: GatewayLayer, connector: Connector) -> Stack {
 pub(crate) fn active(gateway: GatewayLayer) -> Result<Active, StartError> {
     static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     // Built here, so a config the proxy cannot run is refused before the swap.
-    gateway.config().servable().map_err(|e| StartError(e.to_string()))?;
+    gateway.config().servable().map_err(StartError::Config)?;
     let connector = ferrygate_core::tls::https_connector(gateway.config().upstream_tls.ca_file.as_deref(), false)
-        .map_err(|e| StartError(format!("upstream_tls.ca_file: {e}")))?;
+        .map_err(StartError::UpstreamTls)?;
     Ok(Active { gateway, connector, generation: GENERATION.fetch_add(1, Ordering::Relaxed) })
 }
 

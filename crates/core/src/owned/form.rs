@@ -13,8 +13,8 @@ use crate::respond::media_type;
 /// How long a login body may take to arrive.
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub const FORM: &str = "application/x-www-form-urlencoded";
-pub const JSON: &str = "application/json";
+pub(crate) const FORM: &str = "application/x-www-form-urlencoded";
+pub(crate) const JSON: &str = "application/json";
 
 /// Whether a checkbox-like value is on.
 pub(crate) fn truthy(v: &str) -> bool {
@@ -23,7 +23,7 @@ pub(crate) fn truthy(v: &str) -> bool {
 
 /// The login form's fields, first value of each name.
 #[derive(Default)]
-pub struct Fields(Vec<(String, String)>);
+pub(crate) struct Fields(Vec<(String, String)>);
 
 /// Names only: the values hold passwords and states.
 impl std::fmt::Debug for Fields {
@@ -34,17 +34,17 @@ impl std::fmt::Debug for Fields {
 
 impl Fields {
     /// The fields of a query string.
-    pub fn from_query(query: &str) -> Self {
+    pub(crate) fn from_query(query: &str) -> Self {
         Fields(form_urlencoded::parse(query.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
     }
 
-    pub fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 }
 
 /// Reads a form or JSON body of at most `limit` bytes.
-pub async fn read_fields<B>(headers: &http::HeaderMap, body: B, limit: usize) -> Result<Fields, LoginError>
+pub(crate) async fn read_fields<B>(headers: &http::HeaderMap, body: B, limit: usize) -> Result<Fields, LoginError>
 where
     B: Body,
     B::Error: Into<BoxError>,

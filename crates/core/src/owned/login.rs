@@ -2,7 +2,6 @@
 //! the provider call, the audit event and the answer.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::USER_AGENT;
@@ -40,8 +39,8 @@ where
     let conn = req.extensions().get::<ClientConn>().copied();
     let client_ip = conn::client_ip(conn.as_ref(), req.headers(), &gate.config.server.trusted_proxies);
     let previous = req.extensions().get::<Carried>().and_then(|c| gate.sessions.cookies().session_id(c));
-    let mut seen = Seen::default();
-    let result = match attempt(&gate, &site, req, route, conn, client_ip, &mut seen).await {
+    let (seen, result) = attempt(&gate, &site, req, route, conn, client_ip).await;
+    let result = match result {
         Ok(grant) if crate::identity::oversized(&grant.user).is_some() => {
             let field = crate::identity::oversized(&grant.user);
             tracing::warn!(site = %site.name, provider = %site.provider, field, "the provider's identity is oversized");
@@ -142,6 +141,26 @@ async fn attempt<B>(
     route: OwnedRoute,
     conn: Option<ClientConn>,
     client_ip: Option<std::net::IpAddr>,
+) -> (Seen, Result<Grant, LoginError>)
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let mut seen = Seen::default();
+    let result = checked_attempt(gate, site, req, route, conn, client_ip, &mut seen).await;
+    (seen, result)
+}
+
+/// The checks, the body, the limits and the provider call, noting in `seen`
+/// what the form gave as it is read (a refusal half-way keeps what came before).
+async fn checked_attempt<B>(
+    gate: &Gate,
+    site: &Site,
+    req: Request<B>,
+    route: OwnedRoute,
+    conn: Option<ClientConn>,
+    client_ip: Option<std::net::IpAddr>,
     seen: &mut Seen,
 ) -> Result<Grant, LoginError>
 where
@@ -218,12 +237,14 @@ where
         user_agent,
     };
     let provider = &config.providers.get(&site.provider).ok_or(LoginError::ProviderUnavailable)?.provider;
-    // The provider bounds its own calls; this only guards against one that hangs.
-    let deadline = provider.timeout() + Duration::from_secs(1);
+    // The one bound on a whole authentication (each HTTP exchange is also
+    // bounded by the client): `timeout`, then `provider_timeout`.
+    let deadline = provider.timeout();
     let started = std::time::Instant::now();
-    let result = tokio::time::timeout(deadline, provider.authenticate(&attempt))
-        .await
-        .unwrap_or(Err(LoginError::ProviderTimeout));
+    let result = tokio::time::timeout(deadline, provider.authenticate(&attempt)).await.unwrap_or_else(|_| {
+        tracing::warn!(site = %site.name, provider = %site.provider, timeout = ?deadline, "the provider did not answer in time");
+        Err(LoginError::ProviderTimeout)
+    });
     site.upstream.metrics.provider_duration(started.elapsed());
     if matches!(result, Err(LoginError::InvalidCredentials | LoginError::ProviderRejected)) {
         gate.limiter.account_failed(&account_key).await;

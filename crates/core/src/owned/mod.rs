@@ -17,7 +17,7 @@
 
 mod callback;
 mod forgot_password;
-pub mod form;
+pub(crate) mod form;
 mod forward_auth;
 mod home;
 pub(crate) mod login;
@@ -49,7 +49,7 @@ pub(crate) enum Decision<B> {
 
 /// Adds [`OwnedRoutes`] around a service.
 #[derive(Clone)]
-pub struct OwnedRoutesLayer {
+pub(crate) struct OwnedRoutesLayer {
     gate: Arc<Gate>,
 }
 
@@ -73,7 +73,8 @@ impl<S> Layer<S> for OwnedRoutesLayer {
     }
 }
 
-/// See the [module docs](self).
+/// The routes a site owns (login, wizard, returning users, home, logout,
+/// forgot-password, callback, forward-auth); everything else goes on.
 #[derive(Clone)]
 pub struct OwnedRoutes<S> {
     inner: S,

@@ -15,7 +15,7 @@ use super::SessionId;
 /// Ferrygate's cookies as a request carried them, taken out of its `Cookie`
 /// header (the site never sees them). Values are as sent: their signatures
 /// are checked when they are read ([`CookieCodec::session_id`],
-/// [`CookieCodec::state`]). Empty for a request without either.
+/// and the state when the callback reads it). Empty for a request without either.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Carried {
     /// Every value sent under the session cookie's name, in order (a

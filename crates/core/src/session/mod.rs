@@ -156,7 +156,7 @@ impl fmt::Debug for StoreKey {
 
 /// The store could not answer (its cause as the error's source).
 #[derive(Debug, thiserror::Error)]
-#[error("session store unavailable")]
+#[error("session store unavailable: {}", crate::error::Chain(.0.as_ref()))]
 pub struct StoreError(#[source] BoxError);
 
 impl StoreError {
