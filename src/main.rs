@@ -1,4 +1,7 @@
 //! The `ferrygate` command: serve, check, demo.
+//!
+//! About 400 lines: the CLI's commands (serve with reload, check, demo) and
+//! the log set-up, in the order a reader runs them.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -3,6 +3,9 @@
 //! `deploy/examples/forward-auth/` with only addresses substituted, driven as
 //! a browser would; plus Traefik's and Envoy's request styles at the header
 //! level. Needs nginx and caddy (`scripts/test` installs them).
+//!
+//! Longer than 400 lines on purpose: spec 2.1's sources, styles and answers,
+//! behind real nginx and Caddy, one case each.
 
 mod common;
 

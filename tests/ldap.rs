@@ -4,6 +4,9 @@
 //! certificate for `ldaps://` and StartTLS), people and groups added over
 //! LDAP so the overlay keeps `memberOf`. Needs `slapd` and `ldap-utils`;
 //! without them the tests fail with a message (`scripts/test` installs them).
+//!
+//! Longer than 400 lines on purpose: the `ldap` kind against a real slapd,
+//! the directory tree it loads included.
 
 mod common;
 

@@ -6,6 +6,10 @@
 //! (`scripts/test` does both); without them the tests fail saying so.
 //! Error mappings the real process cannot produce (5xx, a hang,
 //! `interaction_required`) use a recorded mock token endpoint.
+//!
+//! Longer than 400 lines on purpose: one provider kind's whole behaviour
+//! against one real OpenID provider process (discovery, the grant, keys,
+//! claims, renewal), each case a test that reads top to bottom.
 
 mod common;
 

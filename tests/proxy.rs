@@ -1,4 +1,8 @@
 //! End to end: the reverse-proxy path through the real server.
+//!
+//! Longer than 400 lines on purpose: every proxying rule of spec section 2
+//! (streaming, hop-by-hop, X-Forwarded-*, upgrades, Location) is a case here,
+//! sharing one upstream harness.
 
 mod common;
 

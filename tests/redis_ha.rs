@@ -3,6 +3,9 @@
 //! in different slots, MOVED followed), and a primary, a replica and a
 //! Sentinel with a failover while Ferrygate serves. Needs redis-server and
 //! redis-cli (`scripts/test` installs them).
+//!
+//! Longer than 400 lines on purpose: Sentinel and Cluster failovers with
+//! real processes; the harness that starts them is most of it.
 
 mod common;
 

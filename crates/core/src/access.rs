@@ -20,7 +20,7 @@ use tower::{Layer, Service};
 use crate::decision::{decide, Guard, Resolved, Verdict};
 use crate::error::LoginError;
 use crate::future::{GatewayResponse, ResponseFuture};
-use crate::gateway::{finish, Gate};
+use crate::gate::{finish, Gate};
 use crate::identity::SignedIn;
 use crate::respond::{self, AnswerMode};
 use crate::router::Target;
@@ -102,9 +102,9 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let Some(target) = req.extensions().get::<Target>().cloned() else {
+        if req.extensions().get::<Target>().is_none() {
             return ResponseFuture::inner(self.inner.call(req));
-        };
+        }
         // The one scan of the Cookie header: the site never sees our cookies.
         let carried = match self.gate.sessions.cookies().take(req.headers_mut()) {
             Ok(carried) => carried,
@@ -114,11 +114,13 @@ where
                 return ResponseFuture::ready(answer);
             }
         };
-        let (guard, reads_session) = needs(&target, req.method());
+        let Some(target) = req.extensions().get::<Target>() else { return ResponseFuture::inner(self.inner.call(req)) };
+        let (guard, reads_session) = needs(target, req.method());
         let owned = target.owned;
         if !carried.has_session() || !reads_session {
             // Nothing to look up: decided now.
-            if let Some(answer) = answer(&self.gate, &target.site, &req, decide(guard, &Resolved::Anonymous)) {
+            let verdict = decide(guard, &Resolved::Anonymous);
+            if let Some(answer) = answer(&self.gate, &target.site, &req, verdict) {
                 return ResponseFuture::ready(answer);
             }
             if owned.is_some() {
@@ -129,6 +131,7 @@ where
             }
             return ResponseFuture::inner(self.inner.call(req));
         }
+        let target = target.clone();
         let gate = self.gate.clone();
         // Take the inner service that was driven to readiness; leave a clone.
         let clone = self.inner.clone();

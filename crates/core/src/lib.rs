@@ -19,6 +19,7 @@ mod dns;
 mod error;
 mod error_page;
 mod future;
+mod gate;
 mod gateway;
 pub mod hop;
 mod identity;

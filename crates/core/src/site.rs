@@ -125,13 +125,6 @@ impl Site {
         self.protected_paths.iter().any(|p| crate::path::under(path, p))
     }
 
-    /// What `path` (canonical, not an owned route's) asks of a request: the
-    /// forward-auth check's guard for the original path. Every path it is
-    /// asked about is protected.
-    pub fn forward_auth_guard(&self, path: &str) -> crate::decision::Guard<'_> {
-        crate::decision::Guard::Protected(self.rule(path).and_then(|i| self.authorize.get(i)))
-    }
-
     /// The authorization rule for `path` (canonical): the longest matching
     /// rule path wins. Its index in [`Site::authorize`].
     pub fn rule(&self, path: &str) -> Option<usize> {

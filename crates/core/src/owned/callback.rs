@@ -8,7 +8,7 @@ use http::Request;
 use super::form::Fields;
 use super::Decision;
 use crate::error::LoginError;
-use crate::gateway::Gate;
+use crate::gate::Gate;
 use crate::identity::CallbackDestination;
 use crate::respond::{self, AnswerMode};
 use crate::session::{Carried, StateRefused};

@@ -13,7 +13,7 @@ use super::form::{read_fields, Fields};
 use super::login::{limit_key, rate_limited, MAX_FIELD_BYTES};
 use crate::conn::{self, ClientConn};
 use crate::error::{BoxError, LoginError};
-use crate::gateway::Gate;
+use crate::gate::Gate;
 use crate::respond::{self, AnswerMode};
 use crate::site::Site;
 

@@ -21,8 +21,8 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 
 use crate::conn::{is_trusted, ClientConn};
-use crate::decision::{decide, Resolved, Verdict};
-use crate::gateway::Gate;
+use crate::decision::{decide, Guard, Resolved, Verdict};
+use crate::gate::Gate;
 use crate::identity::SignedIn;
 use crate::path::BadPath;
 use crate::respond;
@@ -50,7 +50,9 @@ pub(crate) async fn check<B>(gate: &Gate, site: &Site, req: Request<B>) -> Respo
     let path = crate::path::matching(original.path());
     tracing::trace!(site = %site.name, method = original.method.as_deref(), path = %path, "forward-auth check");
     let resolved = req.extensions().get::<Resolved>().unwrap_or(&Resolved::Anonymous);
-    match decide(site.forward_auth_guard(&path), resolved) {
+    // Every path a check asks about is protected; a rule narrows it to groups.
+    let guard = Guard::Protected(site.rule(&path).and_then(|i| site.authorize.get(i)));
+    match decide(guard, resolved) {
         Verdict::Allow => {
             let mut res = respond::text(StatusCode::OK, "");
             if let Some(s) = resolved.session() {

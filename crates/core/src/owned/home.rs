@@ -9,7 +9,7 @@ use http::{Method, Request, Response};
 use http_body_util::Full;
 
 use crate::error::LoginError;
-use crate::gateway::Gate;
+use crate::gate::Gate;
 use crate::respond::{self, AnswerMode};
 use crate::session::Carried;
 use crate::site::Site;

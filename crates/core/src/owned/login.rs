@@ -14,7 +14,7 @@ use super::form::{read_fields, truthy, Fields};
 use crate::conn::{self, ClientConn};
 use crate::destination;
 use crate::error::{BoxError, LoginError};
-use crate::gateway::Gate;
+use crate::gate::Gate;
 use crate::provider::{Grant, LoginAttempt};
 use crate::ratelimit::Refusal;
 use crate::respond::{self, AnswerMode};

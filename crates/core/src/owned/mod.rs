@@ -35,7 +35,7 @@ use tower::{Layer, Service};
 use crate::decision::Resolved;
 use crate::error::BoxError;
 use crate::future::{GatewayResponse, ResponseFuture, SiteAnswer};
-use crate::gateway::{finish, Gate};
+use crate::gate::{finish, Gate};
 use crate::router::Target;
 use crate::site::OwnedRoute;
 
@@ -108,7 +108,9 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         // The fast path: not a route of ours.
-        let Some((site, route)) = req.extensions().get::<Target>().and_then(|t| Some((t.site.clone(), t.owned?)))
+        // (The site's `Arc` is cloned only for a route of ours.)
+        let Some((site, route)) =
+            req.extensions().get::<Target>().and_then(|t| Some((t.owned?, t))).map(|(r, t)| (t.site.clone(), r))
         else {
             return ResponseFuture::inner(SiteAnswer::new(self.inner.call(req)));
         };

@@ -10,7 +10,7 @@ use super::form::Fields;
 use super::login::{allowed_destination, asked_in_query, wizard_destination};
 use super::Decision;
 use crate::decision::Resolved;
-use crate::gateway::Gate;
+use crate::gate::Gate;
 use crate::respond;
 use crate::site::{OwnedRoute, Site};
 
