@@ -33,6 +33,7 @@ use ferrygate_core::telemetry::RouteLabel;
 use ferrygate_core::tls::Connector;
 use ferrygate_core::BoxError;
 use ferrygate_core::Target;
+use ferrygate_deadline::Deadlines;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
@@ -44,11 +45,9 @@ use ipnet::IpNet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tower::Service;
 
-mod deadline;
 mod lane;
 mod request;
 mod upgrade;
-pub use deadline::{Deadline, Deadlines};
 pub use lane::{open_lanes, Driven, Lane, MAX_LANES};
 #[cfg(test)]
 use request::join_cookies;

@@ -6,7 +6,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use ferrygate_core::ClientConn;
-use ferrygate_proxy::{Deadlines, Driven, Lane};
+use ferrygate_deadline::Deadlines;
+use ferrygate_proxy::{Driven, Lane};
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};

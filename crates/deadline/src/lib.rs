@@ -1,4 +1,6 @@
-//! Deadlines without a timer registration per request.
+//! Deadlines without a timer registration per request: the server (hyper's
+//! header-read timeout) and the proxy (`upstream_timeout`) each own tables of
+//! them, so this crate depends on neither.
 //!
 //! Every proxied exchange waits on two deadlines: hyper's header-read timeout
 //! (armed anew for each request of a keep-alive connection) and the proxy's
