@@ -3,7 +3,7 @@
 //! longest matching rule, 403 `forbidden` in browser and JSON mode, sign-in
 //! first without a session, and canonical matching of rule paths.
 
-mod common;
+use ferrygate_testkit as common;
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 //! Needs Chromium, Node and the npm packages: without them the test fails
 //! with a message naming what is missing (`scripts/test` installs them).
 
-mod common;
+use ferrygate_testkit as common;
 
 use std::path::Path;
 use std::process::Command;

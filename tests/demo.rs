@@ -1,6 +1,6 @@
 //! `ferrygate demo`'s parts, started in-process: the newcomer's journey.
 
-mod common;
+use ferrygate_testkit as common;
 
 use common::*;
 use ferrygate_demo::{Demo, USERS};

@@ -4,7 +4,7 @@
 //! `Origin`, `Sec-Fetch-Site`) sign in through it; stopping the command stops
 //! nginx. Needs nginx (`scripts/test` installs it).
 
-mod common;
+use ferrygate_testkit as common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

@@ -3,7 +3,7 @@
 //! other clients and JSON for JSON clients (SPEC 3); the site's own answers,
 //! errors included, are never touched.
 
-mod common;
+use ferrygate_testkit as common;
 
 use std::time::Duration;
 

@@ -7,7 +7,7 @@
 //! Longer than 400 lines on purpose: spec 2.1's sources, styles and answers,
 //! behind real nginx and Caddy, one case each.
 
-mod common;
+use ferrygate_testkit as common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -8,7 +8,7 @@
 //! Longer than 400 lines on purpose: the `ldap` kind against a real slapd,
 //! the directory tree it loads included.
 
-mod common;
+use ferrygate_testkit as common;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 //! with the entry the case names; the gateway answers each login with the
 //! documented code and goes on answering the next.
 
-mod common;
+use ferrygate_testkit as common;
 
 use std::net::SocketAddr;
 

@@ -1,7 +1,7 @@
 //! End to end: the payway flow against a recording mock of Payway's token,
 //! login and authorization endpoints.
 
-mod common;
+use ferrygate_testkit as common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

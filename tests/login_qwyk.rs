@@ -1,7 +1,7 @@
 //! End to end: the qwyk login flow through the real server, against a
 //! recording mock of the Qwyk API and a real upstream.
 
-mod common;
+use ferrygate_testkit as common;
 
 use std::time::Duration;
 

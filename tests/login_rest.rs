@@ -1,6 +1,6 @@
 //! End to end: the rest adapter against a recording mock web service.
 
-mod common;
+use ferrygate_testkit as common;
 
 use std::time::{Duration, Instant};
 

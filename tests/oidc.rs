@@ -11,7 +11,7 @@
 //! against one real OpenID provider process (discovery, the grant, keys,
 //! claims, renewal), each case a test that reads top to bottom.
 
-mod common;
+use ferrygate_testkit as common;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;

@@ -3,7 +3,7 @@
 //! file), TLS with a certificate reload under an open connection, graceful
 //! shutdown.
 
-mod common;
+use ferrygate_testkit as common;
 
 use std::path::Path;
 use std::process::Command;

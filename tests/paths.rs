@@ -4,7 +4,7 @@
 //! the decision matched. The site here is an echo that routes on nothing, so
 //! every test reads the exact target it received.
 
-mod common;
+use ferrygate_testkit as common;
 
 use std::net::SocketAddr;
 use std::time::Duration;

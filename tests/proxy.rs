@@ -4,7 +4,7 @@
 //! (streaming, hop-by-hop, X-Forwarded-*, upgrades, Location) is a case here,
 //! sharing one upstream harness.
 
-mod common;
+use ferrygate_testkit as common;
 
 use std::convert::Infallible;
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 //! 503 that heals by itself. Needs `redis-server`: without it these tests
 //! fail with a message saying so (`scripts/test` installs it).
 
-mod common;
+use ferrygate_testkit as common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

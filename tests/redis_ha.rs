@@ -7,7 +7,7 @@
 //! Longer than 400 lines on purpose: Sentinel and Cluster failovers with
 //! real processes; the harness that starts them is most of it.
 
-mod common;
+use ferrygate_testkit as common;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

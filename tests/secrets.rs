@@ -1,7 +1,7 @@
 //! Secrets never reach a log line (at TRACE, every crate), an error body or a
 //! `Debug` output: passwords, tokens, the session secret, client secrets.
 
-mod common;
+use ferrygate_testkit as common;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};

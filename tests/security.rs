@@ -1,7 +1,7 @@
 //! Security properties end to end: brute-force limits, enumeration timing,
 //! HSTS, CSRF scheme, and request smuggling at the edge.
 
-mod common;
+use ferrygate_testkit as common;
 
 use std::time::{Duration, Instant};
 

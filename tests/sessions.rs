@@ -2,7 +2,7 @@
 //! servers for the details. Returning users, expiry, logout, fixation,
 //! protected paths, identity headers and spoofing.
 
-mod common;
+use ferrygate_testkit as common;
 
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,7 @@
 //! routes on the canonical path, Ferrygate's cookies and client identity
 //! (headers, trailers, `Connection`) never reaching a site.
 
-mod common;
+use ferrygate_testkit as common;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -1,7 +1,10 @@
-//! Shared test harness: loopback servers on port 0, a recording mock provider,
-//! Ferrygate started in-process from TOML, and a client that never follows
-//! redirects.
-#![allow(dead_code, unreachable_pub)]
+//! The integration tests' harness, compiled once for every test file:
+//! loopback servers on port 0, a recording mock provider, Ferrygate started
+//! in-process from TOML (or as the `ferrygate` binary, found next to the test
+//! executable), and a client that never follows redirects. Test files name it
+//! `common` (`use ferrygate_testkit as common;`), so each reads as the
+//! behaviour it covers.
+#![allow(missing_debug_implementations)]
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -162,7 +165,7 @@ pub async fn gateway_in(toml: &str, dir: &Path) -> Gateway {
     let toml = format!("[server]\nlisten = [\"127.0.0.1:0\"]\n{toml}");
     let config = ferrygate::from_toml(&toml, dir).unwrap_or_else(|e| panic!("{e}")).config;
     let gateway = ferrygate::Gateway::from_config(config).await.unwrap();
-    let server = ferrygate_server::Server::bind(gateway.gateway_layer().clone()).await.unwrap();
+    let server = ferrygate::Server::bind(gateway.gateway_layer().clone()).await.unwrap();
     let addr = server.local_addrs()[0];
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(server.run(async move {
@@ -245,7 +248,6 @@ impl Answer {
         url::Url::parse("http://example.invalid/").unwrap().join(self.header("location")).unwrap()
     }
     /// The `Max-Age` of the Set-Cookie header (a remembered login's cookie).
-    #[allow(dead_code)]
     pub fn max_age(&self) -> u64 {
         let cookie = self.header("set-cookie");
         let value = cookie.split(';').find_map(|p| p.trim().strip_prefix("Max-Age="));
@@ -254,7 +256,6 @@ impl Answer {
 }
 
 /// The value of the unlabelled metric `name` in a Prometheus text page.
-#[allow(dead_code)]
 pub fn metric(page: &str, name: &str) -> f64 {
     let line = page.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' '));
     line.unwrap_or_else(|| panic!("no {name} in:\n{page}")).trim().parse().unwrap()
@@ -363,7 +364,7 @@ pub fn start_logged(args: &[&str], config: &Path, rust_log: &str) -> Logged {
 pub fn start_logged_env(args: &[&str], config: &Path, rust_log: &str, env: &[(&str, &str)]) -> Logged {
     use std::io::BufRead;
     let mut child = Process(
-        std::process::Command::new(env!("CARGO_BIN_EXE_ferrygate"))
+        std::process::Command::new(binary())
             .args(args)
             .arg(config)
             .envs(env.iter().copied())
@@ -416,7 +417,6 @@ pub async fn get_with_cookie(url: &str, cookie: &str) -> Answer {
 
 /// A test CA and a server certificate for `localhost` and 127.0.0.1 signed by
 /// it, written to `dir` as `ca.pem`, `server.pem` and `server.key`.
-#[allow(dead_code)]
 pub fn write_test_pki(dir: &Path) {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -435,7 +435,6 @@ pub fn write_test_pki(dir: &Path) {
 /// the provider `corp` whose table is `provider` (its `kind` included):
 /// `/app` protected, `/admin` for the `admins` group, no rate limits to
 /// speak of. `top` goes before every section, `sessions` into `[sessions]`.
-#[allow(dead_code)]
 pub fn staff_config(top: &str, sessions: &str, provider: &str, upstream: SocketAddr) -> String {
     format!(
         r#"
@@ -470,4 +469,15 @@ default_destination = "/app"
 allowed_destinations = ["/app", "/admin"]
 "#
     )
+}
+
+/// The `ferrygate` binary cargo built for this test run: next to the test
+/// executable's `deps/` directory (`target/<profile>/ferrygate`).
+pub fn binary() -> std::path::PathBuf {
+    let mut dir = std::env::current_exe().expect("the test executable's path");
+    dir.pop();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir.join(format!("ferrygate{}", std::env::consts::EXE_SUFFIX))
 }
