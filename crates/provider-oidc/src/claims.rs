@@ -22,7 +22,7 @@ impl Oidc {
             return self.verified(endpoints, id_token).await.map(Some);
         }
         if self.config.id_token == IdToken::Required {
-            return Err(Failure::IdToken(IdTokenRefused::Claims("no id_token in the token answer".into())));
+            return Err(Failure::IdToken(IdTokenRefused::Claims("no id_token in the token answer")));
         }
         Ok(None)
     }

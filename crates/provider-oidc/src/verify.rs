@@ -21,9 +21,15 @@ pub const SKEW_SECS: u64 = 60;
 
 /// Why an ID token was refused (logged; never holds the token).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum IdTokenRefused {
-    #[error("not a JWS with a known header ({0})")]
-    Malformed(String),
+    /// Not a JWS (jsonwebtoken's reason).
+    #[error("not a JWS with a known header ({0:?})")]
+    Malformed(jsonwebtoken::errors::ErrorKind),
+    /// A `crit` header: an extension Ferrygate does not understand.
+    #[error("a crit header (an extension not understood)")]
+    Critical,
+    /// The algorithm the token names (a short plain name, as it named it).
     #[error("algorithm {0} is not allowed")]
     Algorithm(String),
     /// No key of the JWKS has this `kid` (re-fetching the JWKS may help).
@@ -31,8 +37,12 @@ pub enum IdTokenRefused {
     UnknownKey(Option<String>),
     #[error("the key named by kid does not fit the algorithm")]
     KeyMismatch,
+    /// The signature or a registered claim failed jsonwebtoken's checks.
+    #[error("{0:?}")]
+    Invalid(jsonwebtoken::errors::ErrorKind),
+    /// A claim Ferrygate checks itself is wrong (which, and how).
     #[error("{0}")]
-    Claims(String),
+    Claims(&'static str),
 }
 
 /// The validated claims of an ID token.
@@ -93,7 +103,7 @@ pub fn header(token: &str) -> Result<(Algorithm, Option<String>), IdTokenRefused
     // `alg: none` and unknown algorithms fail to parse; say which it was.
     let header = jsonwebtoken::decode_header(token).map_err(|e| match alg_of(token) {
         Some(alg) => IdTokenRefused::Algorithm(alg),
-        None => IdTokenRefused::Malformed(format!("{:?}", e.kind())),
+        None => IdTokenRefused::Malformed(e.into_kind()),
     })?;
     if !ALGORITHMS.contains(&header.alg) {
         return Err(IdTokenRefused::Algorithm(format!("{:?}", header.alg)));
@@ -101,7 +111,7 @@ pub fn header(token: &str) -> Result<(Algorithm, Option<String>), IdTokenRefused
     // RFC 7515 4.1.11: extensions named in `crit` must be understood, and
     // Ferrygate understands none (jsonwebtoken's header does not read it).
     if header_json(token).is_none_or(|h| h.contains_key("crit")) {
-        return Err(IdTokenRefused::Malformed("a crit header (an extension not understood)".into()));
+        return Err(IdTokenRefused::Critical);
     }
     Ok((header.alg, header.kid))
 }
@@ -133,37 +143,37 @@ pub fn verify(token: &str, keys: &JwkSet, issuer: &str, client_id: &str, now: u6
     validation.set_issuer(&[issuer]);
     validation.set_audience(&[client_id]);
     validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-    let data = jsonwebtoken::decode::<Claims>(token, &key, &validation)
-        .map_err(|e| IdTokenRefused::Claims(format!("{:?}", e.kind())))?;
+    let data =
+        jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(|e| IdTokenRefused::Invalid(e.into_kind()))?;
     let claims = data.claims;
     // jsonwebtoken also takes an array holding the issuer; the spec wants it exactly.
     if claims.get("iss").and_then(Value::as_str) != Some(issuer) {
-        return Err(IdTokenRefused::Claims("iss is not the issuer".into()));
+        return Err(IdTokenRefused::Claims("iss is not the issuer"));
     }
     // NumericDates, checked here whatever their JSON form (jsonwebtoken
     // skips an `nbf` it cannot read as an integer).
-    let date = |name: &str| match claims.get(name) {
+    let date = |name: &str, not_a_number: &'static str| match claims.get(name) {
         None => Ok(None),
-        Some(v) => v.as_f64().map(Some).ok_or_else(|| IdTokenRefused::Claims(format!("{name} is not a number"))),
+        Some(v) => v.as_f64().map(Some).ok_or(IdTokenRefused::Claims(not_a_number)),
     };
     let (now, skew) = (now as f64, SKEW_SECS as f64);
-    if date("exp")?.is_none_or(|exp| exp <= now - skew) {
-        return Err(IdTokenRefused::Claims("exp is past".into()));
+    if date("exp", "exp is not a number")?.is_none_or(|exp| exp <= now - skew) {
+        return Err(IdTokenRefused::Claims("exp is past"));
     }
-    if date("nbf")?.is_some_and(|nbf| nbf > now + skew) {
-        return Err(IdTokenRefused::Claims("nbf is in the future".into()));
+    if date("nbf", "nbf is not a number")?.is_some_and(|nbf| nbf > now + skew) {
+        return Err(IdTokenRefused::Claims("nbf is in the future"));
     }
-    if date("iat")?.is_some_and(|iat| iat > now + skew) {
-        return Err(IdTokenRefused::Claims("iat is in the future".into()));
+    if date("iat", "iat is not a number")?.is_some_and(|iat| iat > now + skew) {
+        return Err(IdTokenRefused::Claims("iat is in the future"));
     }
     // Several audiences: the token must have been issued to us (`azp`).
     if let Some(Value::Array(audiences)) = claims.get("aud") {
         if audiences.len() > 1 && claims.get("azp").and_then(Value::as_str) != Some(client_id) {
-            return Err(IdTokenRefused::Claims("several audiences and azp is not the client".into()));
+            return Err(IdTokenRefused::Claims("several audiences and azp is not the client"));
         }
     }
     if claims.get("sub").and_then(Value::as_str).is_none_or(str::is_empty) {
-        return Err(IdTokenRefused::Claims("no sub".into()));
+        return Err(IdTokenRefused::Claims("no sub"));
     }
     Ok(claims)
 }
