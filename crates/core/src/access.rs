@@ -84,6 +84,12 @@ fn needs<'t>(target: &'t Target, method: &Method) -> (Guard<'t>, bool) {
     }
 }
 
+/// Whether the owned route reads our cookies themselves (the previous
+/// session's id, the session to end, the OAuth2 state).
+fn reads_cookies(owned: Option<OwnedRoute>) -> bool {
+    matches!(owned, Some(OwnedRoute::Login | OwnedRoute::Wizard | OwnedRoute::Logout | OwnedRoute::Callback))
+}
+
 impl<S, B, R> Service<Request<B>> for Access<S>
 where
     S: Service<Request<B>, Response = GatewayResponse<R>> + Clone + Send + 'static,
@@ -124,7 +130,7 @@ where
                 return ResponseFuture::ready(answer);
             }
             if owned.is_some() {
-                if !carried.is_empty() {
+                if reads_cookies(owned) && !carried.is_empty() {
                     req.extensions_mut().insert(carried);
                 }
                 req.extensions_mut().insert(Resolved::Anonymous);
@@ -156,7 +162,9 @@ where
                 _ => {}
             }
             if owned.is_some() {
-                req.extensions_mut().insert(carried);
+                if reads_cookies(owned) {
+                    req.extensions_mut().insert(carried);
+                }
                 req.extensions_mut().insert(resolved);
             }
             inner.call(req).await

@@ -30,7 +30,7 @@ use crate::site::{ForwardAuth, ForwardAuthStyle, Site};
 
 pub(crate) async fn check<B>(gate: &Gate, site: &Site, req: Request<B>) -> Response<Full<Bytes>> {
     // The body, if any, is not needed (and need not be shared across the await).
-    let req = Request::from_parts(req.into_parts().0, ());
+    let mut req = Request::from_parts(req.into_parts().0, ());
     let trusted = req
         .extensions()
         .get::<ClientConn>()
@@ -49,19 +49,19 @@ pub(crate) async fn check<B>(gate: &Gate, site: &Site, req: Request<B>) -> Respo
     };
     let path = crate::path::matching(original.path());
     tracing::trace!(site = %site.name, method = original.method.as_deref(), path = %path, "forward-auth check");
-    let resolved = req.extensions().get::<Resolved>().unwrap_or(&Resolved::Anonymous);
+    let resolved = req.extensions_mut().remove::<Resolved>().unwrap_or(Resolved::Anonymous);
     // Every path a check asks about is protected; a rule narrows it to groups.
     let guard = Guard::Protected(site.rule(&path).and_then(|i| site.authorize.get(i)));
-    match decide(guard, resolved) {
+    match decide(guard, &resolved) {
         Verdict::Allow => {
             let mut res = respond::text(StatusCode::OK, "");
-            if let Some(s) = resolved.session() {
+            if let Resolved::Live(_, s) = resolved {
                 // `pass_access_token`: for the proxy to copy (nginx `auth_request_set`,
                 // Traefik `authResponseHeaders`), as oauth2-proxy's `Authorization`.
-                if let Some(token) = crate::refresh::access_token(site, s) {
+                if let Some(token) = crate::refresh::access_token(site, &s) {
                     token.write(res.headers_mut());
                 }
-                SignedIn::from(s.clone()).write_headers(res.headers_mut());
+                SignedIn::from(*s).write_headers(res.headers_mut());
                 // Every identity header named, empty when unknown: a proxy
                 // that copies a missing one as its placeholder's text (Caddy
                 // before 2.9) then copies nothing.
