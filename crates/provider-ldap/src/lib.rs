@@ -113,9 +113,14 @@ impl LdapProvider {
                 .simple_bind(dn, password.expose_secret())
                 .await
                 .and_then(|r| r.success());
-            if let Err(e) = bound {
-                tracing::error!(provider = %self.name, error = %e, "the service account's bind (bind_dn) was refused");
-                return Err(Failure::Unavailable(format!("service bind: {e}")));
+            match bound {
+                Ok(_) => {}
+                // No answer in time is a timeout, whoever's bind it was.
+                Err(ldap3::LdapError::Timeout { .. }) => return Err(Failure::Timeout),
+                Err(e) => {
+                    tracing::error!(provider = %self.name, error = %e, "the service account's bind (bind_dn) was refused");
+                    return Err(Failure::Unavailable(format!("service bind: {e}")));
+                }
             }
         }
         *slot = Some(ldap.clone());

@@ -39,7 +39,8 @@ where
     let conn = req.extensions().get::<ClientConn>().copied();
     let client_ip = conn::client_ip(conn.as_ref(), req.headers(), &gate.config.server.trusted_proxies);
     let previous = req.extensions().get::<Carried>().and_then(|c| gate.sessions.cookies().session_id(c));
-    let (seen, result) = attempt(&gate, &site, req, route, conn, client_ip).await;
+    let mut seen = Seen::default();
+    let result = seen.attempt(&gate, &site, req, route, conn, client_ip).await;
     let result = match result {
         Ok(grant) if crate::identity::oversized(&grant.user).is_some() => {
             let field = crate::identity::oversized(&grant.user);
@@ -134,122 +135,107 @@ fn new_session(gate: &Gate, site: &Site, account: &str, grant: &Grant) -> Sessio
     }
 }
 
-async fn attempt<B>(
-    gate: &Gate,
-    site: &Site,
-    req: Request<B>,
-    route: OwnedRoute,
-    conn: Option<ClientConn>,
-    client_ip: Option<std::net::IpAddr>,
-) -> (Seen, Result<Grant, LoginError>)
-where
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
-    let mut seen = Seen::default();
-    let result = checked_attempt(gate, site, req, route, conn, client_ip, &mut seen).await;
-    (seen, result)
-}
-
-/// The checks, the body, the limits and the provider call, noting in `seen`
-/// what the form gave as it is read (a refusal half-way keeps what came before).
-async fn checked_attempt<B>(
-    gate: &Gate,
-    site: &Site,
-    req: Request<B>,
-    route: OwnedRoute,
-    conn: Option<ClientConn>,
-    client_ip: Option<std::net::IpAddr>,
-    seen: &mut Seen,
-) -> Result<Grant, LoginError>
-where
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
-    let config = &gate.config;
-    if config.server.require_https && !conn::is_https(conn.as_ref(), req.headers(), &config.server.trusted_proxies) {
-        return Err(LoginError::HttpsRequired);
-    }
-    if !gate.same_origin(site, req.uri(), req.headers(), req.extensions()) {
-        return Err(LoginError::OriginRejected);
-    }
-    // Where the user was going, kept on a failure's way back to the form: the
-    // query's now (so even a refusal before the body is read keeps it).
-    let query = Fields::from_query(req.uri().query().unwrap_or(""));
-    if route != OwnedRoute::Wizard && asked_in_query(&query).is_some_and(|d| !d.is_empty()) {
-        seen.kept_destination = Some(allowed_destination(site, asked_in_query(&query)));
-    }
-    if let Some(ip) = client_ip {
-        gate.limiter.hit_ip(&limit_key(ip)).await.map_err(rate_limited)?;
-    }
-    let (parts, body) = req.into_parts();
-    let fields = read_fields(&parts.headers, body, config.limits.login_body_bytes).await?;
-
-    let login = &site.login;
-    let destination = match route {
-        OwnedRoute::Wizard => wizard_destination(site, &fields),
-        _ => {
-            let asked = fields.get(&login.destination_field).filter(|d| !d.is_empty());
-            let destination = allowed_destination(site, asked.or_else(|| asked_in_query(&query)));
-            if asked.is_some() {
-                seen.kept_destination = Some(destination.clone());
-            }
-            destination
-        }
-    };
-    let username = fields.get(&login.username_field).map(str::trim).unwrap_or("");
-    let password = fields.get(&login.password_field).unwrap_or("");
-    if username.is_empty() || password.is_empty() {
-        return Err(LoginError::MissingCredentials);
-    }
-    if username.len() > MAX_FIELD_BYTES
-        || password.len() > MAX_FIELD_BYTES
-        || crate::account::AccountHasher::has_invisible(username)
-        || password.contains('\0')
+impl Seen {
+    /// The checks, the body, the limits and the provider call, noting what the
+    /// form gave as it is read (a refusal half-way keeps what came before).
+    async fn attempt<B>(
+        &mut self,
+        gate: &Gate,
+        site: &Site,
+        req: Request<B>,
+        route: OwnedRoute,
+        conn: Option<ClientConn>,
+        client_ip: Option<std::net::IpAddr>,
+    ) -> Result<Grant, LoginError>
+    where
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
     {
-        return Err(LoginError::InvalidInput);
-    }
-    seen.account = Some(username.to_owned());
-    let account_key = gate.accounts.hash(username);
-    seen.account_key = Some(account_key.clone());
-    gate.limiter.account_open(&account_key).await.map_err(rate_limited)?;
-    // One attempt per account at a time (per replica): concurrent guesses would
-    // otherwise all reach the provider before the first failure is counted.
-    let _in_flight =
-        InFlight::enter(&gate.in_flight, &account_key).ok_or(LoginError::RateLimited { retry_after_secs: 1 })?;
-    let remember = fields.get(&login.remember_field).is_some_and(truthy);
-    seen.remember = remember;
+        let config = &gate.config;
+        if config.server.require_https && !conn::is_https(conn.as_ref(), req.headers(), &config.server.trusted_proxies)
+        {
+            return Err(LoginError::HttpsRequired);
+        }
+        if !gate.same_origin(site, req.uri(), req.headers(), req.extensions()) {
+            return Err(LoginError::OriginRejected);
+        }
+        // Where the user was going, kept on a failure's way back to the form: the
+        // query's now (so even a refusal before the body is read keeps it).
+        let query = Fields::from_query(req.uri().query().unwrap_or(""));
+        if route != OwnedRoute::Wizard && asked_in_query(&query).is_some_and(|d| !d.is_empty()) {
+            self.kept_destination = Some(allowed_destination(site, asked_in_query(&query)));
+        }
+        if let Some(ip) = client_ip {
+            gate.limiter.hit_ip(&limit_key(ip)).await.map_err(rate_limited)?;
+        }
+        let (parts, body) = req.into_parts();
+        let fields = read_fields(&parts.headers, body, config.limits.login_body_bytes).await?;
 
-    let password = SecretString::from(password.to_owned());
-    let user_agent = parts.headers.get(USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
-    seen.state = new_state();
-    seen.destination.clone_from(&destination);
-    let attempt = LoginAttempt {
-        state: &seen.state,
-        site,
-        username,
-        password: &password,
-        remember,
-        destination: &destination,
-        client_ip,
-        user_agent,
-    };
-    let provider = &config.providers.get(&site.provider).ok_or(LoginError::ProviderUnavailable)?.provider;
-    // The one bound on a whole authentication (each HTTP exchange is also
-    // bounded by the client): `timeout`, then `provider_timeout`.
-    let deadline = provider.timeout();
-    let started = std::time::Instant::now();
-    let result = tokio::time::timeout(deadline, provider.authenticate(&attempt)).await.unwrap_or_else(|_| {
+        let login = &site.login;
+        let destination = match route {
+            OwnedRoute::Wizard => wizard_destination(site, &fields),
+            _ => {
+                let asked = fields.get(&login.destination_field).filter(|d| !d.is_empty());
+                let destination = allowed_destination(site, asked.or_else(|| asked_in_query(&query)));
+                if asked.is_some() {
+                    self.kept_destination = Some(destination.clone());
+                }
+                destination
+            }
+        };
+        let username = fields.get(&login.username_field).map(str::trim).unwrap_or("");
+        let password = fields.get(&login.password_field).unwrap_or("");
+        if username.is_empty() || password.is_empty() {
+            return Err(LoginError::MissingCredentials);
+        }
+        if username.len() > MAX_FIELD_BYTES
+            || password.len() > MAX_FIELD_BYTES
+            || crate::account::AccountHasher::has_invisible(username)
+            || password.contains('\0')
+        {
+            return Err(LoginError::InvalidInput);
+        }
+        self.account = Some(username.to_owned());
+        let account_key = gate.accounts.hash(username);
+        self.account_key = Some(account_key.clone());
+        gate.limiter.account_open(&account_key).await.map_err(rate_limited)?;
+        // One attempt per account at a time (per replica): concurrent guesses would
+        // otherwise all reach the provider before the first failure is counted.
+        let _in_flight =
+            InFlight::enter(&gate.in_flight, &account_key).ok_or(LoginError::RateLimited { retry_after_secs: 1 })?;
+        let remember = fields.get(&login.remember_field).is_some_and(truthy);
+        self.remember = remember;
+
+        let password = SecretString::from(password.to_owned());
+        let user_agent = parts.headers.get(USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
+        self.state = new_state();
+        self.destination.clone_from(&destination);
+        let attempt = LoginAttempt {
+            state: &self.state,
+            site,
+            username,
+            password: &password,
+            remember,
+            destination: &destination,
+            client_ip,
+            user_agent,
+        };
+        let provider = &config.providers.get(&site.provider).ok_or(LoginError::ProviderUnavailable)?.provider;
+        // The one bound on a whole authentication (each HTTP exchange is also
+        // bounded by the client): `timeout`, then `provider_timeout`.
+        let deadline = provider.timeout();
+        let started = std::time::Instant::now();
+        let result = tokio::time::timeout(deadline, provider.authenticate(&attempt)).await.unwrap_or_else(|_| {
         tracing::warn!(site = %site.name, provider = %site.provider, timeout = ?deadline, "the provider did not answer in time");
         Err(LoginError::ProviderTimeout)
     });
-    site.upstream.metrics.provider_duration(started.elapsed());
-    if matches!(result, Err(LoginError::InvalidCredentials | LoginError::ProviderRejected)) {
-        gate.limiter.account_failed(&account_key).await;
+        site.upstream.metrics.provider_duration(started.elapsed());
+        if matches!(result, Err(LoginError::InvalidCredentials | LoginError::ProviderRejected)) {
+            gate.limiter.account_failed(&account_key).await;
+        }
+        result
     }
-    result
 }
 
 /// A refusal of the limiter as the answer: `rate_limited` with `Retry-After`
