@@ -174,7 +174,7 @@ pub async fn gateway_in(toml: &str, dir: &Path) -> Gateway {
     Gateway { addr, _stop: stop }
 }
 
-/// A qwyk setup: `extra_server` goes into [server], `site_extra` into the site.
+/// A qwyk setup: `extra_server` goes into `[server]`, `site_extra` into the site.
 pub fn qwyk_config(provider: SocketAddr, upstream: SocketAddr, server_extra: &str, site_extra: &str) -> String {
     format!(
         r#"{server_extra}
