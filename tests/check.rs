@@ -478,6 +478,36 @@ fn authorization_rules_are_checked() {
     refused(rule("[]", "[\"admins\"]"), "sites[0] (acme).authorize[0].paths");
     refused(rule("[\"/admin\"]", "[]"), "sites[0] (acme).authorize[0].groups");
     refused(rule("[\"admin\"]", "[\"admins\"]"), "sites[0] (acme).authorize[0].paths[0]");
+    // SPEC 2.2: methods are HTTP tokens, networks CIDR blocks, and a public rule names no groups.
+    let with =
+        |extra: &'static str| move |c: String| format!("{c}\n[[sites.authorize]]\npaths = [\"/admin\"]\n{extra}\n");
+    refused(with("methods = [\"GET\", \"PO ST\"]"), "sites[0] (acme).authorize[0].methods[1]");
+    refused(with("methods = [\"\"]"), "sites[0] (acme).authorize[0].methods[0]");
+    refused(with("networks = [\"10.0.0.0/8\", \"10.0.0.0/33\"]"), "sites[0] (acme).authorize[0].networks[1]");
+    refused(with("networks = [\"intranet\"]"), "sites[0] (acme).authorize[0].networks[0]");
+    refused(with("public = true\ngroups = [\"admins\"]"), "sites[0] (acme).authorize[0].public");
+    refused(with("public = \"yes\""), "sites[0] (acme).authorize[0].public");
+}
+
+/// SPEC 2.2: a lower-case method is warned about (methods compare
+/// case-sensitively); rules on one path for different methods are not.
+#[test]
+fn rule_methods_are_warned_about_only_when_they_cannot_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}\n[[sites.authorize]]\npaths = [\"/admin\"]\nmethods = [\"POST\"]\ngroups = [\"admins\"]\n\
+         [[sites.authorize]]\npaths = [\"/admin\"]\nmethods = [\"get\"]\n\
+         [[sites.authorize]]\npaths = [\"/admin\"]\npublic = true\nmethods = [\"POST\", \"DELETE\"]\n\
+         [[sites.authorize]]\npaths = [\"/docs\"]\npublic = true\nnetworks = [\"10.0.0.0/8\", \"2001:db8::/32\"]\n",
+        spec_example(dir.path())
+    );
+    let out = run(&["check"], dir.path(), &config);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("warning: sites[0] (acme).authorize[1].methods[0]: \"get\" is not upper-case"), "{stderr}");
+    // Rule 2 names POST and DELETE: POST is rule 0's, DELETE is not: it still applies.
+    assert!(!stderr.contains("authorize[2].paths[0]"), "{stderr}");
+    assert!(!stderr.contains("authorize[1].paths[0]"), "{stderr}");
 }
 
 #[test]

@@ -542,3 +542,76 @@ async fn through_nginx_a_clients_own_check_headers_never_reach_the_check() {
     let res = send(req).await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
 }
+
+/// SPEC 2.2 in a check and on proxied requests alike: the rule for the
+/// original method (GET covering HEAD; without a method source every rule
+/// applies, the first of a tie winning), public holes without a session,
+/// and networks on the client address after `trusted_proxies`.
+#[tokio::test]
+async fn rules_by_method_network_and_public_hole_decide_checks_and_proxied_requests() {
+    let rules =
+        "\n[[sites.authorize]]\npaths = [\"/reports\"]\nmethods = [\"POST\", \"DELETE\"]\ngroups = [\"admins\"]\n\
+                 \n[[sites.authorize]]\npaths = [\"/reports\"]\nmethods = [\"GET\"]\ngroups = [\"staff\", \"admins\"]\n\
+                 \n[[sites.authorize]]\npaths = [\"/status\"]\npublic = true\n\
+                 \n[[sites.authorize]]\npaths = [\"/ops\"]\nnetworks = [\"10.0.0.0/8\"]\n";
+    let env = ferrygate_with(false, "127.0.0.1/32", "auto", rules).await;
+    let (alice, bob, carol) = (
+        sign_in(&env, "alice@corp.example").await,
+        sign_in(&env, "bob@corp.example").await,
+        sign_in(&env, "carol@corp.example").await,
+    );
+    let status = |method: &'static str, uri: &'static str, who: Option<&str>| {
+        let req = check(&env, "/_ferrygate/auth", &[("x-forwarded-method", method), ("x-forwarded-uri", uri)], who);
+        async move { send(req).await.status }
+    };
+    // Methods pick the rule.
+    assert_eq!(status("GET", "/reports/q3", Some(&bob)).await, StatusCode::OK);
+    assert_eq!(status("HEAD", "/reports/q3", Some(&bob)).await, StatusCode::OK, "GET covers HEAD");
+    assert_eq!(status("HEAD", "/reports/q3", Some(&carol)).await, StatusCode::FORBIDDEN, "GET covers HEAD");
+    assert_eq!(status("POST", "/reports/q3", Some(&bob)).await, StatusCode::FORBIDDEN);
+    assert_eq!(status("POST", "/reports/q3", Some(&alice)).await, StatusCode::OK);
+    assert_eq!(
+        status("PUT", "/reports/q3", Some(&carol)).await,
+        StatusCode::OK,
+        "no rule for PUT: a session is enough"
+    );
+    assert_eq!(status("POST", "/reports/q3", None).await, StatusCode::UNAUTHORIZED);
+    // Without a method source every rule applies: the first of the tie (POST, DELETE: admins).
+    let nginx_without_method = check(&env, "/_ferrygate/auth", &[("x-original-uri", "/reports")], Some(&bob));
+    assert_eq!(send(nginx_without_method).await.status, StatusCode::FORBIDDEN);
+    // A public hole: no session needed; the identity when there is one.
+    assert_eq!(status("GET", "/status", None).await, StatusCode::OK);
+    let req =
+        check(&env, "/_ferrygate/auth", &[("x-forwarded-method", "GET"), ("x-forwarded-uri", "/status")], Some(&alice));
+    assert_eq!(send(req).await.header("x-ferrygate-user"), "alice@corp.example");
+    // Networks: the client address is the right-most X-Forwarded-For address that is not a trusted proxy.
+    let ops = |xff: Option<&'static str>| {
+        let mut headers = vec![("x-forwarded-method", "GET"), ("x-forwarded-uri", "/ops")];
+        headers.extend(xff.map(|v| ("x-forwarded-for", v)));
+        let req = check(&env, "/_ferrygate/auth", &headers, Some(&alice));
+        async move { send(req).await.status }
+    };
+    assert_eq!(ops(Some("10.1.2.3")).await, StatusCode::OK);
+    assert_eq!(ops(Some("10.1.2.3, 192.0.2.7")).await, StatusCode::FORBIDDEN, "the right-most untrusted hop counts");
+    assert_eq!(ops(None).await, StatusCode::FORBIDDEN, "the proxy's own address is not in the network");
+
+    // The same decision for requests proxied to the site.
+    let proxied = |method: &'static str, path: &'static str, who: &str, xff: Option<&'static str>| {
+        let mut r = Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", env.ferrygate))
+            .header("cookie", who.to_owned())
+            .header("accept", "application/json");
+        if let Some(v) = xff {
+            r = r.header("x-forwarded-for", v);
+        }
+        let req = r.body(Full::default()).unwrap();
+        async move { send(req).await.status }
+    };
+    assert_eq!(proxied("GET", "/reports/q3", &bob, None).await, StatusCode::OK);
+    assert_eq!(proxied("GET", "/reports/q3", &carol, None).await, StatusCode::FORBIDDEN);
+    assert_eq!(proxied("POST", "/reports/q3", &bob, None).await, StatusCode::FORBIDDEN);
+    assert_eq!(proxied("POST", "/reports/q3", &alice, None).await, StatusCode::OK, "reached the site");
+    assert_eq!(proxied("GET", "/ops", &alice, Some("10.9.9.9")).await, StatusCode::OK);
+    assert_eq!(proxied("GET", "/ops", &alice, Some("192.0.2.7")).await, StatusCode::FORBIDDEN);
+}

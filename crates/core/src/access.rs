@@ -14,9 +14,12 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use std::net::IpAddr;
+
 use http::{Method, Request, Response, StatusCode};
 use tower::{Layer, Service};
 
+use crate::conn::{self, ClientConn};
 use crate::decision::{decide, Guard, Resolved, Verdict};
 use crate::error::LoginError;
 use crate::future::{GatewayResponse, ResponseFuture};
@@ -69,10 +72,10 @@ impl<S> std::fmt::Debug for Access<S> {
 
 /// What a request asks of the session: the path's guard, and whether the
 /// request (or the owned route it is for) reads the session at all.
-fn needs<'t>(target: &'t Target, method: &Method) -> (Guard<'t>, bool) {
+fn needs<'t>(target: &'t Target, method: &Method, client: Option<IpAddr>) -> (Guard<'t>, bool) {
     match target.owned {
         // Proxied to the site: with identity when signed in.
-        None => (target.guard(), true),
+        None => (target.guard(client), true),
         Some(OwnedRoute::Callback) => (Guard::Public, true),
         // A returning user's login or wizard page.
         Some(OwnedRoute::Login | OwnedRoute::Wizard) if method != Method::POST => (Guard::Returning, true),
@@ -121,7 +124,13 @@ where
             }
         };
         let Some(target) = req.extensions().get::<Target>() else { return ResponseFuture::inner(self.inner.call(req)) };
-        let (guard, reads_session) = needs(target, req.method());
+        // The client's address, only when a rule's networks ask for it.
+        let client = target.rule().is_some_and(|r| !r.networks.is_empty()).then(|| {
+            let conn = req.extensions().get::<ClientConn>();
+            conn::client_ip(conn, req.headers(), &self.gate.config.server.trusted_proxies)
+        });
+        let client = client.flatten();
+        let (guard, reads_session) = needs(target, req.method(), client);
         let owned = target.owned;
         if !carried.has_session() || !reads_session {
             // Nothing to look up: decided now.
@@ -146,7 +155,7 @@ where
             let site = &target.site;
             let resolved = gate.resolve(&carried, &site.name).await;
             // The guard borrows the target: decided before anything moves.
-            let verdict = decide(needs(&target, req.method()).0, &resolved);
+            let verdict = decide(needs(&target, req.method(), client).0, &resolved);
             if let Some(answer) = answer(&gate, site, &req, verdict) {
                 return Ok(answer.map(http_body_util::Either::Right));
             }

@@ -42,9 +42,10 @@ pub enum Guard<'a> {
     /// Anyone, but the answer depends on the session (a returning user's
     /// login or wizard page): a store that cannot say is a 503, never the form.
     Returning,
-    /// A signed-in user (`protected_paths`), in one of the rule's groups
-    /// when the path is under an authorization rule.
-    Protected(Option<&'a AuthorizeRule>),
+    /// A signed-in user (`protected_paths`, or a rule that is not public);
+    /// under a rule, a client in one of its networks and a user in one of
+    /// its groups (`client`: the client's address, after `trusted_proxies`).
+    Protected { rule: Option<&'a AuthorizeRule>, client: Option<std::net::IpAddr> },
 }
 
 /// Whether a request may reach a path.
@@ -68,9 +69,14 @@ pub fn decide(guard: Guard<'_>, resolved: &Resolved) -> Verdict {
         (Guard::Public, _) => Verdict::Allow,
         (_, Resolved::Unavailable) => Verdict::Unavailable,
         (Guard::Returning, _) => Verdict::Allow,
-        (Guard::Protected(_), Resolved::Anonymous | Resolved::Ended) => Verdict::SignIn,
-        (Guard::Protected(Some(rule)), Resolved::Live(_, s)) if !rule.admits(&s.groups) => Verdict::Forbidden,
-        (Guard::Protected(_), Resolved::Live(..)) => Verdict::Allow,
+        (Guard::Protected { .. }, Resolved::Anonymous | Resolved::Ended) => Verdict::SignIn,
+        // Then the client's network, then the user's groups (spec 2.2).
+        (Guard::Protected { rule: Some(rule), client }, Resolved::Live(_, s))
+            if !rule.admits_client(client) || !rule.admits(&s.groups) =>
+        {
+            Verdict::Forbidden
+        }
+        (Guard::Protected { .. }, Resolved::Live(..)) => Verdict::Allow,
     }
 }
 
@@ -89,17 +95,35 @@ mod tests {
 
     #[test]
     fn one_decision_for_sessions_protected_paths_and_rules() {
-        let admins = AuthorizeRule { path: "/admin".into(), groups: vec!["admins".into(), "root".into()] };
+        let admins = AuthorizeRule::new("/admin", vec!["admins".into(), "root".into()]);
+        let protected = |rule| Guard::Protected { rule, client: None };
         let (anonymous, ended) = (Resolved::Anonymous, Resolved::Ended);
         assert_eq!(decide(Guard::Public, &anonymous), Verdict::Allow);
-        assert_eq!(decide(Guard::Protected(None), &anonymous), Verdict::SignIn);
-        assert_eq!(decide(Guard::Protected(None), &ended), Verdict::SignIn);
-        assert_eq!(decide(Guard::Protected(Some(&admins)), &anonymous), Verdict::SignIn);
-        assert_eq!(decide(Guard::Protected(None), &live(&[])), Verdict::Allow);
-        assert_eq!(decide(Guard::Protected(Some(&admins)), &live(&["staff"])), Verdict::Forbidden);
-        assert_eq!(decide(Guard::Protected(Some(&admins)), &live(&[])), Verdict::Forbidden);
-        assert_eq!(decide(Guard::Protected(Some(&admins)), &live(&["staff", "root"])), Verdict::Allow);
+        assert_eq!(decide(protected(None), &anonymous), Verdict::SignIn);
+        assert_eq!(decide(protected(None), &ended), Verdict::SignIn);
+        assert_eq!(decide(protected(Some(&admins)), &anonymous), Verdict::SignIn);
+        assert_eq!(decide(protected(None), &live(&[])), Verdict::Allow);
+        assert_eq!(decide(protected(Some(&admins)), &live(&["staff"])), Verdict::Forbidden);
+        assert_eq!(decide(protected(Some(&admins)), &live(&[])), Verdict::Forbidden);
+        assert_eq!(decide(protected(Some(&admins)), &live(&["staff", "root"])), Verdict::Allow);
         assert_eq!(decide(Guard::Returning, &anonymous), Verdict::Allow);
+    }
+
+    #[test]
+    fn networks_come_before_groups_and_an_unknown_client_is_outside_every_network() {
+        let mut office = AuthorizeRule::new("/admin", vec!["admins".into()]);
+        office.networks = vec!["10.0.0.0/8".parse().unwrap()];
+        let at = |ip: Option<&str>| Guard::Protected { rule: Some(&office), client: ip.map(|i| i.parse().unwrap()) };
+        assert_eq!(decide(at(Some("10.1.2.3")), &live(&["admins"])), Verdict::Allow);
+        assert_eq!(decide(at(Some("::ffff:10.1.2.3")), &live(&["admins"])), Verdict::Allow);
+        assert_eq!(decide(at(Some("192.0.2.1")), &live(&["admins"])), Verdict::Forbidden);
+        assert_eq!(decide(at(None), &live(&["admins"])), Verdict::Forbidden);
+        assert_eq!(decide(at(Some("10.1.2.3")), &live(&["staff"])), Verdict::Forbidden);
+        // No session: sign in first, wherever the client is.
+        assert_eq!(decide(at(Some("192.0.2.1")), &Resolved::Anonymous), Verdict::SignIn);
+        // A rule without groups admits any signed-in user.
+        let any = AuthorizeRule::new("/app", Vec::new());
+        assert_eq!(decide(Guard::Protected { rule: Some(&any), client: None }, &live(&[])), Verdict::Allow);
     }
 
     #[test]
@@ -107,6 +131,6 @@ mod tests {
         let down = Resolved::Unavailable;
         assert_eq!(decide(Guard::Public, &down), Verdict::Allow);
         assert_eq!(decide(Guard::Returning, &down), Verdict::Unavailable);
-        assert_eq!(decide(Guard::Protected(None), &down), Verdict::Unavailable);
+        assert_eq!(decide(Guard::Protected { rule: None, client: None }, &down), Verdict::Unavailable);
     }
 }

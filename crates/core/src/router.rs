@@ -31,18 +31,24 @@ pub struct Target {
     /// The owned route at the canonical path, if any.
     pub owned: Option<OwnedRoute>,
     /// Whether the canonical path needs a signed-in user: it lies in one of
-    /// `protected_paths` or under an authorization rule (never true for an
-    /// owned route).
+    /// `protected_paths` or under an authorization rule for the request's
+    /// method, and no public rule opens it (never true for an owned route).
     pub protected: bool,
     /// The authorization rule for the path (an index in `site.authorize`).
     pub rule: Option<usize>,
 }
 
 impl Target {
-    /// What the path asks of a request that is not for an owned route.
-    pub fn guard(&self) -> Guard<'_> {
+    /// The rule that decides the request, if any.
+    pub fn rule(&self) -> Option<&crate::site::AuthorizeRule> {
+        self.rule.and_then(|i| self.site.authorize.get(i))
+    }
+
+    /// What the path asks of a request that is not for an owned route, from
+    /// a client at `client` (after `trusted_proxies`).
+    pub fn guard(&self, client: Option<std::net::IpAddr>) -> Guard<'_> {
         match self.protected {
-            true => Guard::Protected(self.rule.and_then(|i| self.site.authorize.get(i))),
+            true => Guard::Protected { rule: self.rule(), client },
             false => Guard::Public,
         }
     }
@@ -234,7 +240,9 @@ fn target<B>(config: &Config, req: &mut Request<B>) -> Result<Target, Unroutable
     };
     let Some(site) = site else { return Err(Unroutable::NoSite) };
     let owned = site.owned_route(&path);
-    let rule = if owned.is_none() { site.rule(&path) } else { None };
-    let protected = owned.is_none() && (rule.is_some() || site.is_protected(&path));
+    let rule = if owned.is_none() { site.rule(&path, Some(req.method())) } else { None };
+    // A public rule is a hole in `protected_paths`; any other rule protects.
+    let public = rule.and_then(|i| site.authorize.get(i)).is_some_and(|r| r.public);
+    let protected = owned.is_none() && !public && (rule.is_some() || site.is_protected(&path));
     Ok(Target { site: site.clone(), owned, protected, rule })
 }

@@ -83,19 +83,47 @@ pub enum ForwardAuthStyle {
     Path,
 }
 
-/// One path of a `[[sites.authorize]]` rule: a signed-in user must be in at
-/// least one of `groups`.
+/// One path of a `[[sites.authorize]]` rule (spec 2.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct AuthorizeRule {
     /// Canonical, matched segment-wise.
     pub path: String,
+    /// A signed-in user must be in at least one (none: any user).
     pub groups: Vec<String>,
+    /// The methods the rule applies to (none: every method; `GET` covers `HEAD`).
+    pub methods: Vec<http::Method>,
+    /// The client address must be in one (none: any address).
+    pub networks: Vec<ipnet::IpNet>,
+    /// No session needed: a hole in `protected_paths`.
+    pub public: bool,
 }
 
 impl AuthorizeRule {
+    /// A rule for `path` admitting users in `groups`, for every method and network.
+    pub fn new(path: impl Into<String>, groups: Vec<String>) -> Self {
+        Self { path: path.into(), groups, methods: Vec::new(), networks: Vec::new(), public: false }
+    }
+
     /// Whether a user in `groups` may pass.
     pub fn admits(&self, groups: &[String]) -> bool {
-        groups.iter().any(|g| self.groups.contains(g))
+        self.groups.is_empty() || groups.iter().any(|g| self.groups.contains(g))
+    }
+
+    /// Whether the client at `client` may pass (unknown: only when no network is named).
+    pub fn admits_client(&self, client: Option<std::net::IpAddr>) -> bool {
+        self.networks.is_empty()
+            || client.is_some_and(|ip| self.networks.iter().any(|n| n.contains(&crate::conn::canonical(ip))))
+    }
+
+    /// Whether the rule applies to a request with `method` (`None`: a
+    /// forward-auth check whose proxy sends no method — every rule applies,
+    /// but for a public one scoped to methods: a hole opens only for a
+    /// method known to be one it names).
+    pub fn applies_to(&self, method: Option<&http::Method>) -> bool {
+        let Some(method) = method else { return !self.public || self.methods.is_empty() };
+        self.methods.is_empty()
+            || self.methods.iter().any(|m| m == method || (*m == http::Method::GET && method == http::Method::HEAD))
     }
 }
 
@@ -125,10 +153,11 @@ impl Site {
         self.protected_paths.iter().any(|p| crate::path::under(path, p))
     }
 
-    /// The authorization rule for `path` (canonical): the longest matching
-    /// rule path wins. Its index in [`Site::authorize`].
-    pub fn rule(&self, path: &str) -> Option<usize> {
-        self.authorize.iter().position(|r| crate::path::under(path, &r.path))
+    /// The authorization rule for `path` (canonical) and `method`: among the
+    /// rules whose path matches and whose methods include it, the longest
+    /// path wins, a tie the first in the file. Its index in [`Site::authorize`].
+    pub fn rule(&self, path: &str, method: Option<&http::Method>) -> Option<usize> {
+        self.authorize.iter().position(|r| r.applies_to(method) && crate::path::under(path, &r.path))
     }
 }
 

@@ -142,7 +142,14 @@ pub(crate) struct RawForwardAuth {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawAuthorize {
     pub(crate) paths: Vec<String>,
-    pub(crate) groups: Vec<String>,
+    #[serde(default)]
+    pub(crate) groups: Option<Vec<String>>,
+    #[serde(default)]
+    pub(crate) methods: Vec<String>,
+    #[serde(default)]
+    pub(crate) networks: Vec<String>,
+    #[serde(default)]
+    pub(crate) public: bool,
 }
 
 #[derive(Deserialize)]

@@ -102,31 +102,41 @@ impl Check<'_> {
             .collect();
 
         let mut authorize: Vec<AuthorizeRule> = Vec::new();
-        // Canonical path -> the key that first named it.
-        let mut named: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+        // Canonical path -> the rules that named it before: their key and methods.
+        let mut named: HashMap<String, Vec<(String, Vec<http::Method>)>> = HashMap::new();
         for (i, rule) in raw.authorize.iter().enumerate() {
             let rule_key = format!("{key}.authorize[{i}]");
             if rule.paths.is_empty() {
                 self.err(&format!("{rule_key}.paths"), "at least one path");
             }
-            if rule.groups.is_empty() || rule.groups.iter().any(|g| g.trim().is_empty()) {
-                self.err(&format!("{rule_key}.groups"), "at least one group, and no empty group name");
+            let groups = rule.groups.clone().unwrap_or_default();
+            if rule.groups.as_ref().is_some_and(|g| g.is_empty()) || groups.iter().any(|g| g.trim().is_empty()) {
+                self.err(&format!("{rule_key}.groups"), "at least one group when given, and no empty group name");
             }
+            if rule.public && rule.groups.is_some() {
+                self.err(&format!("{rule_key}.public"), "a public rule needs no session: it cannot name groups");
+            }
+            let methods = self.rule_methods(&rule_key, &rule.methods);
+            let networks = self.rule_networks(&rule_key, &rule.networks);
             for (j, p) in rule.paths.iter().enumerate() {
                 self.route_path(&format!("{rule_key}.paths[{j}]"), p);
                 let path = crate::path::canonical(p).into_owned();
                 let here = format!("{rule_key}.paths[{j}]");
-                match named.get(&path) {
-                    // The first rule wins on one path: say so, the second never applies.
-                    Some(first) => self.warn(
-                        &here,
-                        format!("names the same path as {first} (canonical {path}); only {first} applies"),
-                    ),
-                    None => {
-                        named.insert(path.clone(), here);
-                    }
+                let earlier = named.entry(path.clone()).or_default();
+                // The first rule wins a tie: a later one whose methods an earlier
+                // one on the same path covers never applies. Say so.
+                let covered = |m: &[http::Method]| {
+                    earlier.iter().find(|(_, e)| e.is_empty() || (!m.is_empty() && m.iter().all(|x| e.contains(x))))
+                };
+                if let Some((first, _)) = covered(&methods) {
+                    self.warn(&here, format!("names the same path as {first} (canonical {path}) for the same methods; only {first} applies"));
                 }
-                authorize.push(AuthorizeRule { path, groups: rule.groups.clone() });
+                earlier.push((here, methods.clone()));
+                let mut built = AuthorizeRule::new(path, groups.clone());
+                built.methods.clone_from(&methods);
+                built.networks.clone_from(&networks);
+                built.public = rule.public;
+                authorize.push(built);
             }
         }
         // The longest matching path wins: look the longest up first.
@@ -306,5 +316,48 @@ impl Check<'_> {
             }
         };
         Portal { url: raw.url, default_destination, allowed_destinations }
+    }
+}
+
+/// The keys of a `[[sites.authorize]]` rule that are not paths (spec 2.2).
+impl Check<'_> {
+    /// A rule's `methods`: HTTP tokens, compared case-sensitively (a
+    /// lower-case name is likely a mistake: warned).
+    fn rule_methods(&mut self, rule_key: &str, raw: &[String]) -> Vec<http::Method> {
+        let mut out = Vec::new();
+        for (k, m) in raw.iter().enumerate() {
+            let here = format!("{rule_key}.methods[{k}]");
+            let token =
+                !m.is_empty() && m.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            match http::Method::from_bytes(m.as_bytes()) {
+                Ok(method) if token => {
+                    if m.bytes().any(|b| b.is_ascii_lowercase()) {
+                        self.warn(
+                            &here,
+                            format!(
+                                "{m:?} is not upper-case: methods compare case-sensitively, so it matches only {m:?}"
+                            ),
+                        );
+                    }
+                    out.push(method);
+                }
+                _ => self.err(&here, "not an HTTP method name (a token such as \"POST\")"),
+            }
+        }
+        out
+    }
+
+    /// A rule's `networks`: CIDR blocks.
+    fn rule_networks(&mut self, rule_key: &str, raw: &[String]) -> Vec<ipnet::IpNet> {
+        let mut out = Vec::new();
+        for (k, n) in raw.iter().enumerate() {
+            match n.trim().parse::<ipnet::IpNet>() {
+                Ok(net) => out.push(net.trunc()),
+                Err(_) => {
+                    self.err(&format!("{rule_key}.networks[{k}]"), "not a network in CIDR form (e.g. \"10.0.0.0/8\")")
+                }
+            }
+        }
+        out
     }
 }

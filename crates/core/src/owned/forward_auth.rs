@@ -50,8 +50,21 @@ pub(crate) async fn check<B>(gate: &Gate, site: &Site, req: Request<B>) -> Respo
     let path = crate::path::matching(original.path());
     tracing::trace!(site = %site.name, method = original.method.as_deref(), path = %path, "forward-auth check");
     let resolved = req.extensions_mut().remove::<Resolved>().unwrap_or(Resolved::Anonymous);
-    // Every path a check asks about is protected; a rule narrows it to groups.
-    let guard = Guard::Protected(site.rule(&path).and_then(|i| site.authorize.get(i)));
+    // The original method picks the rule (without a method source, every
+    // rule applies); every path a check asks about needs a session unless a
+    // public rule opens it, and a rule narrows it to networks and groups.
+    let method = original.method.as_deref().and_then(|m| http::Method::from_bytes(m.as_bytes()).ok());
+    let rule = site.rule(&path, method.as_ref()).and_then(|i| site.authorize.get(i));
+    let guard = match rule {
+        Some(r) if r.public => Guard::Public,
+        _ => {
+            let client = rule.is_some_and(|r| !r.networks.is_empty()).then(|| {
+                let conn = req.extensions().get::<ClientConn>();
+                crate::conn::client_ip(conn, req.headers(), &gate.config.server.trusted_proxies)
+            });
+            Guard::Protected { rule, client: client.flatten() }
+        }
+    };
     match decide(guard, &resolved) {
         Verdict::Allow => {
             let mut res = respond::text(StatusCode::OK, "");
