@@ -22,6 +22,11 @@ struct Setup {
 
 /// A rest site: `/app` protected, `/admin` for admins; alice is an admin, bob staff.
 async fn setup(server_extra: &str) -> Setup {
+    setup_with(server_extra, "").await
+}
+
+/// As [`setup`], with `rules` appended to the site (more `[[sites.authorize]]`).
+async fn setup_with(server_extra: &str, rules: &str) -> Setup {
     let mock = Mock::start(200, "{}", Duration::ZERO).await;
     let upstream = echo_upstream().await;
     let dir = tempfile::tempdir().unwrap();
@@ -32,7 +37,7 @@ async fn setup(server_extra: &str) -> Setup {
     .unwrap();
     let table = format!("kind = \"rest\"\nurl = \"http://{}/check\"\nusers = \"users.csv\"", mock.addr);
     // `gateway_in` opens [server] first: `server_extra` lands in it.
-    let gw = gateway_in(&staff_config(server_extra, "", &table, upstream), dir.path()).await;
+    let gw = gateway_in(&(staff_config(server_extra, "", &table, upstream) + rules), dir.path()).await;
     Setup { gw, _mock: mock, _dir: dir }
 }
 
@@ -203,4 +208,50 @@ fn no_path_reaching_the_site_differs_from_the_one_decided_on() {
             Ok(())
         })
         .unwrap();
+}
+
+/// SPEC 2.2 for every spelling of a path: a method-scoped rule and a public
+/// hole decide alike however the path is written (random spellings through
+/// the real gateway: case, dot segments, escapes, parameters, slashes).
+#[test]
+fn a_rule_decides_the_same_for_every_spelling_of_its_path() {
+    use proptest::test_runner::{Config, TestRunner};
+    let rules = "\n[[sites.authorize]]\npaths = [\"/reports\"]\nmethods = [\"POST\"]\ngroups = [\"admins\"]\n\
+                 \n[[sites.authorize]]\npaths = [\"/app/public\"]\npublic = true\n";
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (s, bob) = rt.block_on(async {
+        let s = setup_with("", rules).await;
+        let bob = sign_in(&s.gw, "bob@corp.example").await;
+        (s, bob)
+    });
+    let spelling = |word: &str| {
+        let letters: String =
+            word.chars().map(|c| format!("([{}{}]|%{:02X})", c, c.to_ascii_uppercase(), c as u32)).collect();
+        format!("(/|//|/\\.|/x/\\.\\.|/x/%2[eE]%2[eE])?/{letters}(;p)?")
+    };
+    let reports = proptest::string::string_regex(&format!("{}(/q3)?/?", spelling("reports"))).unwrap();
+    let public = proptest::string::string_regex(&format!("{}{}(/x)?", spelling("app"), spelling("public"))).unwrap();
+    let mut runner = TestRunner::new(Config { cases: 128, failure_persistence: None, ..Config::default() });
+    let status = |method: &str, raw: &str, cookie: Option<&str>| {
+        let mut req = Request::builder().method(method).uri(s.gw.url(raw)).header("accept", "application/json");
+        if let Some(c) = cookie {
+            req = req.header("cookie", c);
+        }
+        rt.block_on(send(req.body(Full::default()).unwrap())).status.as_u16()
+    };
+    runner
+        .run(&reports, |raw| {
+            proptest::prop_assert_eq!(status("POST", &raw, Some(&bob)), 403, "POST {} as bob", raw);
+            proptest::prop_assert_eq!(status("GET", &raw, Some(&bob)), 200, "GET {} as bob", raw);
+            Ok(())
+        })
+        .unwrap();
+    runner
+        .run(&public, |raw| {
+            proptest::prop_assert_eq!(status("GET", &raw, None), 200, "GET {} without a session", raw);
+            Ok(())
+        })
+        .unwrap();
+    // Beside the hole, `/app` stays protected.
+    assert_eq!(status("GET", "/app/publicity", None), 303);
 }
