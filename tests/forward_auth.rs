@@ -550,8 +550,8 @@ async fn through_nginx_a_clients_own_check_headers_never_reach_the_check() {
 #[tokio::test]
 async fn rules_by_method_network_and_public_hole_decide_checks_and_proxied_requests() {
     let rules =
-        "\n[[sites.authorize]]\npaths = [\"/reports\"]\nmethods = [\"POST\", \"DELETE\"]\ngroups = [\"admins\"]\n\
-                 \n[[sites.authorize]]\npaths = [\"/reports\"]\nmethods = [\"GET\"]\ngroups = [\"staff\", \"admins\"]\n\
+        "\n[[sites.authorize]]\npaths = [\"/ledger\"]\nmethods = [\"POST\", \"DELETE\"]\ngroups = [\"admins\"]\n\
+                 \n[[sites.authorize]]\npaths = [\"/ledger\"]\nmethods = [\"GET\"]\ngroups = [\"staff\", \"admins\"]\n\
                  \n[[sites.authorize]]\npaths = [\"/status\"]\npublic = true\n\
                  \n[[sites.authorize]]\npaths = [\"/ops\"]\nnetworks = [\"10.0.0.0/8\"]\n";
     let env = ferrygate_with(false, "127.0.0.1/32", "auto", rules).await;
@@ -565,19 +565,15 @@ async fn rules_by_method_network_and_public_hole_decide_checks_and_proxied_reque
         async move { send(req).await.status }
     };
     // Methods pick the rule.
-    assert_eq!(status("GET", "/reports/q3", Some(&bob)).await, StatusCode::OK);
-    assert_eq!(status("HEAD", "/reports/q3", Some(&bob)).await, StatusCode::OK, "GET covers HEAD");
-    assert_eq!(status("HEAD", "/reports/q3", Some(&carol)).await, StatusCode::FORBIDDEN, "GET covers HEAD");
-    assert_eq!(status("POST", "/reports/q3", Some(&bob)).await, StatusCode::FORBIDDEN);
-    assert_eq!(status("POST", "/reports/q3", Some(&alice)).await, StatusCode::OK);
-    assert_eq!(
-        status("PUT", "/reports/q3", Some(&carol)).await,
-        StatusCode::OK,
-        "no rule for PUT: a session is enough"
-    );
-    assert_eq!(status("POST", "/reports/q3", None).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(status("GET", "/ledger/q3", Some(&bob)).await, StatusCode::OK);
+    assert_eq!(status("HEAD", "/ledger/q3", Some(&bob)).await, StatusCode::OK, "GET covers HEAD");
+    assert_eq!(status("HEAD", "/ledger/q3", Some(&carol)).await, StatusCode::FORBIDDEN, "GET covers HEAD");
+    assert_eq!(status("POST", "/ledger/q3", Some(&bob)).await, StatusCode::FORBIDDEN);
+    assert_eq!(status("POST", "/ledger/q3", Some(&alice)).await, StatusCode::OK);
+    assert_eq!(status("PUT", "/ledger/q3", Some(&carol)).await, StatusCode::OK, "no rule for PUT: a session is enough");
+    assert_eq!(status("POST", "/ledger/q3", None).await, StatusCode::UNAUTHORIZED);
     // Without a method source every rule applies: the first of the tie (POST, DELETE: admins).
-    let nginx_without_method = check(&env, "/_ferrygate/auth", &[("x-original-uri", "/reports")], Some(&bob));
+    let nginx_without_method = check(&env, "/_ferrygate/auth", &[("x-original-uri", "/ledger")], Some(&bob));
     assert_eq!(send(nginx_without_method).await.status, StatusCode::FORBIDDEN);
     // A public hole: no session needed; the identity when there is one.
     assert_eq!(status("GET", "/status", None).await, StatusCode::OK);
@@ -608,10 +604,15 @@ async fn rules_by_method_network_and_public_hole_decide_checks_and_proxied_reque
         let req = r.body(Full::default()).unwrap();
         async move { send(req).await.status }
     };
-    assert_eq!(proxied("GET", "/reports/q3", &bob, None).await, StatusCode::OK);
-    assert_eq!(proxied("GET", "/reports/q3", &carol, None).await, StatusCode::FORBIDDEN);
-    assert_eq!(proxied("POST", "/reports/q3", &bob, None).await, StatusCode::FORBIDDEN);
-    assert_eq!(proxied("POST", "/reports/q3", &alice, None).await, StatusCode::OK, "reached the site");
+    assert_eq!(proxied("GET", "/ledger/q3", &bob, None).await, StatusCode::OK);
+    assert_eq!(proxied("GET", "/ledger/q3", &carol, None).await, StatusCode::FORBIDDEN);
+    assert_eq!(proxied("POST", "/ledger/q3", &bob, None).await, StatusCode::FORBIDDEN);
+    assert_eq!(proxied("POST", "/ledger/q3", &alice, None).await, StatusCode::OK, "reached the site");
     assert_eq!(proxied("GET", "/ops", &alice, Some("10.9.9.9")).await, StatusCode::OK);
     assert_eq!(proxied("GET", "/ops", &alice, Some("192.0.2.7")).await, StatusCode::FORBIDDEN);
+    // The shipped rules: reports are changed by finance only (alice is no member), read by anyone signed in.
+    assert_eq!(proxied("GET", "/reports/q3", &bob, None).await, StatusCode::OK);
+    assert_eq!(proxied("PUT", "/reports/q3", &alice, None).await, StatusCode::FORBIDDEN);
+    assert_eq!(status("PATCH", "/reports/q3", Some(&alice)).await, StatusCode::FORBIDDEN);
+    assert_eq!(status("GET", "/healthz", None).await, StatusCode::OK);
 }
