@@ -486,6 +486,7 @@ fn authorization_rules_are_checked() {
     refused(with("networks = [\"10.0.0.0/8\", \"10.0.0.0/33\"]"), "sites[0] (acme).authorize[0].networks[1]");
     refused(with("networks = [\"intranet\"]"), "sites[0] (acme).authorize[0].networks[0]");
     refused(with("public = true\ngroups = [\"admins\"]"), "sites[0] (acme).authorize[0].public");
+    refused(with("public = true\nnetworks = [\"10.0.0.0/8\"]"), "sites[0] (acme).authorize[0].public");
     refused(with("public = \"yes\""), "sites[0] (acme).authorize[0].public");
 }
 
@@ -498,7 +499,10 @@ fn rule_methods_are_warned_about_only_when_they_cannot_apply() {
         "{}\n[[sites.authorize]]\npaths = [\"/admin\"]\nmethods = [\"POST\"]\ngroups = [\"admins\"]\n\
          [[sites.authorize]]\npaths = [\"/admin\"]\nmethods = [\"get\"]\n\
          [[sites.authorize]]\npaths = [\"/admin\"]\npublic = true\nmethods = [\"POST\", \"DELETE\"]\n\
-         [[sites.authorize]]\npaths = [\"/docs\"]\npublic = true\nnetworks = [\"10.0.0.0/8\", \"2001:db8::/32\"]\n",
+         [[sites.authorize]]\npaths = [\"/docs\"]\nnetworks = [\"10.0.0.0/8\", \"2001:db8::/32\"]\n\
+         [[sites.authorize]]\npaths = [\"/reports\"]\nmethods = [\"GET\"]\n\
+         [[sites.authorize]]\npaths = [\"/reports\"]\nmethods = [\"HEAD\"]\ngroups = [\"admins\"]\n\
+         [[sites.authorize]]\npaths = [\"/ADMIN/\"]\nmethods = [\"DELETE\"]\n",
         spec_example(dir.path())
     );
     let out = run(&["check"], dir.path(), &config);
@@ -506,8 +510,21 @@ fn rule_methods_are_warned_about_only_when_they_cannot_apply() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("warning: sites[0] (acme).authorize[1].methods[0]: \"get\" is not upper-case"), "{stderr}");
     // Rule 2 names POST and DELETE: POST is rule 0's, DELETE is not: it still applies.
-    assert!(!stderr.contains("authorize[2].paths[0]"), "{stderr}");
-    assert!(!stderr.contains("authorize[1].paths[0]"), "{stderr}");
+    assert!(!stderr.contains("warning: sites[0] (acme).authorize[2].paths[0]"), "{stderr}");
+    assert!(!stderr.contains("warning: sites[0] (acme).authorize[1].paths[0]"), "{stderr}");
+    // A rule an earlier one covers for all its methods never applies: warned, naming the earlier one.
+    assert!(
+        stderr.contains(
+            "warning: sites[0] (acme).authorize[5].paths[0]: names the same path as sites[0].authorize[4].paths[0]"
+        ),
+        "HEAD after GET: {stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "warning: sites[0] (acme).authorize[6].paths[0]: names the same path as sites[0].authorize[2].paths[0]"
+        ),
+        "DELETE after POST and DELETE: {stderr}"
+    );
 }
 
 #[test]

@@ -9,7 +9,9 @@
 //! rule gets 403 `forbidden`, and a store that cannot answer is a 503
 //! wherever the answer depends on it: never served unverified. An owned
 //! route finds what it needs in the request's extensions: the cookies
-//! ([`Carried`](crate::session::Carried)) and the [`Resolved`] session.
+//! ([`Carried`](crate::session::Carried)) and, for a returning user's login
+//! page, the live session ([`LiveSession`]); both are taken out again
+//! before a request reaches the site (`owned::pass`).
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -27,6 +29,7 @@ use crate::gate::{finish, Gate};
 use crate::identity::SignedIn;
 use crate::respond::{self, AnswerMode};
 use crate::router::Target;
+use crate::session::Session;
 use crate::site::{OwnedRoute, Site};
 use crate::telemetry::RouteLabel;
 
@@ -70,28 +73,41 @@ impl<S> std::fmt::Debug for Access<S> {
     }
 }
 
-/// What a request asks of the session: the path's guard, and whether the
-/// request (or the owned route it is for) reads the session at all.
-fn needs<'t>(target: &'t Target, method: &Method, client: Option<IpAddr>) -> (Guard<'t>, bool) {
+/// What an owned route reads of the session layer's work.
+#[derive(Clone, Copy)]
+struct Reads {
+    /// The session, resolved here (identity for the site, a returning user).
+    session: bool,
+    /// Our cookies themselves ([`Carried`]): the previous session's id, the
+    /// session to end, the OAuth2 state, the session a check resolves.
+    cookies: bool,
+}
+
+/// What the request asks: the path's guard, and what it reads.
+fn needs<'t>(target: &'t Target, method: &Method, client: Option<IpAddr>) -> (Guard<'t>, Reads) {
+    let (session, cookies) = (Reads { session: true, cookies: false }, Reads { session: false, cookies: true });
     match target.owned {
         // Proxied to the site: with identity when signed in.
-        None => (target.guard(client), true),
-        Some(OwnedRoute::Callback) => (Guard::Public, true),
+        None => (target.guard(client), session),
+        Some(OwnedRoute::Callback) => (Guard::Public, Reads { session: true, cookies: true }),
         // A returning user's login or wizard page.
-        Some(OwnedRoute::Login | OwnedRoute::Wizard) if method != Method::POST => (Guard::Returning, true),
-        // The check decides for the original path itself, on the session resolved here.
-        Some(OwnedRoute::ForwardAuth) => (Guard::Public, true),
-        Some(
-            OwnedRoute::Login | OwnedRoute::Wizard | OwnedRoute::Home | OwnedRoute::Logout | OwnedRoute::ForgotPassword,
-        ) => (Guard::Public, false),
+        Some(OwnedRoute::Login | OwnedRoute::Wizard) if method != Method::POST => (Guard::Returning, session),
+        // The check resolves the session itself, once it trusts the peer and
+        // can read the original request (no store read for anyone else).
+        Some(OwnedRoute::Login | OwnedRoute::Wizard | OwnedRoute::Logout | OwnedRoute::ForwardAuth) => {
+            (Guard::Public, cookies)
+        }
+        Some(OwnedRoute::Home | OwnedRoute::ForgotPassword) => {
+            (Guard::Public, Reads { session: false, cookies: false })
+        }
     }
 }
 
-/// Whether the owned route reads our cookies themselves (the previous
-/// session's id, the session to end, the OAuth2 state).
-fn reads_cookies(owned: Option<OwnedRoute>) -> bool {
-    matches!(owned, Some(OwnedRoute::Login | OwnedRoute::Wizard | OwnedRoute::Logout | OwnedRoute::Callback))
-}
+/// The live session of a returning user's login or wizard page, for
+/// `owned/returning.rs` (crate-private: it holds the portal token; taken
+/// out before anything reaches the site).
+#[derive(Clone)]
+pub(crate) struct LiveSession(pub(crate) Box<Session>);
 
 impl<S, B, R> Service<Request<B>> for Access<S>
 where
@@ -114,7 +130,7 @@ where
         if req.extensions().get::<Target>().is_none() {
             return ResponseFuture::inner(self.inner.call(req));
         }
-        // The one scan of the Cookie header: the site never sees our cookies.
+        // Our cookies out of the request (the site never sees them).
         let carried = match self.gate.sessions.cookies().take(req.headers_mut()) {
             Ok(carried) => carried,
             Err(e) => {
@@ -127,22 +143,22 @@ where
         // The client's address, only when a rule's networks ask for it.
         let client = target.rule().is_some_and(|r| !r.networks.is_empty()).then(|| {
             let conn = req.extensions().get::<ClientConn>();
-            conn::client_ip(conn, req.headers(), &self.gate.config.server.trusted_proxies)
+            conn::rule_client_ip(conn, req.headers(), &self.gate.config.server.trusted_proxies)
         });
         let client = client.flatten();
-        let (guard, reads_session) = needs(target, req.method(), client);
         let owned = target.owned;
-        if !carried.has_session() || !reads_session {
+        let reads = needs(target, req.method(), client).1;
+        if reads.cookies {
+            // Always set: an outer layer's value never stands in for ours.
+            req.extensions_mut().insert(carried.clone());
+        }
+        let Some(target) = req.extensions().get::<Target>() else { return ResponseFuture::inner(self.inner.call(req)) };
+        let guard = needs(target, req.method(), client).0;
+        if !reads.session || !carried.has_session() {
             // Nothing to look up: decided now.
             let verdict = decide(guard, &Resolved::Anonymous);
             if let Some(answer) = answer(&self.gate, &target.site, &req, verdict) {
                 return ResponseFuture::ready(answer);
-            }
-            if owned.is_some() {
-                if reads_cookies(owned) && !carried.is_empty() {
-                    req.extensions_mut().insert(carried);
-                }
-                req.extensions_mut().insert(Resolved::Anonymous);
             }
             return ResponseFuture::inner(self.inner.call(req));
         }
@@ -154,27 +170,18 @@ where
         ResponseFuture::boxed(Box::pin(async move {
             let site = &target.site;
             let resolved = gate.resolve(&carried, &site.name).await;
-            // The guard borrows the target: decided before anything moves.
-            let verdict = decide(needs(&target, req.method(), client).0, &resolved);
-            if let Some(answer) = answer(&gate, site, &req, verdict) {
+            let (guard, _) = needs(&target, req.method(), client);
+            if let Some(answer) = answer(&gate, site, &req, decide(guard, &resolved)) {
                 return Ok(answer.map(http_body_util::Either::Right));
             }
-            // The check answers with the identity itself; every other request
-            // carries it on to the site.
-            match resolved.session() {
-                Some(session) if owned != Some(OwnedRoute::ForwardAuth) => {
-                    if let Some(token) = crate::refresh::access_token(site, session) {
-                        req.extensions_mut().insert(token);
-                    }
-                    req.extensions_mut().insert(SignedIn::from(session.clone()));
+            if let Resolved::Live(session) = resolved {
+                if let Some(token) = crate::refresh::access_token(site, &session) {
+                    req.extensions_mut().insert(token);
                 }
-                _ => {}
-            }
-            if owned.is_some() {
-                if reads_cookies(owned) {
-                    req.extensions_mut().insert(carried);
+                if matches!(owned, Some(OwnedRoute::Login | OwnedRoute::Wizard)) {
+                    req.extensions_mut().insert(LiveSession(session.clone()));
                 }
-                req.extensions_mut().insert(resolved);
+                req.extensions_mut().insert(SignedIn::from(*session));
             }
             inner.call(req).await
         }))

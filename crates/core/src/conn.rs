@@ -44,6 +44,36 @@ pub fn client_ip(conn: Option<&ClientConn>, headers: &HeaderMap, trusted: &[IpNe
     )
 }
 
+/// The client's address for an authorization rule's `networks` (spec 2.2):
+/// the peer's, or, from a peer in `trusted_proxies`, the right-most
+/// `X-Forwarded-For` address that is not itself a trusted proxy. Stricter
+/// than [`client_ip`] (which only keys rate limits): a hop that does not
+/// read as an address (`1.2.3.4:5678`, `unknown`) ends the walk with no
+/// address rather than skipping to what the client wrote to its left, and
+/// a chain of trusted proxies only is no address either — `None` is in no
+/// network.
+pub fn rule_client_ip(conn: Option<&ClientConn>, headers: &HeaderMap, trusted: &[IpNet]) -> Option<IpAddr> {
+    let peer = canonical(conn?.peer.ip());
+    if !is_trusted(peer, trusted) {
+        return Some(peer);
+    }
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .map(|v| v.to_str().ok())
+        .collect::<Option<Vec<_>>>()?
+        .into_iter()
+        .flat_map(|v| v.split(','))
+        .collect();
+    for hop in hops.into_iter().rev() {
+        let ip = canonical(hop.trim().parse::<IpAddr>().ok()?);
+        if !is_trusted(ip, trusted) {
+            return Some(ip);
+        }
+    }
+    None
+}
+
 /// Whether the client's request arrived over HTTPS: our own TLS, or a trusted
 /// proxy's `X-Forwarded-Proto: https`.
 pub fn is_https(conn: Option<&ClientConn>, headers: &HeaderMap, trusted: &[IpNet]) -> bool {
@@ -95,6 +125,26 @@ mod tests {
         let trusted = vec!["10.0.0.0/8".parse().unwrap()];
         let ip = client_ip(Some(&conn("10.0.0.1")), &xff("6.6.6.6, 198.51.100.7, 10.0.0.2"), &trusted);
         assert_eq!(ip, Some("198.51.100.7".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_rules_client_is_never_one_a_client_wrote_past_an_unreadable_hop() {
+        let trusted = vec!["10.0.0.0/8".parse().unwrap()];
+        let ip = |peer: &str, v: Option<&str>| {
+            rule_client_ip(Some(&conn(peer)), &v.map_or_else(HeaderMap::new, xff), &trusted).map(|i| i.to_string())
+        };
+        // An untrusted peer's own X-Forwarded-For is never read.
+        assert_eq!(ip("203.0.113.9", Some("10.1.2.3")).as_deref(), Some("203.0.113.9"));
+        assert_eq!(ip("10.0.0.1", Some("6.6.6.6, 198.51.100.7, 10.0.0.2")).as_deref(), Some("198.51.100.7"));
+        // A hop with a port (or `unknown`) ends the walk: what lies left of it is the client's own text.
+        assert_eq!(ip("10.0.0.1", Some("10.9.9.9, 198.51.100.7:5555")), None);
+        assert_eq!(ip("10.0.0.1", Some("10.9.9.9, unknown")), None);
+        // Trusted proxies only, or no header: no address.
+        assert_eq!(ip("10.0.0.1", Some("10.0.0.3, 10.0.0.2")), None);
+        assert_eq!(ip("10.0.0.1", None), None);
+        // The rate limiter's reading stays lenient.
+        let lenient = client_ip(Some(&conn("10.0.0.1")), &xff("10.9.9.9, 198.51.100.7:5555"), &trusted);
+        assert_eq!(lenient, Some("10.9.9.9".parse().unwrap()));
     }
 
     #[test]

@@ -3,39 +3,24 @@
 //! resolved once ([`Resolved`]). The session layer, the owned routes and
 //! the forward-auth check all ask [`decide`]; nothing else decides.
 
-use crate::session::{Session, SessionId};
+use crate::session::Session;
 use crate::site::AuthorizeRule;
 
-/// The request's session on its site, resolved once: cookie → store. The
-/// owned routes find it among the request's extensions.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum Resolved {
-    /// No signed session cookie.
+/// The request's session on its site, resolved once: cookie → store.
+#[derive(Debug)]
+pub(crate) enum Resolved {
+    /// No live session of this site: no signed cookie, or one whose session
+    /// ended, expired or was created on another site.
     Anonymous,
-    /// A signed cookie whose session is no longer live on this site (ended,
-    /// expired, or created on another site).
-    Ended,
     /// A live session of this site.
-    Live(SessionId, Box<Session>),
+    Live(Box<Session>),
     /// The store could not say (never read as "no session" where that matters).
     Unavailable,
 }
 
-impl Resolved {
-    /// The live session, if any.
-    pub fn session(&self) -> Option<&Session> {
-        match self {
-            Resolved::Live(_, session) => Some(session),
-            _ => None,
-        }
-    }
-}
-
 /// What a path asks of a request before it may pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Guard<'a> {
+pub(crate) enum Guard<'a> {
     /// Anyone; with the user's identity when signed in, without it when the
     /// store cannot say.
     Public,
@@ -50,8 +35,7 @@ pub enum Guard<'a> {
 
 /// Whether a request may reach a path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Pass (with the user's identity, if signed in).
     Allow,
     /// A protected path without a live session: sign in first.
@@ -64,14 +48,14 @@ pub enum Verdict {
 }
 
 /// The one access decision.
-pub fn decide(guard: Guard<'_>, resolved: &Resolved) -> Verdict {
+pub(crate) fn decide(guard: Guard<'_>, resolved: &Resolved) -> Verdict {
     match (guard, resolved) {
         (Guard::Public, _) => Verdict::Allow,
         (_, Resolved::Unavailable) => Verdict::Unavailable,
         (Guard::Returning, _) => Verdict::Allow,
-        (Guard::Protected { .. }, Resolved::Anonymous | Resolved::Ended) => Verdict::SignIn,
+        (Guard::Protected { .. }, Resolved::Anonymous) => Verdict::SignIn,
         // Then the client's network, then the user's groups (spec 2.2).
-        (Guard::Protected { rule: Some(rule), client }, Resolved::Live(_, s))
+        (Guard::Protected { rule: Some(rule), client }, Resolved::Live(s))
             if !rule.admits_client(client) || !rule.admits(&s.groups) =>
         {
             Verdict::Forbidden
@@ -90,17 +74,16 @@ mod tests {
             groups: groups.iter().map(|g| g.to_string()).collect(),
             ..Session::for_test("u", Duration::from_secs(3600))
         };
-        Resolved::Live(SessionId::random(), Box::new(session))
+        Resolved::Live(Box::new(session))
     }
 
     #[test]
     fn one_decision_for_sessions_protected_paths_and_rules() {
         let admins = AuthorizeRule::new("/admin", vec!["admins".into(), "root".into()]);
         let protected = |rule| Guard::Protected { rule, client: None };
-        let (anonymous, ended) = (Resolved::Anonymous, Resolved::Ended);
+        let anonymous = Resolved::Anonymous;
         assert_eq!(decide(Guard::Public, &anonymous), Verdict::Allow);
         assert_eq!(decide(protected(None), &anonymous), Verdict::SignIn);
-        assert_eq!(decide(protected(None), &ended), Verdict::SignIn);
         assert_eq!(decide(protected(Some(&admins)), &anonymous), Verdict::SignIn);
         assert_eq!(decide(protected(None), &live(&[])), Verdict::Allow);
         assert_eq!(decide(protected(Some(&admins)), &live(&["staff"])), Verdict::Forbidden);

@@ -55,8 +55,8 @@ impl Gate {
             return Resolved::Anonymous;
         }
         match self.live_session(carried, site).await {
-            Ok(Some((id, session))) => Resolved::Live(id, Box::new(session)),
-            Ok(None) => Resolved::Ended,
+            Ok(Some((_, session))) => Resolved::Live(Box::new(session)),
+            Ok(None) => Resolved::Anonymous,
             Err(e) => {
                 tracing::warn!(site, error = %e, "session lookup failed");
                 Resolved::Unavailable

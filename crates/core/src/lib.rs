@@ -43,8 +43,6 @@ pub use account::AccountHasher;
 pub use client::HttpClient;
 pub use config::{Config, ConfigError, ConfigErrors, Loaded};
 pub use conn::ClientConn;
-pub use decision::{decide, Guard, Resolved, Verdict};
-pub use error::Chain;
 pub use error::LoginError;
 pub use error::{BoxError, BoxFuture, SetupError};
 pub use error_page::OwnError;

@@ -123,9 +123,12 @@ impl Renewal<'_> {
         // Lazy: nothing is sent before it is awaited. None: this provider
         // renews no more (e.g. `refresh = false` since a reload); claim nothing.
         let Some(call) = provider.refresh(&secret) else { return Ok(Some(session)) };
-        // Each of a provider's calls is bounded by its own timeout (an oidc
-        // renewal makes at most four); this bounds a provider that hangs.
-        let limit = provider.timeout() * 4;
+        // Each of a provider's steps is bounded by its own timeout (an oidc
+        // renewal takes at most four: discovery, the token request, the ID
+        // token's keys, userinfo); this bounds a provider that hangs, a second
+        // after the slowest legitimate renewal, so it never cuts one short
+        // after the token answer (a rotated refresh token) is in hand.
+        let limit = provider.timeout() * 4 + Duration::from_secs(1);
         // Held for longer than the renewal and its write may take, should the
         // replica die before it gives the claim back.
         let hold = limit + Duration::from_secs(10);

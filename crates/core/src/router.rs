@@ -46,7 +46,7 @@ impl Target {
 
     /// What the path asks of a request that is not for an owned route, from
     /// a client at `client` (after `trusted_proxies`).
-    pub fn guard(&self, client: Option<std::net::IpAddr>) -> Guard<'_> {
+    pub(crate) fn guard(&self, client: Option<std::net::IpAddr>) -> Guard<'_> {
         match self.protected {
             true => Guard::Protected { rule: self.rule(), client },
             false => Guard::Public,
@@ -121,6 +121,9 @@ where
                 tracing::debug!(error = %e, "request refused");
                 ResponseFuture::ready(respond::refused(StatusCode::BAD_REQUEST, "bad_path", bad_path_text(e)))
             }
+            Err(Unroutable::NoCheck) => {
+                ResponseFuture::ready(respond::refused(StatusCode::NOT_FOUND, "not_found", "not found\n"))
+            }
             Err(Unroutable::NoSite) => ResponseFuture::ready(respond::refused(
                 StatusCode::MISDIRECTED_REQUEST,
                 "misdirected",
@@ -179,6 +182,8 @@ enum Unroutable {
     Malformed,
     /// 421: no site has that host, and there is no default site.
     NoSite,
+    /// 404: a forward-auth path the chosen site does not answer.
+    NoCheck,
     /// 400: an encoded slash, a malformed escape, a dot segment with parameters.
     BadPath(BadPath),
 }
@@ -234,12 +239,19 @@ fn target<B>(config: &Config, req: &mut Request<B>) -> Result<Target, Unroutable
     }
     let path = crate::path::matching(if has_path { req.uri().path() } else { "/" });
     // A forward-auth check names its site in X-Forwarded-Host (from a trusted proxy).
-    let site = match config.is_forward_auth_path(&path).then(|| forwarded_site(config, req)).flatten() {
+    let checks_here = config.is_forward_auth_path(&path);
+    let site = match checks_here.then(|| forwarded_site(config, req)).flatten() {
         Some(forwarded) => Some(forwarded),
         None => site,
     };
     let Some(site) = site else { return Err(Unroutable::NoSite) };
     let owned = site.owned_route(&path);
+    if owned.is_none() && checks_here {
+        // A forward-auth path of another site (or of this one's, spelt
+        // otherwise): never proxied — a site's catch-all 200 would read as
+        // "allowed" to the proxy asking.
+        return Err(Unroutable::NoCheck);
+    }
     let rule = if owned.is_none() { site.rule(&path, Some(req.method())) } else { None };
     // A public rule is a hole in `protected_paths`; any other rule protects.
     let public = rule.and_then(|i| site.authorize.get(i)).is_some_and(|r| r.public);

@@ -235,10 +235,10 @@ fn fill(template: &str, values: &[(&str, &dyn std::fmt::Display)]) -> String {
 
 /// The first `@name@` marker left in `text`, if any.
 fn unfilled(text: &str) -> Option<&str> {
-    text.split('@')
-        .skip(1)
-        .step_by(2)
-        .find(|name| !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+    // Every text between two `@`, whatever came before (an `a@b` included).
+    let inner: Vec<&str> = text.split('@').skip(1).collect();
+    let inner = &inner[..inner.len().saturating_sub(1)];
+    inner.iter().copied().find(|name| !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
 }
 
 impl Drop for Demo {
@@ -486,6 +486,7 @@ mod template_tests {
         assert_eq!(text, "a = \"one\"\nb = 2\n");
         assert_eq!(unfilled("a = \"@x@\""), Some("x"));
         assert_eq!(unfilled("mail = \"a@b.example\""), None);
+        assert_eq!(unfilled("mail = \"a@b.example\" @x@"), Some("x"), "a marker after a literal @");
         for template in [
             include_str!("../templates/demo.toml"),
             include_str!("../templates/behind-nginx.toml"),
@@ -493,5 +494,9 @@ mod template_tests {
         ] {
             assert!(unfilled(template).is_some(), "a template without markers");
         }
+        // And filling names them all: no marker is left.
+        let rest =
+            fill(include_str!("../templates/rest-provider.toml"), &[("identity", &"127.0.0.1:1"), ("users", &"u.csv")]);
+        assert_eq!(unfilled(&rest), None, "{rest}");
     }
 }

@@ -37,6 +37,25 @@ pub struct LdapProvider {
     config: LdapConfig,
     /// The service account's connection, opened on first use and after a failure.
     service: Mutex<Option<Ldap>>,
+    /// Set when a search on the service connection was abandoned half-way
+    /// (the gateway's deadline dropped the login): that connection may be
+    /// stuck, and the next login opens a new one.
+    abandoned: std::sync::atomic::AtomicBool,
+}
+
+/// Marks the service connection abandoned unless the search it guards ends.
+struct InFlight<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl InFlight<'_> {
+    fn ended(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for LdapProvider {
@@ -82,7 +101,7 @@ impl From<ldap3::LdapError> for Failure {
 impl LdapProvider {
     /// The provider `name` (its name in `[providers]`) with `config`.
     pub fn new(name: &str, config: LdapConfig) -> Self {
-        Self { name: name.to_owned(), config, service: Mutex::new(None) }
+        Self { name: name.to_owned(), config, service: Mutex::new(None), abandoned: Default::default() }
     }
 
     async fn connect(&self) -> Result<Ldap, Failure> {
@@ -99,6 +118,10 @@ impl LdapProvider {
     /// The service account's connection: the open one, or a new one bound as `bind_dn`.
     async fn service(&self) -> Result<Ldap, Failure> {
         let mut slot = self.service.lock().await;
+        if self.abandoned.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            // Not unbound: a search still waiting on it ends with its last clone.
+            slot.take();
+        }
         if let Some(ldap) = slot.as_mut() {
             if !ldap.is_closed() {
                 return Ok(ldap.clone());
@@ -136,11 +159,13 @@ impl LdapProvider {
 
     async fn search(&self, base: &str, filter: &str, attrs: &[&str]) -> Result<Vec<Entry>, Failure> {
         let mut ldap = self.service().await?;
+        let in_flight = InFlight(&self.abandoned);
         let found = ldap
             .with_timeout(self.config.timeout)
             .search(base, Scope::Subtree, filter, attrs.to_vec())
             .await
             .and_then(|r| r.success());
+        in_flight.ended();
         match found {
             Ok((entries, _)) => entries.into_iter().map(Entry::parse).collect(),
             Err(e) => {
@@ -334,6 +359,15 @@ impl Provider for LdapProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_search_dropped_half_way_marks_the_service_connection_abandoned() {
+        let abandoned = std::sync::atomic::AtomicBool::new(false);
+        InFlight(&abandoned).ended();
+        assert!(!abandoned.load(std::sync::atomic::Ordering::Relaxed), "a search that ended");
+        drop(InFlight(&abandoned));
+        assert!(abandoned.load(std::sync::atomic::Ordering::Relaxed), "a search dropped half-way");
+    }
     use ldap3::asn1::{StructureTag, TagClass, PL};
 
     fn prim(id: u64, bytes: &[u8]) -> StructureTag {

@@ -151,10 +151,12 @@ impl Oidc {
         // (the refresh token may already be rotated) and the claims as they were.
         let mut verified = false;
         if let Some(id_token) = &answer.id_token {
-            // Each fetch the check may make is bounded by the client: the
-            // token answer is in hand and is kept whatever the keys do.
-            match self.verified(endpoints, id_token).await {
-                Ok(claims) => {
+            // Bounded on its own (key fetches, and waiting for another
+            // caller's): the token answer, and a rotated refresh token in it,
+            // is in hand and is kept whatever the keys do — the renewal's
+            // overall bound must never fall after this point.
+            match tokio::time::timeout(self.config.timeout, self.verified(endpoints, id_token)).await {
+                Ok(Ok(claims)) => {
                     refreshed.user_id = claims.get("sub").and_then(Value::as_str).map(str::to_owned);
                     refreshed.user = self.username(&claims).map(str::to_owned);
                     refreshed.groups = self.groups(&claims);
@@ -163,10 +165,10 @@ impl Oidc {
                 // Keys not to be had just now (unreachable, or a new key not yet
                 // published to us): the tokens came from the token endpoint over
                 // an authenticated channel; keep them and the claims as they were.
-                Err(Failure::Login(_) | Failure::IdToken(IdTokenRefused::UnknownKey(_))) => {
+                Err(_) | Ok(Err(Failure::Login(_) | Failure::IdToken(IdTokenRefused::UnknownKey(_)))) => {
                     tracing::warn!(provider = %self.name, "renewed ID token not checked (keys unavailable): claims kept");
                 }
-                Err(Failure::IdToken(why)) => {
+                Ok(Err(Failure::IdToken(why))) => {
                     tracing::warn!(provider = %self.name, reason = %why, "renewed ID token refused: session ended");
                     return Err(Failure::Login(LoginError::InvalidCredentials));
                 }
@@ -180,8 +182,9 @@ impl Oidc {
         let unknown = refreshed.groups.is_none() && (verified || answer.id_token.is_none());
         if unknown && (endpoints.userinfo.is_some() || verified) {
             match endpoints.userinfo.is_some().then(|| self.userinfo(endpoints, &answer.access_token)) {
-                Some(fetched) => match fetched.await {
-                    Ok(claims) => refreshed.groups = Some(self.groups(&claims).unwrap_or_default()),
+                // Bounded on its own too, for the same reason.
+                Some(fetched) => match tokio::time::timeout(self.config.timeout, fetched).await {
+                    Ok(Ok(claims)) => refreshed.groups = Some(self.groups(&claims).unwrap_or_default()),
                     _ => tracing::warn!(provider = %self.name, "userinfo not had on renewal: groups kept"),
                 },
                 None => refreshed.groups = Some(Vec::new()),
@@ -216,9 +219,10 @@ impl Provider for Oidc {
         if !self.config.refresh {
             return None;
         }
-        // Each exchange is bounded by the client; no deadline here that could
-        // drop a token answer (and its rotated refresh token) half-way. The
-        // gateway bounds the whole renewal.
+        // Each step is bounded on its own (the exchanges by the client, the ID
+        // token check and userinfo by `timeout` each, see `renew`); no
+        // deadline here that could drop a token answer (and its rotated
+        // refresh token) half-way. The gateway's bound comes after all four.
         Some(Box::pin(async move { self.renew(refresh_token).await.map_err(|f| self.outcome(f)) }))
     }
 

@@ -24,20 +24,11 @@ pub use backend::Target;
 use backend::{Backend, Conn};
 
 const PREFIX: &str = "ferrygate:session:";
-/// Used OAuth2 states: `ferrygate:used-state:<hex>`, each for the state cookie's lifetime.
-const USED_STATE_PREFIX: &str = "ferrygate:used-state:";
-/// Claims on a session's token renewal: `ferrygate:renewal:<hex>`, given back once written.
-const RENEWAL_PREFIX: &str = "ferrygate:renewal:";
-
-/// The name a single-use mark is filed under.
+/// A single-use mark's key, named by the mark: `ferrygate:used-state:<hex>`
+/// (OAuth2 states, for the state cookie's lifetime), `ferrygate:renewal:<hex>`
+/// (renewal claims, given back once written).
 fn mark_key(mark: Mark, k: &StoreKey) -> String {
-    let prefix = match mark {
-        Mark::State => USED_STATE_PREFIX,
-        Mark::Renewal => RENEWAL_PREFIX,
-        // A kind this build does not know of is filed apart from both.
-        _ => "ferrygate:mark:",
-    };
-    format!("{prefix}{}", k.to_hex())
+    format!("ferrygate:{}:{}", mark.name(), k.to_hex())
 }
 
 /// Why a Redis call failed: the error's kind only (a server's message may

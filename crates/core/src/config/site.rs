@@ -113,8 +113,12 @@ impl Check<'_> {
             if rule.groups.as_ref().is_some_and(|g| g.is_empty()) || groups.iter().any(|g| g.trim().is_empty()) {
                 self.err(&format!("{rule_key}.groups"), "at least one group when given, and no empty group name");
             }
-            if rule.public && rule.groups.is_some() {
-                self.err(&format!("{rule_key}.public"), "a public rule needs no session: it cannot name groups");
+            if rule.public && (rule.groups.is_some() || !rule.networks.is_empty()) {
+                // A public rule is no decision at all: groups and networks would be ignored.
+                self.err(
+                    &format!("{rule_key}.public"),
+                    "a public rule needs no session: it cannot name groups or networks",
+                );
             }
             let methods = self.rule_methods(&rule_key, &rule.methods);
             let networks = self.rule_networks(&rule_key, &rule.networks);
@@ -125,8 +129,12 @@ impl Check<'_> {
                 let earlier = named.entry(path.clone()).or_default();
                 // The first rule wins a tie: a later one whose methods an earlier
                 // one on the same path covers never applies. Say so.
+                // (A rule naming GET covers HEAD too.)
+                let names = |e: &[http::Method], x: &http::Method| {
+                    e.contains(x) || (*x == http::Method::HEAD && e.contains(&http::Method::GET))
+                };
                 let covered = |m: &[http::Method]| {
-                    earlier.iter().find(|(_, e)| e.is_empty() || (!m.is_empty() && m.iter().all(|x| e.contains(x))))
+                    earlier.iter().find(|(_, e)| e.is_empty() || (!m.is_empty() && m.iter().all(|x| names(e, x))))
                 };
                 if let Some((first, _)) = covered(&methods) {
                     self.warn(&here, format!("names the same path as {first} (canonical {path}) for the same methods; only {first} applies"));
@@ -327,10 +335,9 @@ impl Check<'_> {
         let mut out = Vec::new();
         for (k, m) in raw.iter().enumerate() {
             let here = format!("{rule_key}.methods[{k}]");
-            let token =
-                !m.is_empty() && m.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            // `from_bytes` takes exactly HTTP's token characters, and no empty name.
             match http::Method::from_bytes(m.as_bytes()) {
-                Ok(method) if token => {
+                Ok(method) => {
                     if m.bytes().any(|b| b.is_ascii_lowercase()) {
                         self.warn(
                             &here,

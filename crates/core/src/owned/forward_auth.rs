@@ -21,14 +21,17 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 
 use crate::conn::{is_trusted, ClientConn};
+use std::sync::Arc;
+
 use crate::decision::{decide, Guard, Resolved, Verdict};
 use crate::gate::Gate;
 use crate::identity::SignedIn;
 use crate::path::BadPath;
 use crate::respond;
+use crate::session::Carried;
 use crate::site::{ForwardAuth, ForwardAuthStyle, Site};
 
-pub(crate) async fn check<B>(gate: &Gate, site: &Site, req: Request<B>) -> Response<Full<Bytes>> {
+pub(crate) async fn check<B>(gate: &Arc<Gate>, site: &Site, req: Request<B>) -> Response<Full<Bytes>> {
     // The body, if any, is not needed (and need not be shared across the await).
     let mut req = Request::from_parts(req.into_parts().0, ());
     let trusted = req
@@ -48,13 +51,15 @@ pub(crate) async fn check<B>(gate: &Gate, site: &Site, req: Request<B>) -> Respo
         }
     };
     let path = crate::path::matching(original.path());
-    tracing::trace!(site = %site.name, method = original.method.as_deref(), path = %path, "forward-auth check");
-    let resolved = req.extensions_mut().remove::<Resolved>().unwrap_or(Resolved::Anonymous);
+    tracing::trace!(site = %site.name, method = original.method.as_ref().map(http::Method::as_str), path = %path, "forward-auth check");
+    // The session, looked up only now: a peer the check does not trust, or a
+    // request it cannot read, costs no store read and no token renewal.
+    let carried = req.extensions_mut().remove::<Carried>().unwrap_or_default();
+    let resolved = gate.resolve(&carried, &site.name).await;
     // The original method picks the rule (without a method source, every
     // rule applies); every path a check asks about needs a session unless a
     // public rule opens it, and a rule narrows it to networks and groups.
-    let method = original.method.as_deref().and_then(|m| http::Method::from_bytes(m.as_bytes()).ok());
-    let rule = site.rule(&path, method.as_ref()).and_then(|i| site.authorize.get(i));
+    let rule = site.rule(&path, original.method.as_ref()).and_then(|i| site.authorize.get(i));
     let guard = match rule {
         Some(r) if r.public => Guard::Public,
         _ => {
@@ -68,7 +73,7 @@ pub(crate) async fn check<B>(gate: &Gate, site: &Site, req: Request<B>) -> Respo
     match decide(guard, &resolved) {
         Verdict::Allow => {
             let mut res = respond::text(StatusCode::OK, "");
-            if let Resolved::Live(_, s) = resolved {
+            if let Resolved::Live(s) = resolved {
                 // `pass_access_token`: for the proxy to copy (nginx `auth_request_set`,
                 // Traefik `authResponseHeaders`), as oauth2-proxy's `Authorization`.
                 if let Some(token) = crate::refresh::access_token(site, &s) {
@@ -105,7 +110,7 @@ struct Original {
     /// Where the path ends in `uri`.
     path_len: usize,
     /// `X-Original-Method` / `X-Forwarded-Method`, when the source has one.
-    method: Option<String>,
+    method: Option<http::Method>,
 }
 
 impl Original {
@@ -120,6 +125,8 @@ enum Unreadable {
     Path(BadPath),
     /// A dot segment: the site may read other segments than the decision's.
     DotSegment,
+    /// The method header is no HTTP method (read as none, every rule would apply).
+    Method,
     /// `auto`: two sources name different paths or methods.
     Disagree,
     /// The configured style's header is missing.
@@ -131,6 +138,7 @@ impl Unreadable {
         match self {
             Unreadable::Path(_) => "the original path is refused",
             Unreadable::DotSegment => "a dot segment in the original path",
+            Unreadable::Method => "the original method is not an HTTP method",
             Unreadable::Disagree => "two sources of the original request disagree",
             Unreadable::Missing(_) => "the configured style's header is missing",
         }
@@ -140,6 +148,7 @@ impl Unreadable {
         match self {
             Unreadable::Path(e) => crate::router::bad_path_text(*e),
             Unreadable::DotSegment => "dot segment in the original path\n",
+            Unreadable::Method => "the original method (X-Original-Method, X-Forwarded-Method) is not an HTTP method\n",
             Unreadable::Disagree => {
                 "the original request's sources disagree (X-Original-URI, X-Forwarded-Uri, the path)\n"
             }
@@ -215,7 +224,8 @@ fn normalise(source: &Source<'_>, allow_encoded_slashes: bool) -> Result<Origina
         Some(q) => format!("{path}?{q}"),
         None => path.into_owned(),
     };
-    Ok(Original { uri, path_len, method: source.method.map(str::to_owned) })
+    let method = source.method.map(|m| http::Method::from_bytes(m.as_bytes())).transpose();
+    Ok(Original { uri, path_len, method: method.map_err(|_| Unreadable::Method)? })
 }
 
 /// `/_ferrygate/auth/admin?x` less `/_ferrygate/auth`: `/admin?x`. The check
@@ -298,6 +308,12 @@ mod tests {
             .body(())
             .unwrap();
         assert_eq!(read(&req, ForwardAuthStyle::Auto), Err(Unreadable::Disagree));
+        // A method header that is no method is refused, never read as "no method".
+        for bad in ["GE T", "GET,POST", "(GET)"] {
+            let req =
+                Request::get("/_ferrygate/auth").header("x-original-uri", "/admin").header("x-original-method", bad);
+            assert_eq!(read(&req.body(()).unwrap(), ForwardAuthStyle::Nginx), Err(Unreadable::Method), "{bad}");
+        }
         let req = Request::get("/_ferrygate/auth/admin").header("x-original-uri", "/").body(()).unwrap();
         assert_eq!(read(&req, ForwardAuthStyle::Auto), Err(Unreadable::Disagree));
         let req = Request::get("/_ferrygate/auth").body(()).unwrap();

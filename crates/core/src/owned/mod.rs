@@ -32,11 +32,12 @@ use http_body::Body;
 use http_body_util::{Either, Full};
 use tower::{Layer, Service};
 
-use crate::decision::Resolved;
+use crate::access::LiveSession;
 use crate::error::BoxError;
 use crate::future::{GatewayResponse, ResponseFuture, SiteAnswer};
 use crate::gate::{finish, Gate};
 use crate::router::Target;
+use crate::session::Carried;
 use crate::site::OwnedRoute;
 
 /// What a route decided.
@@ -115,7 +116,7 @@ where
             return ResponseFuture::inner(SiteAnswer::new(self.inner.call(req)));
         };
         let post = req.method() == Method::POST;
-        let returning = || req.extensions().get::<Resolved>().and_then(Resolved::session).is_some();
+        let returning = || req.extensions().get::<LiveSession>().is_some();
         // Answers with nothing to wait for, and the pages the site serves itself.
         match (route, post) {
             (OwnedRoute::Home, _) => {
@@ -162,10 +163,15 @@ where
 }
 
 /// Hands the request to the inner service (which finds the site's upstream
-/// in [`Target`]).
-fn pass<S, B, R>(inner: &mut S, req: Request<B>) -> ResponseFuture<SiteAnswer<S::Future>, R, S::Error>
+/// in [`Target`]), without what the session layer left for the owned routes:
+/// our cookies' values and a returning user's session (its tokens) never
+/// reach the site or an embedding app.
+fn pass<S, B, R>(inner: &mut S, mut req: Request<B>) -> ResponseFuture<SiteAnswer<S::Future>, R, S::Error>
 where
     S: Service<Request<B>, Response = Response<R>>,
 {
+    let ext = req.extensions_mut();
+    ext.remove::<Carried>();
+    ext.remove::<LiveSession>();
     ResponseFuture::inner(SiteAnswer::new(inner.call(req)))
 }

@@ -9,13 +9,13 @@ use http::Request;
 use super::form::Fields;
 use super::login::{allowed_destination, asked_in_query, wizard_destination};
 use super::Decision;
-use crate::decision::Resolved;
+use crate::access::LiveSession;
 use crate::gate::Gate;
 use crate::respond;
 use crate::site::{OwnedRoute, Site};
 
 pub(crate) fn resume<B>(gate: &Gate, site: &Site, route: OwnedRoute, req: Request<B>) -> Decision<B> {
-    let Some(session) = req.extensions().get::<Resolved>().and_then(Resolved::session) else {
+    let Some(LiveSession(session)) = req.extensions().get::<LiveSession>() else {
         return Decision::Pass(req, Vec::new());
     };
     if session.provider != site.provider {

@@ -1,5 +1,6 @@
 //! The cookie codec: Ferrygate's two cookies (the session and the OAuth2
-//! state) read out of a request's `Cookie` header in one scan, and the
+//! state) read out of a request's `Cookie` header (one scan; a second only
+//! to write the header back without them when a request carries them), and the
 //! signed `Set-Cookie` values that make and remove them. Pure header code:
 //! no store, no I/O.
 
@@ -63,6 +64,15 @@ impl fmt::Debug for CookieCodec {
     }
 }
 
+/// Every `name=value` pair of a request's `Cookie` headers: its name, its
+/// value and the whole pair, trimmed.
+fn pairs(headers: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8], &[u8])> {
+    headers.get_all(COOKIE).into_iter().flat_map(|v| v.as_bytes().split(|&b| b == b';')).map(|pair| {
+        let (name, value) = split_pair(pair);
+        (name, value, pair.trim_ascii())
+    })
+}
+
 /// The name and value of one `name=value` pair of a `Cookie` header, trimmed.
 fn split_pair(pair: &[u8]) -> (&[u8], &[u8]) {
     let pair = pair.trim_ascii();
@@ -83,34 +93,30 @@ impl CookieCodec {
     /// with none of ours is left as it was.
     pub fn take(&self, headers: &mut HeaderMap) -> Result<Carried, CookieError> {
         let mut carried = Carried::default();
-        let mut kept: Vec<u8> = Vec::new();
         let mut others = 0usize;
-        for value in headers.get_all(COOKIE) {
-            for pair in value.as_bytes().split(|&b| b == b';') {
-                let (name, value) = split_pair(pair);
-                let ours = if name == self.name.as_bytes() {
-                    Some(&mut carried.session)
-                } else if name == self.state_name.as_bytes() {
-                    Some(&mut carried.state)
-                } else {
-                    None
-                };
-                match ours {
-                    // Header values are visible ASCII, so the value is UTF-8.
-                    Some(list) => list.push(String::from_utf8_lossy(value).into_owned()),
-                    None if name.is_empty() => {}
-                    None => {
-                        if !kept.is_empty() {
-                            kept.extend_from_slice(b"; ");
-                        }
-                        kept.extend_from_slice(pair.trim_ascii());
-                        others += 1;
-                    }
-                }
+        for (name, value, _) in pairs(headers) {
+            if name == self.name.as_bytes() {
+                // Header values are visible ASCII: a value that is not UTF-8 fails its signature.
+                carried.session.push(String::from_utf8_lossy(value).into_owned());
+            } else if name == self.state_name.as_bytes() {
+                carried.state.push(String::from_utf8_lossy(value).into_owned());
+            } else if !name.is_empty() {
+                others += 1;
             }
         }
+        // The common case (none of ours): nothing copied, the header untouched.
         if carried.is_empty() {
             return Ok(carried);
+        }
+        let mut kept: Vec<u8> = Vec::new();
+        if others > 0 {
+            let ours = |name: &[u8]| name == self.name.as_bytes() || name == self.state_name.as_bytes();
+            for (_, _, pair) in pairs(headers).filter(|(name, _, _)| !name.is_empty() && !ours(name)) {
+                if !kept.is_empty() {
+                    kept.extend_from_slice(b"; ");
+                }
+                kept.extend_from_slice(pair);
+            }
         }
         headers.remove(COOKIE);
         if others > 0 {

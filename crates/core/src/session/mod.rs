@@ -178,6 +178,16 @@ pub enum Mark {
     Renewal,
 }
 
+impl Mark {
+    /// Its name, for stores that file marks by name (`ferrygate:<name>:<key>` in Redis).
+    pub fn name(self) -> &'static str {
+        match self {
+            Mark::State => "used-state",
+            Mark::Renewal => "renewal",
+        }
+    }
+}
+
 /// Where sessions live: in memory, or shared (Redis).
 pub trait SessionStore: Send + Sync + 'static {
     /// The live session under `key`; an expired one is never returned.
