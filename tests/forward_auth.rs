@@ -355,10 +355,12 @@ async fn the_check_answers_for_the_site_the_forwarded_host_names() {
     };
     let toml = format!(
         "trusted_proxies = [\"127.0.0.1/32\"]\n[sessions]\nsecret = \"{SECRET}\"\ncookie_secure = false\n\
-         [providers.p]\nkind = \"qwyk\"\nserver = \"http://{}\"\norganization_id = 1\nsite_id = 2\n{}{}",
+         [providers.p]\nkind = \"qwyk\"\nserver = \"http://{}\"\norganization_id = 1\nsite_id = 2\n{}{}{}",
         mock.addr,
         site("a"),
-        site("b")
+        site("b"),
+        // A site without forward authentication, whose upstream (an echo) answers 200 to anything.
+        site("c").split("[sites.forward_auth]").next().unwrap()
     );
     let gw = gateway(&toml).await;
     let login = send(
@@ -391,6 +393,33 @@ async fn the_check_answers_for_the_site_the_forwarded_host_names() {
     assert_eq!(allowed.status, StatusCode::OK);
     assert_eq!(allowed.header("x-ferrygate-user"), "alice@corp.example");
     assert_eq!(send(ask("b.test", None)).await.status, StatusCode::UNAUTHORIZED);
+    // A check for a site that answers none is 404, never proxied to that
+    // site (whose catch-all 200 would read as "allowed").
+    let res = send(ask("a.test", Some("c.test"))).await;
+    assert_eq!(res.status, StatusCode::NOT_FOUND, "{}", res.text());
+    assert_eq!(send(ask("c.test", None)).await.status, StatusCode::NOT_FOUND);
+}
+
+/// SPEC 2.2: `networks` read the client from a trusted proxy's
+/// `X-Forwarded-For` only; an untrusted peer's own copy is never believed.
+#[tokio::test]
+async fn an_untrusted_peers_x_forwarded_for_never_opens_a_network_rule() {
+    let rules = "\n[[sites.authorize]]\npaths = [\"/ops\"]\nnetworks = [\"10.0.0.0/8\"]\n\
+                 \n[[sites.authorize]]\npaths = [\"/local\"]\nnetworks = [\"127.0.0.0/8\"]\n";
+    // 127.0.0.1 (this test) is not a trusted proxy here.
+    let env = ferrygate_with(false, "192.0.2.1/32", "auto", rules).await;
+    let alice = sign_in(&env, "alice@corp.example").await;
+    let get = |path: &'static str, xff: &'static str| {
+        let req = Request::get(format!("http://{}{path}", env.ferrygate))
+            .header("cookie", alice.as_str())
+            .header("accept", "application/json")
+            .header("x-forwarded-for", xff)
+            .body(Full::default())
+            .unwrap();
+        async move { send(req).await.status }
+    };
+    assert_eq!(get("/ops", "10.9.9.9").await, StatusCode::FORBIDDEN);
+    assert_eq!(get("/local", "10.9.9.9").await, StatusCode::OK, "the peer's own address is the client");
 }
 
 /// Sends a raw request line (a fragment, which no client library sends) and
@@ -536,6 +565,15 @@ async fn through_nginx_a_clients_own_check_headers_never_reach_the_check() {
         let res = send(req).await;
         assert_eq!(res.status, StatusCode::FORBIDDEN, "{name}: {value}: {}", res.text());
     }
+    // The shipped method rule through nginx (X-Original-Method $request_method):
+    // bob reads reports but is not in finance; a client's own method headers
+    // saying GET never reach the check (if they did, the PUT would pass).
+    assert_eq!(send(request(port, "GET", "/reports/q3", Some(&bob), None)).await.status, StatusCode::OK);
+    let mut put = request(port, "PUT", "/reports/q3", Some(&bob), None);
+    put.headers_mut().insert("x-original-method", "GET".parse().unwrap());
+    put.headers_mut().insert("x-forwarded-method", "GET".parse().unwrap());
+    assert_eq!(send(put).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(send(request(port, "GET", "/healthz", None, None)).await.status, StatusCode::OK, "the public hole");
     // And the page bob may see still works with them.
     let mut req = request(port, "GET", "/page", Some(&bob), None);
     req.headers_mut().insert("x-forwarded-uri", "/admin".parse().unwrap());
@@ -590,6 +628,21 @@ async fn rules_by_method_network_and_public_hole_decide_checks_and_proxied_reque
     assert_eq!(ops(Some("10.1.2.3")).await, StatusCode::OK);
     assert_eq!(ops(Some("10.1.2.3, 192.0.2.7")).await, StatusCode::FORBIDDEN, "the right-most untrusted hop counts");
     assert_eq!(ops(None).await, StatusCode::FORBIDDEN, "the proxy's own address is not in the network");
+    assert_eq!(ops(Some("10.1.2.3, 10.4.5.6:5555")).await, StatusCode::FORBIDDEN, "an unreadable hop is no address");
+    // A method header that is no method is refused, never read as "every rule".
+    let req = check(
+        &env,
+        "/_ferrygate/auth",
+        &[("x-forwarded-method", "GE T"), ("x-forwarded-uri", "/ledger")],
+        Some(&alice),
+    );
+    assert_eq!(send(req).await.status, StatusCode::BAD_REQUEST);
+    // Two session cookies: the first correctly signed one decides.
+    let (bob_pair, alice_pair) = (bob.clone(), alice.clone());
+    assert_eq!(status("POST", "/ledger/q3", Some(&format!("{bob_pair}; {alice_pair}"))).await, StatusCode::FORBIDDEN);
+    assert_eq!(status("POST", "/ledger/q3", Some(&format!("{alice_pair}; {bob_pair}"))).await, StatusCode::OK);
+    let forged = format!("ferrygate_session=forged; {alice_pair}");
+    assert_eq!(status("POST", "/ledger/q3", Some(&forged)).await, StatusCode::OK);
 
     // The same decision for requests proxied to the site.
     let proxied = |method: &'static str, path: &'static str, who: &str, xff: Option<&'static str>| {

@@ -21,7 +21,6 @@ use std::net::IpAddr;
 use http::{Method, Request, Response, StatusCode};
 use tower::{Layer, Service};
 
-use crate::conn::{self, ClientConn};
 use crate::decision::{decide, Guard, Resolved, Verdict};
 use crate::error::LoginError;
 use crate::future::{GatewayResponse, ResponseFuture};
@@ -140,12 +139,7 @@ where
             }
         };
         let Some(target) = req.extensions().get::<Target>() else { return ResponseFuture::inner(self.inner.call(req)) };
-        // The client's address, only when a rule's networks ask for it.
-        let client = target.rule().is_some_and(|r| !r.networks.is_empty()).then(|| {
-            let conn = req.extensions().get::<ClientConn>();
-            conn::rule_client_ip(conn, req.headers(), &self.gate.config.server.trusted_proxies)
-        });
-        let client = client.flatten();
+        let client = self.gate.rule_client(target.rule(), req.headers(), req.extensions());
         let owned = target.owned;
         let reads = needs(target, req.method(), client).1;
         if reads.cookies {

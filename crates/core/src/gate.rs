@@ -82,6 +82,18 @@ impl Gate {
         Ok(renewed.map(|s| (id, s)))
     }
 
+    /// The client's address when `rule` names networks (spec 2.2), read
+    /// strictly ([`conn::rule_client_ip`]); `None` otherwise.
+    pub(crate) fn rule_client(
+        &self,
+        rule: Option<&crate::site::AuthorizeRule>,
+        headers: &HeaderMap,
+        ext: &Extensions,
+    ) -> Option<std::net::IpAddr> {
+        rule.filter(|r| !r.networks.is_empty())?;
+        conn::rule_client_ip(ext.get::<ClientConn>(), headers, &self.config.server.trusted_proxies)
+    }
+
     /// The CSRF check of an owned route (see [`crate::csrf`]).
     pub(crate) fn same_origin(&self, site: &Site, uri: &http::Uri, headers: &HeaderMap, ext: &Extensions) -> bool {
         crate::csrf::same_origin(&self.config.server.trusted_proxies, site, uri, headers, ext)

@@ -62,13 +62,7 @@ pub(crate) async fn check<B>(gate: &Arc<Gate>, site: &Site, req: Request<B>) -> 
     let rule = site.rule(&path, original.method.as_ref()).and_then(|i| site.authorize.get(i));
     let guard = match rule {
         Some(r) if r.public => Guard::Public,
-        _ => {
-            let client = rule.is_some_and(|r| !r.networks.is_empty()).then(|| {
-                let conn = req.extensions().get::<ClientConn>();
-                crate::conn::client_ip(conn, req.headers(), &gate.config.server.trusted_proxies)
-            });
-            Guard::Protected { rule, client: client.flatten() }
-        }
+        _ => Guard::Protected { rule, client: gate.rule_client(rule, req.headers(), req.extensions()) },
     };
     match decide(guard, &resolved) {
         Verdict::Allow => {
