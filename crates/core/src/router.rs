@@ -23,7 +23,7 @@ use crate::respond;
 use crate::site::{OwnedRoute, Site};
 
 /// Where a request goes: its site, the site's owned route at its path if
-/// any, and what the path asks ([`Target::guard`]).
+/// any, and what the path asks (its rule, and whether it is protected).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Target {
